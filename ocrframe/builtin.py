@@ -1,0 +1,18 @@
+"""The core's own components, registered through the plugin hook like any plugin's."""
+from ocrframe import engine  # noqa: F401  (registers the runner-level pieces in scope ocrframe)
+from ocrframe.data.lmdb_dataset import LMDBDataset
+from ocrframe.data.synthetic import SynthWordDataset
+from ocrframe.data.transforms import Grayscale, Resize, ToTensor
+from ocrframe.metrics import WordMetric
+from ocrframe.model import Recognizer
+from ocrframe.plugins import hookimpl
+
+
+@hookimpl
+def ocrframe_register(slots):
+    slots.model.register_module(module=Recognizer)
+    for dataset in (LMDBDataset, SynthWordDataset):
+        slots.dataset.register_module(module=dataset)
+    for transform in (Grayscale, Resize, ToTensor):
+        slots.transform.register_module(module=transform)
+    slots.metric.register_module(module=WordMetric)

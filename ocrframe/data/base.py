@@ -1,0 +1,96 @@
+"""What every dataset shares: label checking against the charset, the transform pipeline, and the
+bad-sample policy (skip and count by key, or stop with an error naming the sample)."""
+from __future__ import annotations
+
+import logging
+from collections import Counter, defaultdict
+
+from torch.utils.data import Dataset
+
+from ocrframe.charset import Charset, LabelError
+
+logger = logging.getLogger("ocrframe.data")
+POLICIES = ("skip", "error")
+
+
+class BadSample(Exception):
+    """A sample that cannot be used: ``key`` names it, ``reason`` is the category counted in the
+    log ("empty label", "undecodable image", ...), ``detail`` the specifics."""
+
+    def __init__(self, key: str, reason: str, detail: str = ""):
+        super().__init__(f"{key}: {reason}" + (f" ({detail})" if detail else ""))
+        self.key, self.reason, self.detail = key, reason, detail
+
+
+class SkipCounter:
+    """Counts skipped samples by reason and keeps the first few keys of each, for the log."""
+
+    EXAMPLES = 5
+
+    def __init__(self):
+        self.counts: Counter[str] = Counter()
+        self.examples: dict[str, list[str]] = defaultdict(list)
+
+    def add(self, reason: str, key: str) -> None:
+        self.counts[reason] += 1
+        if len(self.examples[reason]) < self.EXAMPLES:
+            self.examples[reason].append(key)
+
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def summary(self) -> str:
+        return "; ".join(f"{n} {reason} (e.g. {', '.join(self.examples[reason])})"
+                         for reason, n in self.counts.most_common())
+
+
+class OcrDataset(Dataset):
+    """Base class. Subclasses implement ``__len__``, ``load(index) -> dict(image, text, key)``
+    (raising :class:`BadSample` for an unusable sample) and ``describe() -> str``.
+
+    on_bad_sample: "skip" (log the key and the reason, count it, serve the next sample) or "error".
+    """
+
+    def __init__(self, charset, pipeline=(), on_bad_sample: str = "skip"):
+        if on_bad_sample not in POLICIES:
+            raise ValueError(f"on_bad_sample must be one of {POLICIES}, not {on_bad_sample!r}")
+        from ocrframe.data.transforms import Compose
+
+        self.charset = Charset.build(charset)
+        self.pipeline = Compose(pipeline)
+        self.on_bad_sample = on_bad_sample
+        self.skipped = SkipCounter()
+
+    def describe(self) -> str:
+        return type(self).__name__
+
+    def clean_label(self, text: str, key: str) -> str:
+        """The label as the model will see it, or BadSample (empty, symbols outside the charset)."""
+        try:
+            label = self.charset.clean(text)
+        except LabelError as exc:
+            raise BadSample(key, "symbols outside the charset", str(exc)) from None
+        if label.unknown:
+            raise BadSample(key, "symbols outside the charset", f"{text!r} has {list(label.unknown)}")
+        if not label.text:
+            raise BadSample(key, "empty label")
+        return label.text
+
+    def skip(self, bad: BadSample) -> None:
+        if self.on_bad_sample == "error":
+            raise BadSample(bad.key, f"{bad.reason} in {self.describe()}",
+                            f"{bad.detail}; on_bad_sample='skip' skips such samples") from None
+        self.skipped.add(bad.reason, bad.key)
+        logger.warning("%s: skipped %s (%d skipped in this process)", self.describe(), bad,
+                       self.skipped.total())
+
+    def __getitem__(self, index: int) -> dict:
+        for attempt in range(len(self)):
+            i = (index + attempt) % len(self)
+            try:
+                sample = self.load(i)
+                sample["text"] = self.clean_label(sample["text"], sample["key"])
+                return self.pipeline(sample)
+            except BadSample as bad:
+                self.skip(bad)
+        raise RuntimeError(f"{self.describe()}: every sample is unusable: {self.skipped.summary()}")

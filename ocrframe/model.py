@@ -1,0 +1,86 @@
+"""The recognizer: CRNN's stages wired together, each one a pluggable component.
+
+    images (N, C, 32, W)
+      -> backbone              convolutional layers            (N, D, 1, T)
+      -> map-to-sequence       column t of the map is frame t  (N, T, D)
+      -> sequence encoder      recurrent layers                (N, T, E)
+      -> head                  per-frame class log-probs       (N, T, K)  + CTC loss in training
+      -> decoder               transcription                   list[Prediction]
+
+Each stage gets its input size from the one before, so swapping a component is one config line.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import torch
+from mmengine.model import BaseModel
+
+from ocrframe.charset import Charset
+from ocrframe.registry import BACKBONES, DECODERS, HEADS, SEQUENCE_ENCODERS
+
+logger = logging.getLogger("ocrframe.model")
+
+
+@dataclass
+class Prediction:
+    """One transcription: text, its log-probability under the model, and decoder extras."""
+
+    text: str
+    score: float
+    extras: dict = field(default_factory=dict)
+
+
+class Recognizer(BaseModel):
+    def __init__(self, charset: dict, backbone: dict, sequence_encoder: dict, head: dict, decoder: dict,
+                 in_channels: int = 1, data_preprocessor: dict | None = None, init_cfg=None):
+        super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        self.charset = Charset.build(charset)
+        self.backbone = BACKBONES.build(backbone, default_args=dict(in_channels=in_channels))
+        self.sequence_encoder = SEQUENCE_ENCODERS.build(
+            sequence_encoder, default_args=dict(input_size=self.backbone.out_channels))
+        self.head = HEADS.build(head, default_args=dict(
+            in_features=self.sequence_encoder.output_size,
+            num_classes=self.charset.num_classes, blank=self.charset.blank))
+        self.decoder = DECODERS.build(decoder, default_args=dict(charset=self.charset))
+        self.skipped_labels = 0  # training labels the CTC loss could not use (see loss())
+
+    def frame_lengths(self, widths: torch.Tensor) -> torch.Tensor:
+        """Frames each image yields before padding, so padded columns never reach CTC."""
+        return torch.tensor([self.backbone.num_frames(int(w)) for w in widths], dtype=torch.long)
+
+    def forward(self, inputs: torch.Tensor, data_samples: dict | None = None, mode: str = "tensor"):
+        features = self.backbone(inputs)                 # (N, D, 1, T)
+        sequence = features.squeeze(2).transpose(1, 2)   # (N, T, D): map-to-sequence
+        sequence = self.sequence_encoder(sequence)       # (N, T, E)
+        log_probs = self.head(sequence)                  # (N, T, K)
+        if mode == "tensor":
+            return log_probs
+        widths = data_samples["widths"] if data_samples else torch.full((len(inputs),), inputs.shape[-1])
+        lengths = self.frame_lengths(widths).clamp(max=log_probs.shape[1])
+        if mode == "loss":
+            return self.loss(log_probs, lengths, data_samples)
+        if mode == "predict":
+            predictions = self.decoder.decode(log_probs.float(), lengths)
+            return [dict(pred=p.text, score=p.score, gt=gt, key=key, **p.extras)
+                    for p, gt, key in zip(predictions, data_samples.get("texts", [None] * len(predictions)),
+                                          data_samples.get("keys", [None] * len(predictions)))]
+        raise ValueError(f"mode must be 'tensor', 'loss' or 'predict', not {mode!r}")
+
+    def loss(self, log_probs, lengths, data_samples) -> dict:
+        targets = [self.charset.encode(t) for t in data_samples["texts"]]
+        # CTC needs one frame per symbol plus one between repeated symbols; samples that do not
+        # fit would give an infinite loss. They are left out of the mean and reported by key.
+        needed = torch.tensor([len(t) + sum(a == b for a, b in zip(t, t[1:])) for t in targets])
+        usable = (needed <= lengths) & (needed > 0)
+        if not usable.all():
+            keys = [k for k, ok in zip(data_samples.get("keys", []), usable.tolist()) if not ok]
+            self.skipped_labels += int((~usable).sum())
+            logger.warning("left %d sample(s) out of the CTC loss (label empty or longer than the frames "
+                           "the image gives): %s; %d so far", int((~usable).sum()), keys, self.skipped_labels)
+        flat = torch.tensor([i for t in targets for i in t], dtype=torch.long)
+        target_lengths = torch.tensor([len(t) for t in targets], dtype=torch.long)
+        per_sample = self.head.loss(log_probs, lengths, flat, target_lengths)
+        weights = usable.to(per_sample.dtype)
+        return {"loss": (per_sample * weights).sum() / weights.sum().clamp(min=1)}

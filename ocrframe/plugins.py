@@ -1,0 +1,103 @@
+"""The plugin API: pluggy hook specifications, and the loader that finds plugins by entry point.
+
+A plugin is an installable package that declares, in its pyproject.toml::
+
+    [project.entry-points."ocrframe.plugins"]
+    my_plugin = "my_package.plugin"
+
+and implements the hooks below in that module::
+
+    from ocrframe import hookimpl
+
+    @hookimpl
+    def ocrframe_register(slots):
+        slots.backbone.register_module(module=MyBackbone)
+
+Plugins are loaded once, before the first component is looked up. A plugin that fails to import or
+to register is reported (plugin name, entry point, cause) and rolled back; the others still load.
+"""
+from __future__ import annotations
+
+import logging
+from importlib.metadata import EntryPoint, entry_points
+from typing import Iterable
+
+import pluggy
+
+from ocrframe.registry import SLOTS, Origin, Slots, registering_as
+
+GROUP = "ocrframe.plugins"
+hookspec = pluggy.HookspecMarker("ocrframe")
+hookimpl = pluggy.HookimplMarker("ocrframe")
+logger = logging.getLogger("ocrframe.plugins")
+
+
+class Hookspecs:
+    """Every hook a plugin may implement. This class is the documented extension API."""
+
+    @hookspec
+    def ocrframe_register(self, slots: Slots) -> None:
+        """Register the plugin's components, one ``register_module`` call per component::
+
+            slots.backbone.register_module(module=VGG)
+            slots.decoder.register_module(module=GreedyDecoder, name="greedy")
+
+        Slots: backbone, sequence_encoder, head, decoder, dataset, transform, metric, model.
+        Each checks its interface when a class is registered (see ``ocrframe/registry.py``).
+        """
+
+
+class PluginLoader:
+    """Loads entry points into a set of slots, keeping what failed and why."""
+
+    def __init__(self, slots: Slots):
+        self.slots = slots
+        self.manager = pluggy.PluginManager("ocrframe")
+        self.manager.add_hookspecs(Hookspecs)
+        self.errors: list[str] = []
+        self.loaded: list[Origin] = []
+
+    def load(self, eps: Iterable[EntryPoint]) -> None:
+        for ep in sorted(eps, key=lambda e: e.name != "core"):  # the core first, then plugins
+            dist = getattr(ep, "dist", None)
+            origin = Origin(ep.name, dist.name if dist else "?", dist.version if dist else "?")
+            where = f"plugin '{ep.name}' (entry point '{ep.name} = {ep.value}' in {origin.distribution})"
+            try:
+                module = ep.load()
+                self.manager.register(module, name=ep.name)
+            except Exception as exc:  # a broken plugin must not take the others down
+                self._fail(f"{where} failed to load: {type(exc).__name__}: {exc}")
+                continue
+            for impl in self.manager.hook.ocrframe_register.get_hookimpls():
+                if impl.plugin is not module:
+                    continue
+                try:
+                    with registering_as(origin):
+                        impl.function(**{name: self.slots for name in impl.argnames})
+                except Exception as exc:
+                    self.slots.unregister(origin)
+                    self.manager.unregister(module)
+                    self._fail(f"{where} failed to register: {type(exc).__name__}: {exc}")
+                    break
+            else:
+                self.loaded.append(origin)
+
+    def _fail(self, message: str) -> None:
+        self.errors.append(message)
+        logger.error("%s -- its components are not available; the other plugins still load.", message)
+
+
+_LOADER: PluginLoader | None = None
+
+
+def load_plugins() -> PluginLoader:
+    """Load every installed plugin into the process-wide slots, once."""
+    global _LOADER
+    if _LOADER is None:
+        _LOADER = PluginLoader(SLOTS)  # set before loading: lookups during loading must not recurse
+        _LOADER.load(entry_points(group=GROUP))
+    return _LOADER
+
+
+def plugin_errors() -> list[str]:
+    return list(_LOADER.errors) if _LOADER else []

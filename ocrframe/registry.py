@@ -1,0 +1,265 @@
+"""Registries: one per slot, each a child of mmengine's registries in the scope ``ocrframe``.
+
+A slot has a small :class:`Interface`. Registering a class that lacks a piece of it fails at once,
+with a message naming the class and the missing piece; building an instance checks the attributes
+that only exist after construction (such as a backbone's ``out_channels``). Asking for a name
+nobody registered lists the nearest registered names.
+
+mmengine imports ``ocrframe.registry`` when it switches to the ``ocrframe`` scope, so the Runner
+finds the recognizer, datasets, metrics, hooks and optimizer wrappers here.
+"""
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import difflib
+import inspect
+from dataclasses import dataclass, field
+
+from mmengine import registry as mm
+from mmengine.registry import Registry
+
+
+class ComponentError(KeyError):
+    """A component could not be registered or found. ``str()`` gives the whole message."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return self.args[0]
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Who registered a component: the plugin (entry point) name and its distribution."""
+
+    plugin: str
+    distribution: str = "?"
+    version: str = "?"
+
+    def __str__(self) -> str:
+        return f"plugin '{self.plugin}' ({self.distribution} {self.version})"
+
+
+_CURRENT_ORIGIN: contextvars.ContextVar[Origin] = contextvars.ContextVar(
+    "ocrframe_origin", default=Origin("<direct registration>", "-", "-")
+)
+
+
+@contextlib.contextmanager
+def registering_as(origin: Origin):
+    """Attribute every registration inside the block to ``origin`` (used by the plugin loader)."""
+    token = _CURRENT_ORIGIN.set(origin)
+    try:
+        yield
+    finally:
+        _CURRENT_ORIGIN.reset(token)
+
+
+@dataclass(frozen=True)
+class Interface:
+    """What a slot needs from a component.
+
+    ``init_params``: constructor parameters the framework passes (the dimensions that flow from the
+    previous stage). ``methods``: callables the framework calls. ``attributes``: values an instance
+    must expose once built. Each maps a name to a one-line description used in error messages.
+    """
+
+    summary: str
+    base: type | None = None
+    init_params: dict[str, str] = field(default_factory=dict)
+    methods: dict[str, str] = field(default_factory=dict)
+    attributes: dict[str, str] = field(default_factory=dict)
+
+    def problems_with_class(self, cls) -> list[str]:
+        if not inspect.isclass(cls):
+            return [f"{cls!r} is not a class"]
+        problems = []
+        if self.base is not None and not issubclass(cls, self.base):
+            problems.append(f"it must subclass {self.base.__module__}.{self.base.__qualname__}")
+        for name, why in self.methods.items():
+            if not callable(getattr(cls, name, None)):
+                problems.append(f"it has no method `{name}` ({why})")
+        params = inspect.signature(cls.__init__).parameters
+        takes_kwargs = any(p.kind is p.VAR_KEYWORD for p in params.values())
+        for name, why in self.init_params.items():
+            if name not in params and not takes_kwargs:
+                problems.append(f"its __init__ does not accept `{name}` ({why})")
+        return problems
+
+    def problems_with_instance(self, obj) -> list[str]:
+        return [
+            f"the built instance has no attribute `{name}` ({why})"
+            for name, why in self.attributes.items()
+            if not hasattr(obj, name)
+        ]
+
+
+class OcrRegistry(Registry):
+    """An mmengine Registry that checks an interface, remembers who registered what, loads the
+    plugins before the first lookup and explains unknown names."""
+
+    def __init__(self, name: str, interface: Interface | None = None, parent: Registry | None = None):
+        super().__init__(name, parent=parent, scope="ocrframe")
+        self.interface = interface
+        self.origins: dict[str, Origin] = {}
+
+    # -- registration -------------------------------------------------------------------------
+    def _register_module(self, module, module_name=None, force=False):
+        names = [module_name or module.__name__] if not isinstance(module_name, list) else module_name
+        origin = _CURRENT_ORIGIN.get()
+        if self.interface is not None:
+            problems = self.interface.problems_with_class(module)
+            if problems:
+                raise ComponentError(
+                    f"cannot register {getattr(module, '__qualname__', module)!r} as a {self.name} "
+                    f"(from {origin}): " + "; ".join(problems)
+                    + f". A {self.name} is: {self.interface.summary}"
+                )
+        for name in names:
+            if name in self._module_dict and not force:
+                raise ComponentError(
+                    f"{self.name} '{name}' is registered twice: by {self.origins.get(name)} "
+                    f"({self._module_dict[name].__module__}) and by {origin} ({module.__module__}). "
+                    "Rename one of them, or uninstall one of the two plugins."
+                )
+        super()._register_module(module, names, force)
+        for name in names:
+            self.origins[name] = origin
+
+    def unregister(self, origin: Origin) -> None:
+        """Remove everything ``origin`` registered (a plugin whose registration failed midway)."""
+        for name in [n for n, o in self.origins.items() if o == origin]:
+            del self._module_dict[name], self.origins[name]
+
+    # -- lookup -------------------------------------------------------------------------------
+    def import_from_location(self) -> None:
+        from ocrframe.plugins import load_plugins
+
+        load_plugins()
+        super().import_from_location()
+
+    def get(self, key):
+        found = super().get(key)
+        if found is None and isinstance(key, str):
+            raise ComponentError(self.unknown_message(key))
+        return found
+
+    def unknown_message(self, key: str) -> str:
+        from ocrframe.plugins import plugin_errors
+
+        known = sorted(self.all_names())
+        close = difflib.get_close_matches(key.split(".")[-1], known, n=3, cutoff=0.5)
+        message = f"'{key}' is not a registered {self.name}."
+        if close:
+            message += " Did you mean: " + ", ".join(repr(c) for c in close) + "?"
+        message += f" Registered {self.name}s: {', '.join(known) or '(none)'}."
+        message += " `ocrframe list` shows every component and the plugin that provides it"
+        errors = plugin_errors()
+        if errors:
+            message += "; these plugins failed to load: " + " | ".join(errors)
+        return message + "."
+
+    def all_names(self) -> set[str]:
+        """Names visible from this registry: its own and its mmengine parents'."""
+        names, registry = set(), self
+        while registry is not None:
+            names |= set(registry._module_dict)
+            registry = registry.parent
+        return names
+
+    def build(self, cfg, *args, **kwargs):
+        obj = super().build(cfg, *args, **kwargs)
+        if self.interface is not None:
+            problems = self.interface.problems_with_instance(obj)
+            if problems:
+                raise ComponentError(f"{type(obj).__qualname__} built as a {self.name}: " + "; ".join(problems))
+        return obj
+
+
+def _slot_interfaces():
+    # Imported here so that ``ocrframe.registry`` stays cheap for mmengine's scope switching.
+    import torch.nn as nn
+    from mmengine.evaluator import BaseMetric
+    from mmengine.model import BaseModel
+
+    backbone = Interface(
+        "an nn.Module mapping images (N, in_channels, H, W) to features (N, out_channels, 1, T)",
+        base=nn.Module,
+        init_params={"in_channels": "image channels, passed by the recognizer"},
+        methods={"forward": "images -> features of height 1", "num_frames": "num_frames(width) -> T"},
+        attributes={"out_channels": "feature size per frame, passed on to the sequence encoder"},
+    )
+    sequence_encoder = Interface(
+        "an nn.Module mapping a sequence (N, T, input_size) to (N, T, output_size)",
+        base=nn.Module,
+        init_params={"input_size": "the backbone's out_channels, passed by the recognizer"},
+        methods={"forward": "(N, T, input_size) -> (N, T, output_size)"},
+        attributes={"output_size": "feature size per frame, passed on to the head"},
+    )
+    head = Interface(
+        "an nn.Module turning encoded frames into per-frame log-probabilities and a training loss",
+        base=nn.Module,
+        init_params={
+            "in_features": "the encoder's output_size, passed by the recognizer",
+            "num_classes": "charset size including the blank, passed by the recognizer",
+            "blank": "index of the blank class, passed by the recognizer",
+        },
+        methods={
+            "forward": "(N, T, in_features) -> log-probabilities (N, T, num_classes)",
+            "loss": "loss(log_probs, frame_lengths, targets, target_lengths) -> per-sample loss (N,)",
+        },
+    )
+    decoder = Interface(
+        "turns log-probabilities into text: decode(log_probs (N, T, C), frame_lengths (N,)) -> list[Prediction]",
+        init_params={"charset": "the model's Charset, passed by the recognizer"},
+        methods={"decode": "decode(log_probs, frame_lengths) -> list[Prediction]"},
+    )
+    dataset = Interface(
+        "a map-style dataset of samples dict(image=..., text=str, key=str)",
+        methods={"__len__": "number of samples", "__getitem__": "index -> sample dict"},
+    )
+    transform = Interface(
+        "a callable taking a sample dict and returning the transformed sample dict",
+        methods={"__call__": "sample -> sample"},
+    )
+    metric = Interface("an mmengine BaseMetric", base=BaseMetric)
+    model = Interface("an mmengine BaseModel", base=BaseModel)
+    return dict(
+        backbone=backbone, sequence_encoder=sequence_encoder, head=head, decoder=decoder,
+        dataset=dataset, transform=transform, metric=metric, model=model,
+    )
+
+
+class Slots:
+    """The set of component registries a plugin registers into (the ``slots`` hook argument).
+
+    ``Slots()`` makes the process-wide set, attached to mmengine's registry tree; tests make
+    detached sets with ``Slots(detached=True)``.
+    """
+
+    NAMES = ("backbone", "sequence_encoder", "head", "decoder", "dataset", "transform", "metric", "model")
+    # Slots the mmengine Runner builds itself must hang under mmengine's registries of that kind.
+    MMENGINE_PARENTS = dict(dataset=mm.DATASETS, transform=mm.TRANSFORMS, metric=mm.METRICS, model=mm.MODELS)
+
+    def __init__(self, detached: bool = False):
+        interfaces = _slot_interfaces()
+        for name in self.NAMES:
+            parent = None if detached else self.MMENGINE_PARENTS.get(name)
+            setattr(self, name, OcrRegistry(name.replace("_", " "), interfaces[name], parent=parent))
+
+    def __iter__(self):
+        return ((name, getattr(self, name)) for name in self.NAMES)
+
+    def unregister(self, origin: Origin) -> None:
+        for _, registry in self:
+            registry.unregister(origin)
+
+
+SLOTS = Slots()
+BACKBONES, SEQUENCE_ENCODERS, HEADS, DECODERS = SLOTS.backbone, SLOTS.sequence_encoder, SLOTS.head, SLOTS.decoder
+DATASETS, TRANSFORMS, METRICS, MODELS = SLOTS.dataset, SLOTS.transform, SLOTS.metric, SLOTS.model
+
+# Runner-level pieces of the core (not plugin slots) that mmengine must find in scope ``ocrframe``.
+HOOKS = OcrRegistry("hook", parent=mm.HOOKS)
+OPTIM_WRAPPERS = OcrRegistry("optim wrapper", parent=mm.OPTIM_WRAPPERS)
+FUNCTIONS = OcrRegistry("function", parent=mm.FUNCTIONS)
+DATA_SAMPLERS = OcrRegistry("data sampler", parent=mm.DATA_SAMPLERS)

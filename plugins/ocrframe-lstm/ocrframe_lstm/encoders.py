@@ -1,0 +1,52 @@
+"""Sequence encoders: (N, T, input_size) -> (N, T, output_size)."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class BiLSTM(nn.Module):
+    """CRNN's deep bidirectional LSTM: ``num_layers`` BiLSTMs of ``hidden_size`` units per direction.
+
+    As in the reference code, each BiLSTM but the last is followed by a linear projection of its
+    2*hidden outputs back to ``hidden_size``; the paper's 8.3M parameters count these.
+    """
+
+    def __init__(self, input_size: int, hidden_size: int = 256, num_layers: int = 2):
+        super().__init__()
+        layers, size = [], input_size
+        for i in range(num_layers):
+            layers.append(nn.LSTM(size, hidden_size, batch_first=True, bidirectional=True))
+            if i < num_layers - 1:
+                layers.append(nn.Linear(2 * hidden_size, hidden_size))
+            size = hidden_size
+        self.layers = nn.ModuleList(layers)
+        self.output_size = 2 * hidden_size
+
+    def forward(self, sequence: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers:
+            sequence = layer(sequence)[0] if isinstance(layer, nn.LSTM) else layer(sequence)
+        return sequence
+
+
+class LSTM(nn.Module):
+    """A stack of unidirectional LSTMs (the paper's OMR model uses two)."""
+
+    def __init__(self, input_size: int, hidden_size: int = 256, num_layers: int = 2):
+        super().__init__()
+        self.lstm = nn.LSTM(input_size, hidden_size, num_layers=num_layers, batch_first=True)
+        self.output_size = hidden_size
+
+    def forward(self, sequence: torch.Tensor) -> torch.Tensor:
+        return self.lstm(sequence)[0]
+
+
+class Identity(nn.Module):
+    """No recurrence: each frame is classified from its convolutional features alone (ablations)."""
+
+    def __init__(self, input_size: int):
+        super().__init__()
+        self.output_size = input_size
+
+    def forward(self, sequence: torch.Tensor) -> torch.Tensor:
+        return sequence

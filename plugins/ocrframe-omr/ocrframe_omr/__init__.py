@@ -1,0 +1,1 @@
+"""Optical music recognition for ocrframe (CRNN paper, section 3.4): pitch-sequence datasets."""
