@@ -1,5 +1,6 @@
 """The core's own components, registered through the plugin hook like any plugin's."""
 from ocrframe import engine  # noqa: F401  (registers the runner-level pieces in scope ocrframe)
+from ocrframe.data.gt_folder import GtFolderDataset
 from ocrframe.data.lmdb_dataset import LMDBDataset
 from ocrframe.data.synthetic import SynthWordDataset
 from ocrframe.data.transforms import Grayscale, Resize, ToTensor
@@ -11,7 +12,7 @@ from ocrframe.plugins import hookimpl
 @hookimpl
 def ocrframe_register(slots):
     slots.model.register_module(module=Recognizer)
-    for dataset in (LMDBDataset, SynthWordDataset):
+    for dataset in (LMDBDataset, GtFolderDataset, SynthWordDataset):
         slots.dataset.register_module(module=dataset)
     for transform in (Grayscale, Resize, ToTensor):
         slots.transform.register_module(module=transform)

@@ -258,8 +258,11 @@ SLOTS = Slots()
 BACKBONES, SEQUENCE_ENCODERS, HEADS, DECODERS = SLOTS.backbone, SLOTS.sequence_encoder, SLOTS.head, SLOTS.decoder
 DATASETS, TRANSFORMS, METRICS, MODELS = SLOTS.dataset, SLOTS.transform, SLOTS.metric, SLOTS.model
 
-# Runner-level pieces of the core (not plugin slots) that mmengine must find in scope ``ocrframe``.
-HOOKS = OcrRegistry("hook", parent=mm.HOOKS)
-OPTIM_WRAPPERS = OcrRegistry("optim wrapper", parent=mm.OPTIM_WRAPPERS)
-FUNCTIONS = OcrRegistry("function", parent=mm.FUNCTIONS)
-DATA_SAMPLERS = OcrRegistry("data sampler", parent=mm.DATA_SAMPLERS)
+# The Runner builds everything (loops, hooks, schedulers, ...) in the config's default scope, so
+# every mmengine registry gets an ``ocrframe`` child; lookups fall through to mmengine's own.
+_MIRRORS = {
+    name: OcrRegistry(root.name, parent=root)
+    for name, root in vars(mm).items()
+    if isinstance(root, Registry) and root.parent is None and "ocrframe" not in root.children
+}
+HOOKS, OPTIM_WRAPPERS, FUNCTIONS = _MIRRORS["HOOKS"], _MIRRORS["OPTIM_WRAPPERS"], _MIRRORS["FUNCTIONS"]

@@ -2,9 +2,12 @@
 bad-sample policy (skip and count by key, or stop with an error naming the sample)."""
 from __future__ import annotations
 
+import io
 import logging
 from collections import Counter, defaultdict
+from pathlib import Path
 
+from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
 from ocrframe.charset import Charset, LabelError
@@ -20,6 +23,17 @@ class BadSample(Exception):
     def __init__(self, key: str, reason: str, detail: str = ""):
         super().__init__(f"{key}: {reason}" + (f" ({detail})" if detail else ""))
         self.key, self.reason, self.detail = key, reason, detail
+
+
+def decode_image(source: bytes | Path, key: str) -> Image.Image:
+    """An RGB image from encoded bytes or a file, or BadSample saying why not."""
+    try:
+        image = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+        return image.convert("RGB")  # forces the decode, so truncated files fail here too
+    except FileNotFoundError:
+        raise BadSample(key, "missing image file") from None
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise BadSample(key, "undecodable image", str(exc)) from None
 
 
 class SkipCounter:
@@ -64,6 +78,11 @@ class OcrDataset(Dataset):
     def describe(self) -> str:
         return type(self).__name__
 
+    @property
+    def metainfo(self) -> dict:
+        """What mmengine's Runner hands to metrics and visualisers as ``dataset_meta``."""
+        return dict(name=self.describe(), charset=repr(self.charset))
+
     def clean_label(self, text: str, key: str) -> str:
         """The label as the model will see it, or BadSample (empty, symbols outside the charset)."""
         try:
@@ -75,6 +94,27 @@ class OcrDataset(Dataset):
         if not label.text:
             raise BadSample(key, "empty label")
         return label.text
+
+    def scan_labels(self, items, total: int) -> list:
+        """Check stored labels once, up front: ``items`` yields (item, key, label or None); returns
+        [(item, clean label)] for the usable ones and logs what was skipped, by reason."""
+        usable = []
+        for item, key, text in items:
+            try:
+                if text is None:
+                    raise BadSample(key, "missing label")
+                usable.append((item, self.clean_label(text, key)))
+            except BadSample as bad:
+                if self.on_bad_sample == "error":
+                    self.skip(bad)
+                self.skipped.add(bad.reason, bad.key)
+        skipped = self.skipped.total()
+        (logger.warning if skipped else logger.info)(
+            "%s: %d usable samples of %d%s", self.describe(), len(usable), total,
+            f"; skipped {skipped}: {self.skipped.summary()}" if skipped else "")
+        if not usable:
+            raise ValueError(f"{self.describe()} has no usable sample out of {total}: {self.skipped.summary()}")
+        return usable
 
     def skip(self, bad: BadSample) -> None:
         if self.on_bad_sample == "error":

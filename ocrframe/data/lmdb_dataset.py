@@ -3,17 +3,12 @@ and MMOCR: ``num-samples``, then ``image-%09d`` (encoded image bytes), ``label-%
 optionally ``lexicon-%09d`` (space-separated words), keys counted from 1."""
 from __future__ import annotations
 
-import io
-import logging
 import os
 from pathlib import Path
 
 import lmdb
-from PIL import Image, UnidentifiedImageError
 
-from ocrframe.data.base import BadSample, OcrDataset
-
-logger = logging.getLogger("ocrframe.data")
+from ocrframe.data.base import BadSample, OcrDataset, SkipCounter, decode_image
 
 
 def open_lmdb(path: str | Path, write: bool = False, map_size: int = 1 << 40) -> lmdb.Environment:
@@ -30,45 +25,43 @@ def open_lmdb(path: str | Path, write: bool = False, map_size: int = 1 << 40) ->
         raise OSError(f"cannot open {path} as an LMDB: {exc}") from None
 
 
+_READERS: dict[tuple[int, str], lmdb.Environment] = {}
+
+
+def shared_reader(path: str) -> lmdb.Environment:
+    """One read-only handle per LMDB and process: LMDB refuses to open an environment twice in
+    a process (train and validation sets may share a file), and a forked worker needs its own."""
+    key = (os.getpid(), str(Path(path).resolve()))
+    if key not in _READERS:
+        _READERS[key] = open_lmdb(path)
+    return _READERS[key]
+
+
 class LMDBDataset(OcrDataset):
     """Reads an LMDB as it is. Labels are checked against the charset once, when the dataset is
     built (the skipped ones are counted by reason and logged with example keys); images are
     decoded when read, and an undecodable one is handled by ``on_bad_sample``.
 
-    The LMDB handle is opened per process, so DataLoader workers never share one.
+    The LMDB handle is opened per process (:func:`shared_reader`), so workers never share one.
     """
 
     def __init__(self, path: str, charset, pipeline=(), on_bad_sample: str = "skip", max_samples: int | None = None):
         super().__init__(charset, pipeline, on_bad_sample)
         self.path = str(path)
-        env = open_lmdb(self.path)
-        with env.begin() as txn:
+        with shared_reader(self.path).begin() as txn:
             raw = txn.get(b"num-samples")
             if raw is None:
                 raise ValueError(f"{self.path} is not an LMDB in the common OCR layout: it has no 'num-samples' key")
             total = int(raw)
             if max_samples is not None:
                 total = min(total, max_samples)
-            self.samples: list[tuple[int, str]] = []
-            for index in range(1, total + 1):
-                key = f"image-{index:09d}"
-                label = txn.get(f"label-{index:09d}".encode())
-                try:
-                    if label is None:
-                        raise BadSample(key, "missing label")
-                    self.samples.append((index, self.clean_label(label.decode("utf-8", "replace"), key)))
-                except BadSample as bad:
-                    if self.on_bad_sample == "error":
-                        self.skip(bad)
-                    self.skipped.add(bad.reason, bad.key)
-        env.close()
-        skipped = self.skipped.total()
-        (logger.warning if skipped else logger.info)(
-            "%s: %d usable samples of %d%s", self.describe(), len(self.samples), total,
-            f"; skipped {skipped}: {self.skipped.summary()}" if skipped else "")
-        if not self.samples:
-            raise ValueError(f"{self.describe()} has no usable sample out of {total}: {self.skipped.summary()}")
-        self._env, self._pid = None, None
+
+            def label(i: int) -> str | None:
+                raw = txn.get(f"label-{i:09d}".encode())
+                return None if raw is None else raw.decode("utf-8", "replace")
+
+            self.samples: list[tuple[int, str]] = self.scan_labels(
+                ((i, f"image-{i:09d}", label(i)) for i in range(1, total + 1)), total)
 
     def describe(self) -> str:
         return f"LMDB {self.path}"
@@ -76,30 +69,61 @@ class LMDBDataset(OcrDataset):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def _txn(self):
-        if self._env is None or self._pid != os.getpid():  # a forked worker opens its own handle
-            self._env, self._pid = open_lmdb(self.path), os.getpid()
-        return self._env.begin()
-
     def load(self, index: int) -> dict:
         number, text = self.samples[index]
         key = f"image-{number:09d}"
-        with self._txn() as txn:
+        with shared_reader(self.path).begin() as txn:
             data = txn.get(key.encode())
             lexicon = txn.get(f"lexicon-{number:09d}".encode())
         if data is None:
             raise BadSample(key, "missing image")
-        try:
-            image = Image.open(io.BytesIO(data))
-            image = image.convert("RGB")  # forces the decode, so truncated files fail here
-        except (UnidentifiedImageError, OSError, ValueError) as exc:
-            raise BadSample(key, "undecodable image", str(exc)) from None
-        sample = dict(image=image, text=text, key=key)
+        sample = dict(image=decode_image(data, key), text=text, key=key)
         if lexicon is not None:
             sample["lexicon"] = lexicon.decode("utf-8").split()
         return sample
 
-    def __getstate__(self):  # an open LMDB handle cannot cross a process boundary
-        state = dict(self.__dict__)
-        state["_env"] = None
-        return state
+
+def write_lmdb(path: str | Path, samples, total: int | None = None) -> tuple[int, SkipCounter]:
+    """Write ``(key, image_bytes, label, lexicon_or_None)`` samples in the common layout.
+
+    Images are checked to decode and labels to be non-empty; failures are skipped and counted
+    by reason. Returns (samples written, skip counter). Commits in chunks so memory stays flat.
+    """
+    from mmengine.utils import ProgressBar
+
+    env = open_lmdb(path, write=True)
+    skipped, written, pending = SkipCounter(), 0, {}
+    progress = ProgressBar(total) if total else None
+    step = max(1, (total or 1) // 100)  # ~100 bar updates, so a log file stays readable
+    for count, (key, data, label, lexicon) in enumerate(samples, 1):
+        if progress and (count % step == 0 or count == total):
+            progress.update(step if count % step == 0 else count % step)
+        try:
+            if not label or not label.strip():
+                raise BadSample(key, "empty label")
+            if data is None:
+                raise BadSample(key, "missing image file")
+            decode_image(data, key)
+        except BadSample as bad:
+            skipped.add(bad.reason, bad.key)
+            continue
+        written += 1
+        pending[f"image-{written:09d}"] = data
+        pending[f"label-{written:09d}"] = label.encode("utf-8")
+        if lexicon:
+            pending[f"lexicon-{written:09d}"] = " ".join(lexicon).encode("utf-8")
+        if len(pending) >= 3000:
+            _put(env, pending)
+    pending["num-samples"] = str(written).encode()
+    _put(env, pending)
+    env.close()
+    if progress:
+        print()
+    return written, skipped
+
+
+def _put(env: lmdb.Environment, items: dict) -> None:
+    with env.begin(write=True) as txn:
+        for key, value in items.items():
+            txn.put(key.encode(), value)
+    items.clear()

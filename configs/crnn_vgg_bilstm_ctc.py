@@ -1,0 +1,90 @@
+# CRNN (Shi, Bai & Yao 2015): VGG backbone (Table 1), two BiLSTMs of 256 units per direction, CTC
+# over 36 lowercase alphanumerics + blank: 8.3M parameters. Swap any stage with one line below.
+#
+# The settings at top level are the paper's: ADADELTA (rho 0.9), 100x32 grayscale training images,
+# batch 64. The paper trains on Synth90k for ~50 h on a GPU: `tools/train.py CONFIG --data LMDB`
+# trains on an LMDB instead of the embedded synthetic words.
+#
+# Without a GPU, tools/train.py applies `schedules['cpu']` (it says so in the log): Adam with
+# warm-up and cosine decay and bf16 autocast for a run of under 30 minutes on 2 cores.
+# `--schedule cpu-long` is a ~3 hour CPU run; `--schedule paper` keeps the paper's settings anyway.
+default_scope = "ocrframe"
+
+charset = dict(symbols="0123456789abcdefghijklmnopqrstuvwxyz", case="lower", blank="first", unknown="skip")
+
+model = dict(
+    type="Recognizer",
+    charset=charset,
+    backbone=dict(type="VGG"),
+    sequence_encoder=dict(type="BiLSTM", hidden_size=256, num_layers=2),
+    head=dict(type="CTCHead"),
+    decoder=dict(type="GreedyDecoder"),
+)
+
+train_pipeline = [dict(type="Grayscale"), dict(type="Resize", height=32, width=100), dict(type="ToTensor")]
+# Evaluation keeps the aspect ratio, width at least 100 (paper section 3.2).
+test_pipeline = [dict(type="Grayscale"), dict(type="Resize", height=32, width=None, min_width=100),
+                 dict(type="ToTensor")]
+
+train_dataloader = dict(
+    batch_size=64,
+    num_workers=2,
+    persistent_workers=True,
+    sampler=dict(type="InfiniteSampler", shuffle=True),
+    collate_fn=dict(type="ocrframe.pad_collate"),
+    dataset=dict(type="SynthWordDataset", charset=charset, pipeline=train_pipeline, length=100_000_000, seed=0),
+)
+val_dataloader = dict(
+    batch_size=64,
+    num_workers=1,
+    persistent_workers=True,
+    sampler=dict(type="DefaultSampler", shuffle=False),
+    collate_fn=dict(type="ocrframe.pad_collate"),
+    dataset=dict(type="SynthWordDataset", charset=charset, pipeline=test_pipeline, length=1000, seed=1),
+)
+# The independent check: fonts and backgrounds that training never uses.
+test_dataloader = dict(
+    batch_size=64,
+    num_workers=1,
+    sampler=dict(type="DefaultSampler", shuffle=False),
+    collate_fn=dict(type="ocrframe.pad_collate"),
+    dataset=dict(type="SynthWordDataset", charset=charset, pipeline=test_pipeline, length=1000, seed=2,
+                 assets="heldout"),
+)
+val_evaluator = dict(type="WordMetric")
+test_evaluator = val_evaluator
+
+train_cfg = dict(type="IterBasedTrainLoop", max_iters=300_000, val_interval=5000)
+val_cfg = dict(type="ValLoop")
+test_cfg = dict(type="TestLoop")
+
+optim_wrapper = dict(type="OptimWrapper", optimizer=dict(type="Adadelta", lr=1.0, rho=0.9))
+param_scheduler = []
+
+default_hooks = dict(
+    logger=dict(type="LoggerHook", interval=50),
+    checkpoint=dict(type="CheckpointHook", by_epoch=False, interval=5000, max_keep_ckpts=3,
+                    save_last=True, save_best="word_acc", rule="greater"),
+)
+custom_hooks = [dict(type="CurvePlotHook")]
+log_processor = dict(by_epoch=False)
+randomness = dict(seed=0)
+env_cfg = dict(cudnn_benchmark=True, dist_cfg=dict(backend="nccl"))
+
+# Named overrides, merged over the settings above by tools/train.py --schedule NAME.
+schedules = dict(cpu=dict(
+    train_cfg=dict(max_iters=3000, val_interval=500),
+    optim_wrapper=dict(_delete_=True, type="AutocastOptimWrapper", dtype="bfloat16",
+                       optimizer=dict(type="Adam", lr=1e-3), clip_grad=dict(max_norm=5.0)),
+    param_scheduler=[dict(type="LinearLR", start_factor=0.01, by_epoch=False, begin=0, end=300),
+                     dict(type="CosineAnnealingLR", eta_min=1e-5, by_epoch=False, begin=300, end=3000)],
+    default_hooks=dict(checkpoint=dict(interval=500)),
+    env_cfg=dict(cudnn_benchmark=False, dist_cfg=dict(backend="gloo")),
+))
+schedules["cpu_long"] = dict(
+    schedules["cpu"],
+    train_cfg=dict(max_iters=18000, val_interval=2000),
+    param_scheduler=[dict(type="LinearLR", start_factor=0.01, by_epoch=False, begin=0, end=500),
+                     dict(type="CosineAnnealingLR", eta_min=1e-5, by_epoch=False, begin=500, end=18000)],
+    default_hooks=dict(checkpoint=dict(interval=2000)),
+)

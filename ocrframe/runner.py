@@ -1,0 +1,83 @@
+"""Training and evaluation on mmengine's Runner: config loading, schedules, data overrides."""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import torch
+from mmengine.config import Config, DictAction
+from mmengine.logging import print_log
+from mmengine.runner import Runner
+
+from ocrframe import checkpoint  # noqa: F401  (allowlists the training state for weights_only loads)
+
+
+def add_config_arguments(parser) -> None:
+    parser.add_argument("config", help="config file, e.g. configs/crnn_vgg_bilstm_ctc.py")
+    parser.add_argument("--work-dir", help="where logs, checkpoints and plots go (default work_dirs/CONFIG_NAME)")
+    parser.add_argument("--cfg-options", nargs="+", action=DictAction, default={},
+                        help="override settings, e.g. train_cfg.max_iters=100 model.decoder.type=GreedyDecoder")
+
+
+def load_config(path: str, *, schedule: str = "auto", work_dir: str | None = None, cfg_options: dict | None = None,
+                train_data: list[str] | None = None, val_data: list[str] | None = None) -> Config:
+    """Read a config and apply, in order: the named schedule, dataset paths, --cfg-options.
+
+    schedule "auto" picks ``schedules['cpu']`` when no GPU is present and the config's top-level
+    settings otherwise; "paper" always keeps the top-level settings.
+    """
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"config {path} does not exist; the shipped ones are in configs/")
+    cfg = Config.fromfile(path)
+    schedules = cfg.pop("schedules", {})
+    if schedule == "auto":
+        schedule = "paper" if torch.cuda.is_available() or "cpu" not in schedules else "cpu"
+    if schedule != "paper":
+        name = schedule.replace("-", "_")
+        if name not in schedules:
+            raise KeyError(f"config {path} has no schedule {schedule!r}; it has: paper, "
+                           + ", ".join(s.replace("_", "-") for s in schedules))
+        cfg.merge_from_dict(schedules[name].to_dict())
+    cfg.schedule = schedule
+    if train_data:
+        cfg.train_dataloader.dataset = dataset_for(train_data, cfg.charset, cfg.train_pipeline)
+    if val_data:
+        cfg.val_dataloader.dataset = dataset_for(val_data, cfg.charset, cfg.test_pipeline)
+    cfg.work_dir = work_dir or cfg.get("work_dir") or str(Path("work_dirs") / Path(path).stem)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    # A unique name per run: two Runners in one process otherwise share a Visualizer.
+    cfg.experiment_name = f"{Path(path).stem}_{time.strftime('%Y%m%d_%H%M%S')}_{time.monotonic_ns() % 10**6}"
+    return cfg
+
+
+def dataset_for(paths: list[str], charset, pipeline) -> dict:
+    """Dataset config for LMDB directories or folders with a gt.txt (several are concatenated)."""
+    datasets = []
+    for path in paths:
+        p = Path(path)
+        if (p / "gt.txt").is_file():
+            datasets.append(dict(type="GtFolderDataset", root=path, charset=charset, pipeline=pipeline))
+        elif p.exists():
+            datasets.append(dict(type="LMDBDataset", path=path, charset=charset, pipeline=pipeline))
+        else:
+            raise FileNotFoundError(f"dataset {path} does not exist (expected an LMDB or a folder with gt.txt)")
+    return datasets[0] if len(datasets) == 1 else dict(type="ConcatDataset", datasets=datasets)
+
+
+def build_runner(cfg: Config) -> Runner:
+    runner = Runner.from_cfg(cfg)
+    describe_schedule(cfg, runner)
+    return runner
+
+
+def describe_schedule(cfg: Config, runner: Runner) -> None:
+    device = "GPU" if torch.cuda.is_available() else f"CPU ({torch.get_num_threads()} threads)"
+    loop = cfg.train_cfg
+    message = (f"device: {device}; schedule: {cfg.schedule} -- {loop.get('max_iters', '?')} iterations of "
+               f"batch {cfg.train_dataloader.batch_size}, validation every {loop.get('val_interval', '?')}, "
+               f"optimizer {cfg.optim_wrapper.optimizer.type} via {cfg.optim_wrapper.type}")
+    if cfg.schedule.startswith("cpu"):
+        message += " (no GPU found: the CPU schedule from the config's `schedules`)"
+    print_log(message, logger=runner.logger, level=logging.INFO)

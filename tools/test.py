@@ -1,0 +1,7 @@
+"""Same as `ocrframe test`; see `python tools/test.py --help`."""
+import sys
+
+from ocrframe.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main(["test", *sys.argv[1:]]))
