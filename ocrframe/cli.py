@@ -45,9 +45,9 @@ def cmd_test(args) -> int:
 
     cfg = load_config(args.config, schedule=args.schedule, work_dir=args.work_dir, cfg_options=args.cfg_options)
     if args.data:
-        from ocrframe.runner import dataset_for
+        from ocrframe.runner import use_data
 
-        cfg.test_dataloader.dataset = dataset_for(args.data, cfg.charset, cfg.test_pipeline)
+        use_data(cfg.test_dataloader, args.data, cfg)
     cfg.load_from = args.checkpoint
     cfg.launcher = args.launcher
     metrics = build_runner(cfg).test()

@@ -10,10 +10,12 @@ import torch
 from mmengine.hooks import Hook
 from mmengine.optim import OptimWrapper
 
+from ocrframe.data.sampler import WidthBucketBatchSampler
 from ocrframe.data.transforms import pad_collate
-from ocrframe.registry import FUNCTIONS, HOOKS, OPTIM_WRAPPERS
+from ocrframe.registry import DATA_SAMPLERS, FUNCTIONS, HOOKS, OPTIM_WRAPPERS
 
 FUNCTIONS.register_module(module=pad_collate)
+DATA_SAMPLERS.register_module(module=WidthBucketBatchSampler)
 
 
 @OPTIM_WRAPPERS.register_module()

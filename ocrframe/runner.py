@@ -43,13 +43,20 @@ def load_config(path: str, *, schedule: str = "auto", work_dir: str | None = Non
     if train_data:
         cfg.train_dataloader.dataset = dataset_for(train_data, cfg.charset, cfg.train_pipeline)
     if val_data:
-        cfg.val_dataloader.dataset = dataset_for(val_data, cfg.charset, cfg.test_pipeline)
+        use_data(cfg.val_dataloader, val_data, cfg)
     cfg.work_dir = work_dir or cfg.get("work_dir") or str(Path("work_dirs") / Path(path).stem)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     # A unique name per run: two Runners in one process otherwise share a Visualizer.
     cfg.experiment_name = f"{Path(path).stem}_{time.strftime('%Y%m%d_%H%M%S')}_{time.monotonic_ns() % 10**6}"
     return cfg
+
+
+def use_data(dataloader: dict, paths: list[str], cfg: Config) -> None:
+    """Point an evaluation dataloader at LMDBs / gt.txt folders, batching by image width."""
+    dataloader.dataset = dataset_for(paths, cfg.charset, cfg.test_pipeline)
+    if len(paths) == 1:  # a ConcatDataset cannot report aspect ratios
+        dataloader.batch_sampler = dict(type="WidthBucketBatchSampler")
 
 
 def dataset_for(paths: list[str], charset, pipeline) -> dict:

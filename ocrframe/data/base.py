@@ -25,6 +25,15 @@ class BadSample(Exception):
         self.key, self.reason, self.detail = key, reason, detail
 
 
+def image_aspect_ratio(source: bytes | Path) -> float:
+    """Width / height from the image header alone (no decoding); 1.0 if unreadable."""
+    try:
+        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
+            return image.width / max(image.height, 1)
+    except (OSError, ValueError):
+        return 1.0  # the bad sample is reported when it is loaded
+
+
 def decode_image(source: bytes | Path, key: str) -> Image.Image:
     """An RGB image from encoded bytes or a file, or BadSample saying why not."""
     try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ocrframe.data.base import OcrDataset, decode_image
+from ocrframe.data.base import OcrDataset, decode_image, image_aspect_ratio
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,9 @@ class GtFolderDataset(OcrDataset):
 
     def __len__(self) -> int:
         return len(self.entries)
+
+    def aspect_ratio(self, index: int) -> float:
+        return image_aspect_ratio(self.root / self.entries[index].path)
 
     def load(self, index: int) -> dict:
         entry = self.entries[index]

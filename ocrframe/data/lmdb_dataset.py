@@ -8,7 +8,7 @@ from pathlib import Path
 
 import lmdb
 
-from ocrframe.data.base import BadSample, OcrDataset, SkipCounter, decode_image
+from ocrframe.data.base import BadSample, OcrDataset, SkipCounter, decode_image, image_aspect_ratio
 
 
 def open_lmdb(path: str | Path, write: bool = False, map_size: int = 1 << 40) -> lmdb.Environment:
@@ -25,16 +25,27 @@ def open_lmdb(path: str | Path, write: bool = False, map_size: int = 1 << 40) ->
         raise OSError(f"cannot open {path} as an LMDB: {exc}") from None
 
 
-_READERS: dict[tuple[int, str], lmdb.Environment] = {}
+_READERS: dict[str, lmdb.Environment] = {}
 
 
 def shared_reader(path: str) -> lmdb.Environment:
     """One read-only handle per LMDB and process: LMDB refuses to open an environment twice in
-    a process (train and validation sets may share a file), and a forked worker needs its own."""
-    key = (os.getpid(), str(Path(path).resolve()))
+    a process (train and validation sets may share a file)."""
+    key = str(Path(path).resolve())
     if key not in _READERS:
         _READERS[key] = open_lmdb(path)
     return _READERS[key]
+
+
+def _drop_inherited_readers() -> None:
+    # A forked DataLoader worker must not use its parent's handles (LMDB forbids it), and cannot
+    # open the same file again while they count as open: close the copies, then reopen lazily.
+    for env in _READERS.values():
+        env.close()
+    _READERS.clear()
+
+
+os.register_at_fork(after_in_child=_drop_inherited_readers)
 
 
 class LMDBDataset(OcrDataset):
@@ -68,6 +79,10 @@ class LMDBDataset(OcrDataset):
 
     def __len__(self) -> int:
         return len(self.samples)
+
+    def aspect_ratio(self, index: int) -> float:
+        with shared_reader(self.path).begin() as txn:
+            return image_aspect_ratio(txn.get(f"image-{self.samples[index][0]:09d}".encode()) or b"")
 
     def load(self, index: int) -> dict:
         number, text = self.samples[index]

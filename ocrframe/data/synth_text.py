@@ -1,0 +1,657 @@
+"""Synthetic word images: the embedded default training data.
+
+Words, random alphanumeric strings and digit codes are rendered with Pillow from the system's
+Latin fonts onto photographs and procedural textures, then distorted (spacing, rotation,
+perspective, curvature), lit, blurred, noised and JPEG-compressed. Diversity is what lets a model
+trained on it read real text, so every effect is drawn at random, each mild enough to stay legible.
+
+Assets come from Debian packages (``setup/debian-packages.txt``): fonts under /usr/share/fonts and
+the TeX font tree, words from /usr/share/dict/words, photographs under /usr/share/backgrounds.
+Whole font families (clones of one design grouped together) and background images are split
+deterministically into "train" and "heldout", so the independent test set uses unseen designs.
+
+Rendering depends only on the numpy Generator passed in (same seed -> same bytes). Fonts and
+background images are opened lazily and cached per process, so forked DataLoader workers are safe.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+import string
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
+
+ALNUM = string.digits + string.ascii_lowercase + string.ascii_uppercase
+FIX_HINT = "install them with `make setup` (Debian packages listed in setup/debian-packages.txt)"
+DEFAULT_FONT_DIRS = ("/usr/share/fonts", "/usr/local/share/fonts", "/usr/share/texmf/fonts/opentype")
+DEFAULT_WORDS = "/usr/share/dict/words"
+DEFAULT_BACKGROUND_DIRS = ("/usr/share/backgrounds",)
+MIN_FONTS = 8
+HELDOUT_EVERY = 5  # about one family / background image in five is held out
+FONT_SIZES = (28, 32, 36, 40, 44, 48)  # few sizes, so the per-process font cache stays hot
+BACKGROUND_MAX_SIDE = 720
+_FONT_EXTENSIONS = (".ttf", ".otf")
+_IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
+_CACHE_VERSION = 1
+
+# Faces that are not plain Latin text: symbols, math, small caps (lowercase drawn as capitals, so the
+# label's case would lie), decorative initials, keyboard keys, hairline weights (vanish at 32 px).
+_EXCLUDE = re.compile(r"math|symbol|icon|emoji|dingbat|ornament|initials|keyboard|caps|hairline|tamil",
+                      re.IGNORECASE)
+# Family-name words that only name a member of a family (weight, width, slope, optical size, vendor).
+_STYLE_WORDS = frozenset("""thin extralight ultralight light lt book regular medium demi semibold bold
+    extrabold heavy black cond cn condensed narrow wide extended text display std pro no2 no3 o tt adf gwf
+    prop slanted unslanted quotation half italic oblique inclined upright minus code""".split())
+# Different names for one design; grouped so that a held-out family is really unseen in training.
+_SAME_DESIGN = {
+    "Liberation Sans": "helvetica", "FreeSans": "helvetica", "TeX Gyre Heros": "helvetica",
+    "Liberation Serif": "times", "FreeSerif": "times", "TeX Gyre Termes": "times",
+    "FreeMono": "courier", "TeX Gyre Cursor": "courier", "Courier Prime": "courier",
+    "DejaVu": "vera", "Verana": "vera", "Latin Modern": "latin modern", "Linux": "libertine",
+    "Gentium": "gentium", "Go": "go", "Cabin": "cabin", "Karla": "karla", "Museum": "museum",
+    "Romande": "romande", "Routed Gothic": "routed gothic", "Roadgeek": "roadgeek",
+}
+
+
+@dataclass(frozen=True)
+class SynthAssets:
+    fonts: tuple[Path, ...]  # font files usable for the split
+    backgrounds: tuple[Path, ...]  # natural/texture image files (may be empty -> procedural only)
+    words: tuple[str, ...]  # word list
+
+
+# ----------------------------------------------------------------------------------------------
+# Asset discovery
+# ----------------------------------------------------------------------------------------------
+
+def _cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ocrframe"
+
+
+def _dirs_from(value, env: str, default: tuple[str, ...]) -> list[Path]:
+    if value is None:
+        value = os.environ.get(env)
+    if value is None:
+        value = default
+    if isinstance(value, (str, os.PathLike)):
+        value = [p for p in str(value).split(os.pathsep) if p]
+    return [Path(p) for p in value]
+
+
+def _files_under(dirs: list[Path], extensions: tuple[str, ...]) -> list[Path]:
+    found = set()
+    for root in dirs:
+        for dirpath, _, names in os.walk(root, followlinks=True):
+            found.update(Path(dirpath, n) for n in names if n.lower().endswith(extensions))
+    return sorted(found)
+
+
+def _norm(name: str) -> str:
+    """'TeX Gyre Heros Cn' -> 'te x gyre heros'; CamelCase split so 'CabinSketch' == 'Cabin Sketch'."""
+    name = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", name)
+    return " ".join(w for w in re.split(r"[^a-z0-9]+", name.lower()) if w and w not in _STYLE_WORDS
+                    and not w.isdigit())
+
+
+_DESIGN_PREFIXES = sorted(((_norm(k), v) for k, v in _SAME_DESIGN.items()), key=lambda kv: -len(kv[0]))
+
+
+def design_group(family: str) -> str:
+    """The design a font family belongs to: the unit of the train/held-out split."""
+    key = _norm(family)
+    for prefix, group in _DESIGN_PREFIXES:
+        if key == prefix or key.startswith(prefix + " "):
+            return group
+    return key
+
+
+def _held_out(key: str) -> bool:
+    return int(hashlib.md5(key.encode()).hexdigest(), 16) % HELDOUT_EVERY == 0
+
+
+def _glyph_key(font: ImageFont.FreeTypeFont, char: str) -> bytes | None:
+    im = Image.new("L", (96, 96))
+    ImageDraw.Draw(im).text((16, 16), char, font=font, fill=255)
+    return im.tobytes() if im.getbbox() else None
+
+
+def _check_font(path: Path) -> tuple[bool, str, str]:
+    """(usable, family, style): a Latin text face with a distinct glyph for every alphanumeric."""
+    try:
+        font = ImageFont.truetype(str(path), 32, layout_engine=ImageFont.Layout.BASIC)
+        family, style = font.getname()
+        family, style = family or path.stem, style or ""
+        if _EXCLUDE.search(f"{family} {style} {path.name}"):
+            return False, family, style
+        notdef = _glyph_key(font, "\ue000")  # a private-use code point: text fonts draw .notdef
+        keys = [_glyph_key(font, c) for c in ALNUM]
+    except OSError:
+        return False, path.stem, ""
+    complete = all(k is not None and k != notdef for k in keys)
+    # Caps-only and symbol fonts repeat shapes; a few look-alikes (l/I/1, o/O) are normal.
+    distinct = len(set(keys)) >= len(ALNUM) - 4
+    return complete and distinct, family, style
+
+
+def _scan_fonts(dirs: list[Path]) -> list[tuple[Path, str]]:
+    """[(path, design group)] of usable faces, one per (family, style); validity cached on disk."""
+    cache_file = _cache_dir() / f"fonts-v{_CACHE_VERSION}.json"
+    try:
+        cache = json.loads(cache_file.read_text())
+    except (OSError, ValueError):
+        cache = {}
+    changed = False
+    faces: dict[tuple[str, str], tuple[Path, str]] = {}
+    for path in _files_under(dirs, _FONT_EXTENSIONS):
+        try:
+            st = path.stat()
+        except OSError:
+            continue
+        stamp = [st.st_mtime_ns, st.st_size]
+        entry = cache.get(str(path))
+        if entry is None or entry[:2] != stamp:
+            entry = stamp + list(_check_font(path))
+            cache[str(path)] = entry
+            changed = True
+        _, _, ok, family, style = entry
+        if ok:  # the same face often ships twice (.ttf and .otf): keep the first path
+            faces.setdefault((family.lower(), style.lower()), (path, design_group(family)))
+    if changed:
+        _atomic_write(cache_file, json.dumps(cache).encode())
+    return sorted(faces.values())
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    """Several DataLoader workers may write the same cache file at once."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a read-only home only costs speed
+
+
+def _split_by_group(items: list[tuple[Path, str]], split: str) -> tuple[Path, ...]:
+    groups = sorted({g for _, g in items})
+    held = {g for g in groups if _held_out(g)}
+    if not held and len(groups) > 1:  # tiny asset sets: still hold one out, deterministically
+        held = {min(groups, key=lambda g: hashlib.md5(g.encode()).hexdigest())}
+    keep = held if split == "heldout" else set(groups) - held
+    return tuple(p for p, g in items if g in keep)
+
+
+def _background_group(path: Path) -> str:
+    """Resolution variants of one picture ('Elephants_3840x2160.jpg') are one image."""
+    return re.sub(r"[_-]?\d+x\d+$", "", path.stem).lower()
+
+
+def _scan_backgrounds(dirs: list[Path]) -> list[tuple[Path, str]]:
+    smallest: dict[str, Path] = {}
+    for path in _files_under(dirs, _IMAGE_EXTENSIONS):
+        try:
+            size = path.stat().st_size
+        except OSError:
+            continue
+        if size < 20_000:  # placeholders and icons
+            continue
+        group = _background_group(path)
+        if group not in smallest or size < smallest[group].stat().st_size:
+            smallest[group] = path
+    return sorted((p, g) for g, p in smallest.items())
+
+
+def read_words(path: Path) -> tuple[str, ...]:
+    """Alphanumeric words of a dict file, possessives dropped."""
+    try:
+        lines = path.read_text(encoding="utf-8", errors="ignore").split()
+    except OSError:
+        return ()
+    valid = re.compile(r"[A-Za-z0-9]+")
+    return tuple(w for w in lines if valid.fullmatch(w))  # drops "word's" and accented words
+
+
+def discover_assets(split: str = "train", *, font_dirs=None, words_path=None,
+                    background_dirs=None) -> SynthAssets:
+    """The fonts, backgrounds and words of ``split`` ("train" or "heldout").
+
+    Held-out font families and background images are never used by "train". Directories default
+    to the environment variables OCRFRAME_FONT_DIRS / OCRFRAME_BACKGROUND_DIRS (os.pathsep-separated;
+    an empty value means no natural backgrounds) and OCRFRAME_WORDS, then to the Debian locations.
+    """
+    if split not in ("train", "heldout"):
+        raise ValueError(f"split must be 'train' or 'heldout', not {split!r}")
+    fdirs = _dirs_from(font_dirs, "OCRFRAME_FONT_DIRS", DEFAULT_FONT_DIRS)
+    faces = _scan_fonts(fdirs)
+    if len(faces) < MIN_FONTS or len({g for _, g in faces}) < 2:
+        raise RuntimeError(
+            f"only {len(faces)} usable Latin font faces found under {', '.join(map(str, fdirs))} "
+            f"(need >= {MIN_FONTS} from >= 2 families); {FIX_HINT}")
+    wpath = Path(words_path or os.environ.get("OCRFRAME_WORDS") or DEFAULT_WORDS)
+    words = read_words(wpath)
+    if not words:
+        raise RuntimeError(f"no word list at {wpath} (Debian package wamerican); {FIX_HINT}")
+    backgrounds = _scan_backgrounds(_dirs_from(background_dirs, "OCRFRAME_BACKGROUND_DIRS",
+                                               DEFAULT_BACKGROUND_DIRS))
+    return SynthAssets(fonts=_split_by_group(faces, split),
+                       backgrounds=_split_by_group(backgrounds, split), words=words)
+
+
+# ----------------------------------------------------------------------------------------------
+# Per-process caches (rebuilt after a fork: FreeType faces and decoded images are not shared)
+# ----------------------------------------------------------------------------------------------
+
+class _ProcessLRU:
+    def __init__(self, maxsize: int):
+        self.maxsize, self.pid, self.items = maxsize, os.getpid(), OrderedDict()
+
+    def get(self, key, make):
+        if self.pid != os.getpid():
+            self.pid, self.items = os.getpid(), OrderedDict()
+        if key in self.items:
+            self.items.move_to_end(key)
+            return self.items[key]
+        value = self.items[key] = make()
+        if len(self.items) > self.maxsize:
+            self.items.popitem(last=False)
+        return value
+
+
+_FONTS = _ProcessLRU(512)
+_BACKGROUNDS = _ProcessLRU(64)
+
+
+def _font(path: Path, size: int) -> ImageFont.FreeTypeFont:
+    return _FONTS.get((path, size), lambda: ImageFont.truetype(
+        str(path), size, layout_engine=ImageFont.Layout.BASIC))
+
+
+def _load_background(path: Path) -> np.ndarray:
+    """The image downscaled to BACKGROUND_MAX_SIDE, as uint8 RGB; the downscale is cached on disk."""
+    st = path.stat()
+    key = hashlib.sha1(f"{path}|{st.st_mtime_ns}|{st.st_size}|{BACKGROUND_MAX_SIDE}".encode()).hexdigest()
+    cached = _cache_dir() / "backgrounds" / f"{key}.jpg"
+    try:
+        with Image.open(cached) as im:
+            return np.asarray(im.convert("RGB"))
+    except OSError:
+        pass
+    with Image.open(path) as im:
+        im.draft("RGB", (BACKGROUND_MAX_SIDE, BACKGROUND_MAX_SIDE))  # fast JPEG downscale on decode
+        if im.mode in ("RGBA", "LA", "P"):  # transparent wallpapers: flatten onto white
+            im = im.convert("RGBA")
+            flat = Image.new("RGBA", im.size, (255, 255, 255, 255))
+            im = Image.alpha_composite(flat, im)
+        im = im.convert("RGB")
+        im.thumbnail((BACKGROUND_MAX_SIDE, BACKGROUND_MAX_SIDE), Image.LANCZOS)
+    buf = io.BytesIO()
+    im.save(buf, "JPEG", quality=92)
+    _atomic_write(cached, buf.getvalue())
+    return np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))  # same pixels as cached
+
+
+# ----------------------------------------------------------------------------------------------
+# Rendering
+# ----------------------------------------------------------------------------------------------
+
+def _luminance(rgb: np.ndarray) -> np.ndarray:
+    return rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114
+
+
+def _homography(src: np.ndarray, dst: np.ndarray) -> tuple[float, ...]:
+    """Coefficients of Image.PERSPECTIVE mapping output points ``dst`` onto input points ``src``."""
+    a = []
+    for (x, y), (u, v) in zip(dst, src):
+        a.append([x, y, 1, 0, 0, 0, -u * x, -u * y])
+        a.append([0, 0, 0, x, y, 1, -v * x, -v * y])
+    return tuple(np.linalg.solve(np.array(a, float), src.reshape(-1).astype(float)))
+
+
+class WordRenderer:
+    """Draws one random word image per call to :meth:`render`.
+
+    Args:
+        assets: from :func:`discover_assets`.
+        alphabet: characters a label may contain (words with other characters are skipped).
+        max_length: longest label.
+        height: the pipeline's input height; images come out ``height`` to ``2 * height`` tall.
+    """
+
+    def __init__(self, assets: SynthAssets, alphabet: str = ALNUM, max_length: int = 16, height: int = 32):
+        self.alphabet, self.max_length, self.height = alphabet, max_length, height
+        self._charset = frozenset(alphabet)
+        self.words = tuple(w for w in assets.words if len(w) <= max_length and set(w) <= self._charset)
+        self.digits = "".join(c for c in string.digits if c in self._charset)
+        if not assets.fonts:
+            raise RuntimeError(f"no fonts in the assets; {FIX_HINT}")
+        # Families are drawn uniformly, then a face: Lato's 18 weights count as one design.
+        groups: dict[str, list[Path]] = {}
+        for path in assets.fonts:
+            groups.setdefault(design_group(self._family(path)), []).append(path)
+        self.font_groups = [tuple(groups[g]) for g in sorted(groups)]
+        self.backgrounds = assets.backgrounds
+
+    @staticmethod
+    def _family(path: Path) -> str:
+        return _font(path, FONT_SIZES[0]).getname()[0] or path.stem
+
+    # -- text -----------------------------------------------------------------------------------
+
+    def _fits(self, text: str) -> bool:
+        return 0 < len(text) <= self.max_length and set(text) <= self._charset
+
+    def _cased(self, text: str, rng: np.random.Generator) -> str:
+        options = [text.lower(), text.capitalize(), text.upper()]
+        cased = options[rng.choice(3, p=(0.5, 0.3, 0.2))]
+        return cased if self._fits(cased) else next((o for o in options if self._fits(o)), text)
+
+    def _random_string(self, rng: np.random.Generator) -> str:
+        n = int(rng.integers(1, min(self.max_length, 12) + 1))
+        pools = [self.alphabet,  # any mix, e.g. "xK3vQ"
+                 string.ascii_uppercase + string.digits,  # codes and plates, e.g. "AB12C"
+                 string.ascii_lowercase + string.digits]  # e.g. "v2b8"
+        pool = [c for c in pools[rng.choice(3, p=(0.5, 0.3, 0.2))] if c in self._charset] or list(self.alphabet)
+        return "".join(rng.choice(pool, n))
+
+    def _digit_code(self, rng: np.random.Generator) -> str:
+        d = self.digits
+        kind = rng.choice(4, p=(0.35, 0.2, 0.2, 0.25))
+        if kind == 0:  # a price or quantity: no leading zero
+            text = str(int(rng.integers(0, 10 ** int(rng.integers(1, 6)))))
+        elif kind == 1:  # a year
+            text = str(int(rng.integers(1800, 2040)))
+        elif kind == 2:  # a phone number without separators
+            text = "".join(rng.choice(list(string.digits), int(rng.integers(7, 12))))
+        else:
+            text = "".join(rng.choice(list(string.digits), int(rng.integers(1, 9))))
+        text = "".join(c for c in text if c in d)[: self.max_length]
+        return text or self._random_string(rng)
+
+    def sample_text(self, rng: np.random.Generator) -> str:
+        """~60 % dictionary words, ~25 % random alphanumerics, ~15 % digit codes."""
+        kind = rng.random()
+        if kind < 0.6 and self.words:
+            return self._cased(self.words[int(rng.integers(len(self.words)))], rng)
+        if kind < 0.85 or not self.digits:
+            return self._random_string(rng)
+        return self._digit_code(rng)
+
+    # -- glyph layers ---------------------------------------------------------------------------
+
+    def _text_layers(self, text: str, font, rng: np.random.Generator) -> tuple[Image.Image, tuple]:
+        """An RGB image whose bands are masks: R text fill, G outline ring, B clutter (underline,
+        fragments of neighbouring lines). Returns it with the text's box in it."""
+        size = font.size
+        ascent, descent = font.getmetrics()
+        neighbours = rng.random() < 0.12
+        pad = int(size * (1.4 if neighbours else 0.4))
+        stroke = int(rng.integers(1, max(2, size // 14) + 1)) if rng.random() < 0.12 else 0
+        # Tracking: mostly natural spacing (with kerning), else per-character placement.
+        tracking = rng.random() < 0.45
+        if tracking:
+            spacing = rng.uniform(-0.04, 0.35) * size
+            advances = [font.getlength(c) + spacing + rng.normal(0, 0.02 * size) for c in text]
+            jitter = rng.normal(0, 0.025 * size, len(text)) if rng.random() < 0.3 else np.zeros(len(text))
+            width = int(sum(advances) + size)
+        else:
+            width = int(font.getlength(text) + size)
+        canvas = (width + 2 * pad, ascent + descent + 2 * pad)
+        fill = Image.new("L", canvas)
+        draw = ImageDraw.Draw(fill)
+        outline = None
+        origin = (pad + size // 4, pad)
+        if tracking:
+            x = origin[0]
+            for c, adv, dy in zip(text, advances, jitter):
+                draw.text((x, origin[1] + dy), c, font=font, fill=255)
+                x += adv
+        else:
+            draw.text(origin, text, font=font, fill=255)
+        box = fill.getbbox() or (0, 0, canvas[0], canvas[1])
+        if stroke:
+            outline = Image.new("L", canvas)
+            odraw = ImageDraw.Draw(outline)
+            if tracking:
+                x = origin[0]
+                for c, adv, dy in zip(text, advances, jitter):
+                    odraw.text((x, origin[1] + dy), c, font=font, fill=255, stroke_width=stroke, stroke_fill=255)
+                    x += adv
+            else:
+                odraw.text(origin, text, font=font, fill=255, stroke_width=stroke, stroke_fill=255)
+            box = outline.getbbox() or box
+        clutter = Image.new("L", canvas)
+        if rng.random() < 0.08:  # underline
+            y = origin[1] + ascent + max(1, descent // 3)
+            draw_c = ImageDraw.Draw(clutter)
+            draw_c.line([(box[0], y), (box[2], y)], fill=255, width=max(1, size // 16))
+        if neighbours:  # lines above/below: only slivers survive the crop
+            draw_c = ImageDraw.Draw(clutter)
+            for direction in (-1, 1):
+                if rng.random() < 0.7:
+                    y = origin[1] + direction * (ascent + descent) * rng.uniform(0.95, 1.25)
+                    draw_c.text((origin[0] + rng.uniform(-size, size), y), self._random_string(rng) * 3,
+                                font=font, fill=255)
+        layers = Image.merge("RGB", (fill, outline if outline is not None else Image.new("L", canvas), clutter))
+        return layers, box
+
+    def _distort(self, layers: Image.Image, box: tuple, rng: np.random.Generator):
+        """Rotation, shear and perspective in one homography; sometimes a sine curve."""
+        w, h = layers.size
+        if rng.random() < 0.65:
+            th = box[3] - box[1]
+            src = np.array([[0, 0], [w, 0], [w, h], [0, h]], float)
+            dst = src + rng.normal(0, 0.06 * th, (4, 2)) * (rng.random() < 0.5)  # perspective
+            dst[:, 0] += (dst[:, 1] - h / 2) * np.tan(np.radians(rng.normal(0, 8)))  # shear / slant
+            angle = np.radians(np.clip(rng.normal(0, 2.5), -6, 6))
+            c, s = np.cos(angle), np.sin(angle)
+            dst = (dst - [w / 2, h / 2]) @ np.array([[c, s], [-s, c]])
+            shift = dst.min(0)
+            dst -= shift
+            size = tuple(int(v) + 1 for v in dst.max(0))
+            layers = layers.transform(size, Image.PERSPECTIVE, _homography(src, dst), Image.BILINEAR)
+        if rng.random() < 0.15:
+            th = box[3] - box[1]
+            amp = rng.uniform(0.08, 0.25) * th
+            period = rng.uniform(2.5, 6) * th
+            phase = rng.uniform(0, 2 * np.pi)
+            w, h = layers.size
+            out_h = int(h + 2 * amp) + 1
+            xs = list(range(0, w, 6)) + [w]
+            dy = [amp + amp * np.sin(2 * np.pi * x / period + phase) for x in xs]
+            mesh = [((x0, 0, x1, out_h), (x0, -d0, x0, out_h - d0, x1, out_h - d1, x1, -d1))
+                    for x0, x1, d0, d1 in zip(xs, xs[1:], dy, dy[1:])]
+            layers = layers.transform((w, out_h), Image.MESH, mesh, Image.BILINEAR)
+        return np.asarray(layers)
+
+    # -- backgrounds ----------------------------------------------------------------------------
+
+    def _random_color(self, rng: np.random.Generator) -> np.ndarray:
+        if rng.random() < 0.35:  # greys are common in print
+            return np.full(3, rng.random(), np.float32)
+        return rng.random(3).astype(np.float32)
+
+    def _procedural(self, h: int, w: int, rng: np.random.Generator) -> np.ndarray:
+        kind = rng.choice(6, p=(0.2, 0.2, 0.25, 0.1, 0.1, 0.15))
+        base = self._random_color(rng)
+        if rng.random() < 0.4:  # paper-like light tones are the commonest real background
+            base = 1 - rng.random(3).astype(np.float32) * rng.uniform(0.02, 0.25)
+        img = np.broadcast_to(base, (h, w, 3)).astype(np.float32)
+        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+        if kind == 1:  # linear gradient to a second colour
+            t = np.cos(rng.uniform(0, np.pi)) * xx / w + np.sin(rng.uniform(0, np.pi)) * yy / h
+            t = (t - t.min()) / (np.ptp(t) + 1e-6)
+            img = img + (self._random_color(rng) - base) * t[..., None] * rng.uniform(0.3, 1)
+        elif kind == 2:  # low-frequency blotches (paper, walls, card) plus grain
+            gh, gw = int(rng.integers(2, 6)), int(rng.integers(3, 16))
+            coarse = Image.fromarray((rng.random((gh, gw)) * 255).astype(np.uint8)).resize((w, h), Image.BICUBIC)
+            blot = np.asarray(coarse, np.float32) / 255 - 0.5
+            img = img + blot[..., None] * rng.uniform(0.05, 0.35) * (rng.random(3) * 0.5 + 0.5)
+            img = img + rng.normal(0, rng.uniform(0.005, 0.04), (h, w, 1))
+        elif kind == 3:  # stripes
+            period = rng.uniform(3, 40)
+            angle = rng.uniform(0, np.pi)
+            wave = np.sin(2 * np.pi * (xx * np.cos(angle) + yy * np.sin(angle)) / period)
+            if rng.random() < 0.5:
+                wave = np.sign(wave)
+            img = img + (self._random_color(rng) - base) * (wave[..., None] * 0.5 + 0.5) * rng.uniform(0.1, 0.5)
+        elif kind == 4:  # ruled or squared paper
+            step = int(rng.integers(8, 30))
+            lines = (yy.astype(int) % step == 0)
+            if rng.random() < 0.4:
+                lines |= xx.astype(int) % step == 0
+            img = np.where(lines[..., None], img * 0.6 + self._random_color(rng) * 0.4, img)
+        elif kind == 5:  # fine noise texture (concrete, fabric)
+            img = img + rng.normal(0, rng.uniform(0.03, 0.12), (h, w, 1 if rng.random() < 0.7 else 3))
+        return img
+
+    def _natural(self, h: int, w: int, rng: np.random.Generator) -> np.ndarray:
+        path = self.backgrounds[int(rng.integers(len(self.backgrounds)))]
+        photo = _BACKGROUNDS.get(path, lambda: _load_background(path))
+        ph, pw = photo.shape[:2]
+        scale = min(rng.uniform(0.4, 2.5), pw / w, ph / h)  # crop of this many output pixels each
+        ch, cw = max(2, int(h * scale)), max(2, int(w * scale))
+        y, x = int(rng.integers(0, ph - ch + 1)), int(rng.integers(0, pw - cw + 1))
+        crop = Image.fromarray(photo[y:y + ch, x:x + cw]).resize((w, h), Image.BILINEAR)
+        if rng.random() < 0.5:
+            crop = crop.transpose(Image.FLIP_LEFT_RIGHT)
+        img = np.asarray(crop, np.float32) / 255
+        if rng.random() < 0.5:  # calm busy photos down, as if printed on a tinted surface
+            img = img * (1 - (k := rng.uniform(0.2, 0.7))) + self._random_color(rng) * k
+        return img
+
+    def _background(self, h: int, w: int, rng: np.random.Generator) -> np.ndarray:
+        if self.backgrounds and rng.random() < 0.4:
+            return self._natural(h, w, rng)
+        return self._procedural(h, w, rng)
+
+    # -- composition ----------------------------------------------------------------------------
+
+    def _contrasting(self, color: np.ndarray, against: float, rng: np.random.Generator, gap: float) -> np.ndarray:
+        """``color`` moved toward black or white until its luminance differs from ``against`` by ``gap``."""
+        lum = float(_luminance(color))
+        if abs(lum - against) >= gap:
+            return color
+        target = 0.0 if against > 0.5 else 1.0
+        want = against - gap if target == 0.0 else against + gap
+        want = float(np.clip(want + rng.uniform(0, 0.15) * (1 if target else -1), 0, 1))
+        t = (want - lum) / (target - lum) if target != lum else 1.0
+        return color * (1 - t) + target * t
+
+    def render(self, rng: np.random.Generator) -> tuple[Image.Image, str]:
+        text = self.sample_text(rng)
+        group = self.font_groups[int(rng.integers(len(self.font_groups)))]
+        font = _font(group[int(rng.integers(len(group)))], int(rng.choice(FONT_SIZES)))
+        layers, box = self._text_layers(text, font, rng)
+        arr = self._distort(layers, box, rng)
+
+        # Crop around the text (fill + outline), margins random; the clutter band may poke in.
+        ys, xs = np.nonzero(arr[..., :2].max(-1))
+        if len(ys) == 0:
+            ys, xs = np.array([0, arr.shape[0] - 1]), np.array([0, arr.shape[1] - 1])
+        th = ys.max() - ys.min() + 1
+        top = ys.min() - int(th * rng.uniform(0.03, 0.35))
+        bottom = ys.max() + 1 + int(th * rng.uniform(0.03, 0.35))
+        left = xs.min() - int(th * rng.uniform(0.03, 0.6))
+        right = xs.max() + 1 + int(th * rng.uniform(0.03, 0.6))
+        h, w = bottom - top, right - left
+        masks = np.zeros((h, w, 3), np.float32)
+        sy, sx = max(top, 0), max(left, 0)
+        ey, ex = min(bottom, arr.shape[0]), min(right, arr.shape[1])
+        masks[sy - top:ey - top, sx - left:ex - left] = arr[sy:ey, sx:ex] / 255.0
+        fill_a, ring_a, clutter_a = masks[..., 0], np.maximum(masks[..., 1] - masks[..., 0], 0), masks[..., 2]
+
+        bg = self._background(h, w, rng)
+        text_region = fill_a > 0.5
+        bg_lum = float(_luminance(bg[text_region]).mean()) if text_region.any() else float(_luminance(bg).mean())
+        busy = float(_luminance(bg).std())
+        ring_color = None
+        if ring_a.any():  # outlined text: the ring contrasts with the background, the fill with the ring
+            ring_color = self._contrasting(self._random_color(rng), bg_lum, rng, 0.4)
+            fill_color = self._contrasting(self._random_color(rng), float(_luminance(ring_color)), rng, 0.35)
+        else:
+            fill_color = self._contrasting(self._random_color(rng), bg_lum, rng, 0.4 + min(busy, 0.2))
+        img = bg
+        if rng.random() < 0.12:  # drop shadow
+            shadow = Image.fromarray((np.maximum(fill_a, masks[..., 1]) * 255).astype(np.uint8))
+            d = max(1, int(th * 0.06))
+            shadow = shadow.transform(shadow.size, Image.AFFINE, (1, 0, -int(rng.integers(-d, d + 1)), 0, 1, -d))
+            shadow = shadow.filter(ImageFilter.GaussianBlur(rng.uniform(0.5, 2)))
+            sa = np.asarray(shadow, np.float32)[..., None] / 255 * rng.uniform(0.4, 0.8)
+            img = img * (1 - sa) + (img * 0.25) * sa
+        opacity = rng.uniform(0.8, 1.0)
+        if ring_color is not None:
+            img = img * (1 - ring_a[..., None]) + ring_color * ring_a[..., None]
+        if rng.random() < 0.15:  # two-tone fill
+            t = np.linspace(0, 1, h, dtype=np.float32)[:, None, None]
+            second = self._contrasting(self._random_color(rng), bg_lum, rng, 0.4)
+            fill_color = fill_color * (1 - t) + second * t
+        a = (fill_a * opacity)[..., None]
+        img = img * (1 - a) + fill_color * a
+        if clutter_a.any():
+            img = img * (1 - clutter_a[..., None]) + fill_color * clutter_a[..., None]
+        if rng.random() < 0.06:  # a box edge or rule crossing the crop
+            color = self._contrasting(self._random_color(rng), bg_lum, rng, 0.3)
+            edge = int(rng.integers(4))
+            thick = max(1, int(th * rng.uniform(0.03, 0.08)))
+            sl = [(slice(0, thick), slice(None)), (slice(h - thick, h), slice(None)),
+                  (slice(None), slice(0, thick)), (slice(None), slice(w - thick, w))][edge]
+            img[sl] = color
+        if rng.random() < 0.35:  # uneven lighting
+            yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+            ang = rng.uniform(0, 2 * np.pi)
+            t = (np.cos(ang) * xx / w + np.sin(ang) * yy / h)
+            t = (t - t.min()) / (np.ptp(t) + 1e-6)
+            img = img * (rng.uniform(0.55, 0.95) + t[..., None] * rng.uniform(0.1, 0.5))
+
+        out = Image.fromarray((np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8), "RGB")
+        return self._degrade(out, th, rng), text
+
+    def _degrade(self, img: Image.Image, text_height: int, rng: np.random.Generator) -> Image.Image:
+        """Resize to the output height, then the camera / scanner / compression effects."""
+        out_h = int(rng.integers(self.height, 2 * self.height + 1))
+        aspect = img.width / img.height * rng.uniform(0.85, 1.15)
+        if rng.random() < 0.15:  # low resolution source, upsampled
+            small_h = max(8, int(out_h * rng.uniform(0.35, 0.7)))
+            img = img.resize((max(1, int(small_h * aspect)), small_h), Image.BILINEAR)
+        img = img.resize((max(1, int(out_h * aspect)), out_h), Image.BILINEAR)
+        if rng.random() < 0.3:
+            img = img.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 1.2) * out_h / 32))
+        elif rng.random() < 0.08:  # horizontal motion blur (Pillow kernels are 3x3 or 5x5)
+            k = 3 if rng.random() < 0.5 else 5
+            img = img.filter(ImageFilter.Kernel((k, k), [float(i // k == k // 2) for i in range(k * k)], k))
+        if rng.random() < 0.35:
+            arr = np.asarray(img, np.float32)
+            arr = arr + rng.normal(0, rng.uniform(2, 12), arr.shape if rng.random() < 0.5 else arr.shape[:2] + (1,))
+            img = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "RGB")
+        if rng.random() < 0.3:
+            buf = io.BytesIO()
+            img.save(buf, "JPEG", quality=int(rng.integers(25, 85)))
+            img = Image.open(buf).convert("RGB")
+        return img
+
+
+def save_sample_grid(path, n: int = 48, seed: int = 0, split: str = "train", columns: int = 4) -> Path:
+    """Render ``n`` samples into a labelled grid image (for eyeballing realism and legibility)."""
+    renderer = WordRenderer(discover_assets(split))
+    cell_w, cell_h, label_h = 300, 64, 16
+    rows = (n + columns - 1) // columns
+    sheet = Image.new("RGB", (columns * cell_w, rows * (cell_h + label_h)), "white")
+    draw = ImageDraw.Draw(sheet)
+    label_font = ImageFont.load_default(13)
+    for i in range(n):
+        image, text = renderer.render(np.random.default_rng([seed, i]))
+        image.thumbnail((cell_w - 8, cell_h - 4))
+        x, y = (i % columns) * cell_w + 4, (i // columns) * (cell_h + label_h)
+        sheet.paste(image, (x, y + 2))
+        draw.text((x, y + cell_h), text, fill="black", font=label_font)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(path)
+    return path
