@@ -62,7 +62,7 @@ optim_wrapper = dict(type="OptimWrapper", optimizer=dict(type="Adadelta", lr=1.0
 param_scheduler = []
 
 default_hooks = dict(
-    logger=dict(type="LoggerHook", interval=50),
+    logger=dict(type="LoggerHook", interval=50, log_metric_by_epoch=False),  # validation logged by iteration
     checkpoint=dict(type="CheckpointHook", by_epoch=False, interval=5000, max_keep_ckpts=3,
                     save_last=True, save_best="word_acc", rule="greater"),
 )

@@ -98,7 +98,7 @@ class OcrDataset(Dataset):
             label = self.charset.clean(text)
         except LabelError as exc:
             raise BadSample(key, "symbols outside the charset", str(exc)) from None
-        if label.unknown:
+        if label.unknown and self.charset.unknown != "remove":  # "remove" already dropped them
             raise BadSample(key, "symbols outside the charset", f"{text!r} has {list(label.unknown)}")
         if not label.text:
             raise BadSample(key, "empty label")

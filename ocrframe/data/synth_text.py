@@ -39,12 +39,12 @@ FONT_SIZES = (28, 32, 36, 40, 44, 48)  # few sizes, so the per-process font cach
 BACKGROUND_MAX_SIDE = 720
 _FONT_EXTENSIONS = (".ttf", ".otf")
 _IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2
 
 # Faces that are not plain Latin text: symbols, math, small caps (lowercase drawn as capitals, so the
 # label's case would lie), decorative initials, keyboard keys, hairline weights (vanish at 32 px).
-_EXCLUDE = re.compile(r"math|symbol|icon|emoji|dingbat|ornament|initials|keyboard|caps|hairline|tamil",
-                      re.IGNORECASE)
+_EXCLUDE = re.compile(r"\b(math|symbols?|icons?|emoji|dingbats?|ornaments?|initials|keyboard|(small ?)?caps|"
+                      r"hairline|tamil)\b", re.IGNORECASE)
 # Family-name words that only name a member of a family (weight, width, slope, optical size, vendor).
 _STYLE_WORDS = frozenset("""thin extralight ultralight light lt book regular medium demi semibold bold
     extrabold heavy black cond cn condensed narrow wide extended text display std pro no2 no3 o tt adf gwf
@@ -58,6 +58,8 @@ _SAME_DESIGN = {
     "Gentium": "gentium", "Go": "go", "Cabin": "cabin", "Karla": "karla", "Museum": "museum",
     "Romande": "romande", "Routed Gothic": "routed gothic", "Roadgeek": "roadgeek",
 }
+# The designs of everyday print are always trained on: a reader must know them.
+_ALWAYS_TRAIN = frozenset({"helvetica", "times", "courier"})
 
 
 @dataclass(frozen=True)
@@ -95,7 +97,7 @@ def _files_under(dirs: list[Path], extensions: tuple[str, ...]) -> list[Path]:
 
 def _norm(name: str) -> str:
     """'TeX Gyre Heros Cn' -> 'te x gyre heros'; CamelCase split so 'CabinSketch' == 'Cabin Sketch'."""
-    name = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", name)
+    name = re.sub(r"(?<=[a-z])(?=[A-Z][a-z])", " ", name)
     return " ".join(w for w in re.split(r"[^a-z0-9]+", name.lower()) if w and w not in _STYLE_WORDS
                     and not w.isdigit())
 
@@ -128,7 +130,7 @@ def _check_font(path: Path) -> tuple[bool, str, str]:
         font = ImageFont.truetype(str(path), 32, layout_engine=ImageFont.Layout.BASIC)
         family, style = font.getname()
         family, style = family or path.stem, style or ""
-        if _EXCLUDE.search(f"{family} {style} {path.name}"):
+        if _EXCLUDE.search(f"{family} {style}"):
             return False, family, style
         notdef = _glyph_key(font, "\ue000")  # a private-use code point: text fonts draw .notdef
         keys = [_glyph_key(font, c) for c in ALNUM]
@@ -161,8 +163,9 @@ def _scan_fonts(dirs: list[Path]) -> list[tuple[Path, str]]:
             cache[str(path)] = entry
             changed = True
         _, _, ok, family, style = entry
-        if ok:  # the same face often ships twice (.ttf and .otf): keep the first path
-            faces.setdefault((family.lower(), style.lower()), (path, design_group(family)))
+        if ok:  # one path per face: .ttf and .otf copies, optical sizes ("10 Regular", "12 Regular")
+            style = " ".join(w for w in style.lower().split() if not w.isdigit())
+            faces.setdefault((family.lower(), style), (path, design_group(family)))
     if changed:
         _atomic_write(cache_file, json.dumps(cache).encode())
     return sorted(faces.values())
@@ -181,7 +184,7 @@ def _atomic_write(path: Path, data: bytes) -> None:
 
 def _split_by_group(items: list[tuple[Path, str]], split: str) -> tuple[Path, ...]:
     groups = sorted({g for _, g in items})
-    held = {g for g in groups if _held_out(g)}
+    held = {g for g in groups if _held_out(g) and g not in _ALWAYS_TRAIN}
     if not held and len(groups) > 1:  # tiny asset sets: still hold one out, deterministically
         held = {min(groups, key=lambda g: hashlib.md5(g.encode()).hexdigest())}
     keep = held if split == "heldout" else set(groups) - held
@@ -189,8 +192,8 @@ def _split_by_group(items: list[tuple[Path, str]], split: str) -> tuple[Path, ..
 
 
 def _background_group(path: Path) -> str:
-    """Resolution variants of one picture ('Elephants_3840x2160.jpg') are one image."""
-    return re.sub(r"[_-]?\d+x\d+$", "", path.stem).lower()
+    """Variants of one picture ('Elephants_3840x2160.jpg', 'Stripes-Dark.png') are one image."""
+    return re.sub(r"([_-]?\d+x\d+|[_-](dark|light|d|l))$", "", path.stem.lower())
 
 
 def _scan_backgrounds(dirs: list[Path]) -> list[tuple[Path, str]]:

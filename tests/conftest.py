@@ -1,0 +1,109 @@
+"""Shared fixtures: word images drawn with Pillow, gt.txt folders, LMDBs, and the test plugin."""
+from __future__ import annotations
+
+import random
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, settings
+from PIL import Image, ImageDraw, ImageFont
+
+TESTS = Path(__file__).resolve().parent
+REPO = TESTS.parent
+CONFIG = REPO / "configs" / "crnn_vgg_bilstm_ctc.py"
+TEST_PLUGIN_SRC = TESTS / "plugins" / "ocrframe-testplugin"
+FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
+
+# tests/fake_plugins/*.py are imported by entry points as ``fake_plugins.<name>``.
+if str(TESTS) not in sys.path:
+    sys.path.insert(0, str(TESTS))
+
+# A model's first forward pass is slow (lazy initialisation), which hypothesis' deadline would flag.
+settings.register_profile("ocrframe", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("ocrframe")
+
+
+def _font(size: int = 24):
+    if FONT.is_file():
+        return ImageFont.truetype(str(FONT), size)
+    return ImageFont.load_default(size=size)  # Pillow >= 10.1 ships a scalable default font
+
+
+def render_word(text: str, height: int = 32, size: int = 24) -> Image.Image:
+    """Black text on white, RGB, ``height`` pixels high and as wide as the word plus a margin."""
+    font = _font(size)
+    left, top, right, bottom = font.getbbox(text)
+    image = Image.new("RGB", (max(right - left + 8, 8), height), "white")
+    ImageDraw.Draw(image).text((4 - left, (height - (bottom - top)) // 2 - top), text, font=font, fill="black")
+    return image
+
+
+def random_words(count: int, seed: int = 0, letters: str = "abcdefghijklmnopqrstuvwxyz") -> list[str]:
+    rng = random.Random(seed)
+    return ["".join(rng.choice(letters) for _ in range(rng.randint(2, 5))) for _ in range(count)]
+
+
+def write_word_folder(root: Path, words: list[str], lexicons: dict[int, list[str]] | None = None) -> Path:
+    """A folder of PNG word images with a gt.txt (``path<TAB>label[<TAB>lexicon]``)."""
+    root.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for i, word in enumerate(words):
+        name = f"img_{i:03d}.png"
+        render_word(word).save(root / name)
+        line = f"{name}\t{word}"
+        if lexicons and i in lexicons:
+            line += "\t" + " ".join(lexicons[i])
+        lines.append(line)
+    (root / "gt.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return root
+
+
+def create_lmdb(argv: list[str]) -> int:
+    """Run tools/create_lmdb.py's main in this process."""
+    sys.path.insert(0, str(REPO / "tools"))
+    try:
+        import create_lmdb as tool
+    finally:
+        sys.path.remove(str(REPO / "tools"))
+    return tool.main(argv)
+
+
+def make_lmdb(folder: Path, out: Path) -> Path:
+    """Build an LMDB from a gt.txt folder with tools/create_lmdb.py."""
+    assert create_lmdb([str(folder), str(out)]) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def train_lmdb(tmp_path_factory) -> Path:
+    """64 images of 2-5 letter words."""
+    base = tmp_path_factory.mktemp("train_data")
+    return make_lmdb(write_word_folder(base / "folder", random_words(64, seed=1)), base / "lmdb")
+
+
+@pytest.fixture(scope="session")
+def val_lmdb(tmp_path_factory) -> Path:
+    """16 images of 2-5 letter words."""
+    base = tmp_path_factory.mktemp("val_data")
+    return make_lmdb(write_word_folder(base / "folder", random_words(16, seed=2)), base / "lmdb")
+
+
+@pytest.fixture
+def tinyconv():
+    """The test plugin's TinyConv registered in the process-wide backbone slot for one test, as
+    its plugin would register it, and removed again afterwards."""
+    from ocrframe.plugins import load_plugins
+    from ocrframe.registry import SLOTS, Origin, registering_as
+
+    load_plugins()
+    sys.path.insert(0, str(TEST_PLUGIN_SRC))
+    try:
+        from ocrframe_testplugin import plugin
+    finally:
+        sys.path.remove(str(TEST_PLUGIN_SRC))
+    origin = Origin("testplugin", "ocrframe-testplugin (source tree)", "-")
+    with registering_as(origin):
+        plugin.ocrframe_register(SLOTS)
+    yield SLOTS.backbone.get("TinyConv")
+    SLOTS.unregister(origin)

@@ -1,0 +1,1 @@
+"""Plugin modules for the loader tests, loaded through hand-made entry points."""

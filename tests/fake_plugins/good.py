@@ -1,0 +1,9 @@
+"""A well-behaved plugin: registers one backbone."""
+from ocrframe import hookimpl
+
+from fake_plugins.components import FakeBackbone
+
+
+@hookimpl
+def ocrframe_register(slots):
+    slots.backbone.register_module(module=FakeBackbone)

@@ -1,0 +1,121 @@
+"""The CRNN model: the paper's facts (Table 1, 8.3M parameters, 26 frames for width 100) and
+swapping stages by config."""
+from __future__ import annotations
+
+import functools
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+from mmengine.config import Config
+from ocrframe_vgg import VGG
+from torch import nn
+
+from conftest import CONFIG
+from ocrframe.registry import MODELS
+
+PAPER_CONV_CHANNELS = [64, 128, 256, 256, 512, 512, 512]  # Table 1, conv1..conv7
+
+
+def paper_config() -> Config:
+    return Config.fromfile(str(CONFIG))
+
+
+def build(model_cfg) -> nn.Module:
+    return MODELS.build(model_cfg)
+
+
+def count(module: nn.Module, kind: type) -> int:
+    return sum(isinstance(m, kind) for m in module.modules())
+
+
+@functools.lru_cache(maxsize=None)
+def vgg(remove: tuple[str, ...] = ()) -> VGG:
+    return VGG(remove=remove).eval()
+
+
+def test_paper_model_for_37_classes_has_8_3_million_parameters():
+    model = build(paper_config().model)
+    assert model.charset.num_classes == 37
+    parameters = sum(p.numel() for p in model.parameters())
+    assert abs(parameters - 8_330_789) <= 100_000, parameters  # PAPER.md: 8.3M, 8,330,789 by reference layout
+
+
+def test_paper_backbone_follows_table_1():
+    backbone = build(paper_config().model).backbone
+    convs = [m for m in backbone.modules() if isinstance(m, nn.Conv2d)]
+    assert [c.out_channels for c in convs] == PAPER_CONV_CHANNELS
+    assert [c.kernel_size for c in convs] == [(3, 3)] * 6 + [(2, 2)]
+    assert count(backbone, nn.BatchNorm2d) == 2  # after conv5 and conv6
+    assert count(backbone, nn.MaxPool2d) == 4
+    assert count(backbone, nn.Linear) == 0  # no fully connected layers
+
+
+@torch.no_grad()
+def test_width_100_gives_26_frames_of_512_features():
+    model = build(paper_config().model).eval()
+    features = model.backbone(torch.zeros(1, 1, 32, 100))
+    assert tuple(features.shape) == (1, 512, 1, 26)
+    assert model.backbone.num_frames(100) == 26
+    assert tuple(model(torch.zeros(3, 1, 32, 100)).shape) == (3, 26, 37)
+
+
+@given(width=st.integers(16, 400), remove=st.sampled_from([(), ("conv4", "conv6")]))
+@torch.no_grad()
+def test_num_frames_matches_the_real_output_width(width, remove):
+    features = vgg(remove)(torch.zeros(1, 1, 32, width))
+    assert features.shape[2] == 1
+    assert VGG.num_frames(width) == features.shape[3]
+
+
+def test_omr_variant_drops_conv4_and_conv6():
+    cfg = paper_config().model
+    cfg.backbone = dict(type="VGG", remove=("conv4", "conv6"))
+    cfg.sequence_encoder = dict(type="LSTM", hidden_size=256, num_layers=2)
+    model = build(cfg)
+    convs = [m for m in model.backbone.modules() if isinstance(m, nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [64, 128, 256, 512, 512]
+    assert count(model.backbone, nn.BatchNorm2d) == 1  # only conv5's is left
+    lstm = model.sequence_encoder.lstm
+    assert (lstm.num_layers, lstm.bidirectional) == (2, False)
+    with torch.no_grad():
+        assert tuple(model(torch.zeros(2, 1, 32, 100)).shape) == (2, 26, 37)
+
+
+@pytest.mark.parametrize("batch_norm, expected", [("paper", 2), ("all", 7), ("none", 0)])
+def test_batch_norm_option_sets_the_number_of_batchnorm_layers(batch_norm, expected):
+    backbone = VGG(batch_norm=batch_norm)
+    assert count(backbone, nn.BatchNorm2d) == expected
+    assert count(backbone, nn.Conv2d) == 7
+    with torch.no_grad():
+        assert tuple(backbone.eval()(torch.zeros(1, 1, 32, 64)).shape) == (1, 512, 1, VGG.num_frames(64))
+
+
+@pytest.mark.parametrize("encoder, head_inputs", [("BiLSTM", 512), ("LSTM", 256), ("Identity", 512)])
+def test_swapping_the_sequence_encoder_is_one_config_line(encoder, head_inputs):
+    cfg = paper_config()
+    cfg.model.sequence_encoder = dict(type=encoder)
+    model = build(cfg.model)
+    assert model.head.classifier.in_features == head_inputs  # the dimension flowed from the encoder
+    images = torch.randn(2, 1, 32, 100)
+    log_probs = model(images)
+    assert tuple(log_probs.shape) == (2, 26, 37)
+    assert torch.allclose(log_probs.exp().sum(-1), torch.ones(2, 26), atol=1e-4)
+    loss = model(images, dict(texts=["ab", "cd"], keys=["a", "b"], widths=torch.tensor([100, 100])), mode="loss")
+    assert torch.isfinite(loss["loss"])
+
+
+def test_vgg_refuses_an_input_height_other_than_32():
+    with pytest.raises(ValueError, match="32"):
+        VGG(input_height=48)
+
+
+def test_vgg_forward_names_the_expected_height_for_a_wrong_image():
+    with pytest.raises(ValueError, match=r"height 32.*\(1, 1, 48, 100\)"):
+        VGG()(torch.zeros(1, 1, 48, 100))
+
+
+def test_vgg_refuses_to_remove_an_unknown_layer():
+    with pytest.raises(ValueError, match="conv7"):
+        VGG(remove=("conv7",))
