@@ -43,14 +43,8 @@ val_dataloader = dict(
     dataset=dict(type="SynthWordDataset", charset=charset, pipeline=test_pipeline, length=1000, seed=1),
 )
 # The independent check: fonts and backgrounds that training never uses.
-test_dataloader = dict(
-    batch_size=64,
-    num_workers=1,
-    sampler=dict(type="DefaultSampler", shuffle=False),
-    collate_fn=dict(type="ocrframe.pad_collate"),
-    dataset=dict(type="SynthWordDataset", charset=charset, pipeline=test_pipeline, length=1000, seed=2,
-                 assets="heldout"),
-)
+test_dataloader = dict(val_dataloader, persistent_workers=False,
+                       dataset=dict(val_dataloader["dataset"], seed=2, assets="heldout"))
 val_evaluator = dict(type="WordMetric")
 test_evaluator = val_evaluator
 
