@@ -46,7 +46,7 @@ class Recognizer(BaseModel):
             num_classes=self.charset.num_classes, blank=self.charset.blank))
         self.decoder = DECODERS.build(decoder, default_args=dict(charset=self.charset))
         self.skipped_labels = 0  # training labels the CTC loss could not use (see loss())
-        # channels_last lets oneDNN pick its fast convolution kernels: ~5x faster training on CPU.
+        # channels_last lets oneDNN pick its fast convolution kernels (see docs/benchmarks.md).
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.to(memory_format=self.memory_format)
 
