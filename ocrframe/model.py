@@ -61,15 +61,17 @@ class Recognizer(BaseModel):
         log_probs = self.head(sequence)                  # (N, T, K)
         if mode == "tensor":
             return log_probs
-        widths = data_samples["widths"] if data_samples else torch.full((len(inputs),), inputs.shape[-1])
+        data_samples = data_samples or {}
+        widths = data_samples.get("widths", torch.full((len(inputs),), inputs.shape[-1]))
         lengths = self.frame_lengths(widths).clamp(max=log_probs.shape[1])
         if mode == "loss":
             return self.loss(log_probs, lengths, data_samples)
         if mode == "predict":
             predictions = self.decoder.decode(log_probs.float(), lengths)
+            unknown = [None] * len(predictions)
             return [dict(pred=p.text, score=p.score, gt=gt, key=key, **p.extras)
-                    for p, gt, key in zip(predictions, data_samples.get("texts", [None] * len(predictions)),
-                                          data_samples.get("keys", [None] * len(predictions)))]
+                    for p, gt, key in zip(predictions, data_samples.get("texts", unknown),
+                                          data_samples.get("keys", unknown))]
         raise ValueError(f"mode must be 'tensor', 'loss' or 'predict', not {mode!r}")
 
     def loss(self, log_probs, lengths, data_samples) -> dict:

@@ -119,3 +119,16 @@ def test_vgg_forward_names_the_expected_height_for_a_wrong_image():
 def test_vgg_refuses_to_remove_an_unknown_layer():
     with pytest.raises(ValueError, match="conv7"):
         VGG(remove=("conv7",))
+
+
+def test_predict_without_data_samples_reads_every_frame_of_each_image():
+    model = build(paper_config().model).eval()
+    images = torch.randn(3, 1, 32, 120)
+    with torch.no_grad():
+        predictions = model(images, mode="predict")
+        log_probs = model(images)
+    assert len(predictions) == 3
+    for prediction, per_image in zip(predictions, log_probs):
+        # no widths given: the whole image counts, so the best-path score sums all its frames
+        assert prediction["score"] == pytest.approx(per_image.max(-1).values.sum().item(), rel=1e-5)
+        assert prediction["gt"] is None
