@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import multiprocessing
 import os
 import string
 import subprocess
@@ -23,7 +24,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageFont
 
-from ocrframe.data.synth_text import SynthAssets, WordRenderer, discover_assets
+from ocrframe.data.synth_text import SynthAssets, WordRenderer, design_group, discover_assets, save_sample_grid
 from ocrframe.data.synthetic import SynthWordDataset
 from ocrframe.registry import DATASETS
 
@@ -294,3 +295,84 @@ def test_val_seed_differs_from_train_seed_for_the_same_index():
     for index in range(6):
         assert not torch.equal(train[index]["image"], val[index]["image"]), index
         assert train[index]["key"] != val[index]["key"]
+
+
+# ----------------------------------------------------------------------------------------------
+# Text mix, font designs, workers, speed
+# ----------------------------------------------------------------------------------------------
+
+def test_text_mix_is_mostly_words_then_random_strings_then_digit_codes():
+    words = {w.lower() for w in assets("train").words}
+    rng = np.random.default_rng(0)
+    texts = [renderer().sample_text(rng) for _ in range(3000)]
+    in_dict = sum(t.lower() in words for t in texts) / len(texts)
+    digits = sum(t.isdigit() for t in texts) / len(texts)
+    assert 0.55 <= in_dict <= 0.68, in_dict  # ~60 % words (a few random strings are words too)
+    assert 0.12 <= digits <= 0.22, digits  # ~15 % codes (and the odd all-digit random string)
+    cases = {"lower" if t.islower() else "upper" if t.isupper() else "mixed" for t in texts if t.isalpha()}
+    assert cases == {"lower", "upper", "mixed"}
+    assert not any("'" in w for w in assets("train").words)  # possessives dropped
+
+
+def test_design_groups_join_clones_weights_and_widths():
+    assert design_group("Liberation Sans") == design_group("TeX Gyre Heros") == design_group("FreeSans")
+    assert design_group("TeX Gyre Heros Cn") == design_group("TeX Gyre Heros")
+    assert design_group("Lato Light") == design_group("Lato") != design_group("Latin Modern Roman")
+    assert design_group("TeX Gyre Pagella") != design_group("TeX Gyre Termes")
+
+
+def test_many_designs_and_no_math_small_caps_or_symbol_faces(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # judge every font afresh, not from the cache
+    train, heldout = discover_assets("train"), discover_assets("heldout")
+    assert train == assets("train") and heldout == assets("heldout")  # the cache changes nothing
+    groups = lambda paths: {design_group(family(p)) for p in paths}  # noqa: E731
+    assert len(groups(train.fonts)) >= 20 and len(groups(heldout.fonts)) >= 3
+    assert not groups(train.fonts) & groups(heldout.fonts)
+    # lmodern and texgyre install math and small-caps faces next to the text faces: never used.
+    names = " ".join(Path(p).name.lower() for p in train.fonts + heldout.fonts)
+    assert "math" not in names and "caps" not in names
+
+
+def test_font_dirs_from_the_environment_and_broken_files_ignored(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    fonts = tmp_path / "fonts"
+    fonts.mkdir()
+    (fonts / "broken.ttf").write_bytes(b"not a font")
+    monkeypatch.setenv("OCRFRAME_FONT_DIRS", str(fonts))
+    with pytest.raises(RuntimeError, match=r"only 0 usable .* under .*fonts.*make setup"):
+        discover_assets("train")
+
+
+def test_procedural_backgrounds_alone_still_render_visible_text():
+    train = assets("train")
+    procedural = WordRenderer(SynthAssets(fonts=train.fonts, backgrounds=(), words=train.words))
+    for seed in range(10):
+        image, label = procedural.render(np.random.default_rng(seed))
+        low, high = np.percentile(np.asarray(image.convert("L"), np.float32), [1, 99])
+        assert high - low > 20, (seed, label)
+
+
+def _render_in_forked_child(queue):
+    image, label = render(5)
+    queue.put((label, image.tobytes()))
+
+
+def test_forked_worker_renders_the_same_bytes():
+    """DataLoader workers fork after the parent has opened fonts and decoded backgrounds."""
+    for seed in range(6):
+        render(seed)
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_render_in_forked_child, args=(queue,))
+    child.start()
+    label, data = queue.get(timeout=60)
+    child.join(timeout=60)
+    image, expected = render(5)
+    assert (label, data) == (expected, image.tobytes())
+
+
+def test_sample_grid_is_written(tmp_path):
+    path = save_sample_grid(tmp_path / "grid.png", n=8, seed=0, columns=4)
+    with Image.open(path) as grid:
+        assert grid.size == (4 * 300, 2 * 80)
+        assert np.asarray(grid.convert("L")).std() > 10

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFilter, ImageFont
+from PIL import Image, ImageChops, ImageDraw, ImageFilter, ImageFont
 
 ALNUM = string.digits + string.ascii_lowercase + string.ascii_uppercase
 FIX_HINT = "install them with `make setup` (Debian packages listed in setup/debian-packages.txt)"
@@ -35,7 +35,7 @@ DEFAULT_WORDS = "/usr/share/dict/words"
 DEFAULT_BACKGROUND_DIRS = ("/usr/share/backgrounds",)
 MIN_FONTS = 8
 HELDOUT_EVERY = 5  # about one family / background image in five is held out
-FONT_SIZES = (28, 32, 36, 40, 44, 48)  # few sizes, so the per-process font cache stays hot
+FONT_SIZES = (24, 28, 32, 36, 40, 44)  # few sizes, so the per-process font cache stays hot
 BACKGROUND_MAX_SIDE = 720
 _FONT_EXTENSIONS = (".ttf", ".otf")
 _IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
@@ -96,7 +96,7 @@ def _files_under(dirs: list[Path], extensions: tuple[str, ...]) -> list[Path]:
 
 
 def _norm(name: str) -> str:
-    """'TeX Gyre Heros Cn' -> 'te x gyre heros'; CamelCase split so 'CabinSketch' == 'Cabin Sketch'."""
+    """'TeX Gyre Heros Cn' -> 'tex gyre heros'; CamelCase split so 'CabinSketch' == 'Cabin Sketch'."""
     name = re.sub(r"(?<=[a-z])(?=[A-Z][a-z])", " ", name)
     return " ".join(w for w in re.split(r"[^a-z0-9]+", name.lower()) if w and w not in _STYLE_WORDS
                     and not w.isdigit())
@@ -125,13 +125,11 @@ def _glyph_key(font: ImageFont.FreeTypeFont, char: str) -> bytes | None:
 
 
 def _check_font(path: Path) -> tuple[bool, str, str]:
-    """(usable, family, style): a Latin text face with a distinct glyph for every alphanumeric."""
+    """(has glyphs, family, style): True if the face draws a distinct glyph for every alphanumeric."""
     try:
         font = ImageFont.truetype(str(path), 32, layout_engine=ImageFont.Layout.BASIC)
         family, style = font.getname()
         family, style = family or path.stem, style or ""
-        if _EXCLUDE.search(f"{family} {style}"):
-            return False, family, style
         notdef = _glyph_key(font, "\ue000")  # a private-use code point: text fonts draw .notdef
         keys = [_glyph_key(font, c) for c in ALNUM]
     except OSError:
@@ -143,7 +141,8 @@ def _check_font(path: Path) -> tuple[bool, str, str]:
 
 
 def _scan_fonts(dirs: list[Path]) -> list[tuple[Path, str]]:
-    """[(path, design group)] of usable faces, one per (family, style); validity cached on disk."""
+    """[(path, design group)] of usable faces, one per (family, style). The glyph check is cached on
+    disk per file (bump _CACHE_VERSION when _check_font changes); the name rules are applied here."""
     cache_file = _cache_dir() / f"fonts-v{_CACHE_VERSION}.json"
     try:
         cache = json.loads(cache_file.read_text())
@@ -163,10 +162,12 @@ def _scan_fonts(dirs: list[Path]) -> list[tuple[Path, str]]:
             cache[str(path)] = entry
             changed = True
         _, _, ok, family, style = entry
-        if ok:  # one path per face: .ttf and .otf copies, optical sizes ("10 Regular", "12 Regular")
+        if ok and not _EXCLUDE.search(f"{family} {style}"):
+            # One path per face: .ttf and .otf copies, optical sizes ("10 Regular", "12 Regular").
             style = " ".join(w for w in style.lower().split() if not w.isdigit())
             faces.setdefault((family.lower(), style), (path, design_group(family)))
-    if changed:
+    if changed:  # also forget fonts that are gone
+        cache = {k: v for k, v in cache.items() if os.path.exists(k)}
         _atomic_write(cache_file, json.dumps(cache).encode())
     return sorted(faces.values())
 
@@ -388,100 +389,83 @@ class WordRenderer:
 
     # -- glyph layers ---------------------------------------------------------------------------
 
-    def _text_layers(self, text: str, font, rng: np.random.Generator) -> tuple[Image.Image, tuple]:
-        """An RGB image whose bands are masks: R text fill, G outline ring, B clutter (underline,
-        fragments of neighbouring lines). Returns it with the text's box in it."""
+    def _text_layers(self, text: str, font, rng: np.random.Generator) -> tuple[Image.Image, int]:
+        """An RGB image whose bands are masks, R the text fill (with any underline), G the text with
+        an outline stroke, B fragments of neighbouring lines; and the text's height in it."""
         size = font.size
         ascent, descent = font.getmetrics()
-        neighbours = rng.random() < 0.12
-        pad = int(size * (1.4 if neighbours else 0.4))
+        pad = size // 2  # neighbouring lines are clipped by the canvas edge: only slivers remain
         stroke = int(rng.integers(1, max(2, size // 14) + 1)) if rng.random() < 0.12 else 0
-        # Tracking: mostly natural spacing (with kerning), else per-character placement.
-        tracking = rng.random() < 0.45
-        if tracking:
+        if rng.random() < 0.45:  # tracking: per-character placement, else natural spacing with kerning
             spacing = rng.uniform(-0.04, 0.35) * size
             advances = [font.getlength(c) + spacing + rng.normal(0, 0.02 * size) for c in text]
-            jitter = rng.normal(0, 0.025 * size, len(text)) if rng.random() < 0.3 else np.zeros(len(text))
-            width = int(sum(advances) + size)
+            baseline = rng.normal(0, 0.025 * size, len(text)) if rng.random() < 0.3 else np.zeros(len(text))
+            runs = list(zip(text, np.cumsum([0.0] + advances[:-1]), baseline))
+            width = sum(advances)
         else:
-            width = int(font.getlength(text) + size)
-        canvas = (width + 2 * pad, ascent + descent + 2 * pad)
-        fill = Image.new("L", canvas)
-        draw = ImageDraw.Draw(fill)
-        outline = None
+            runs, width = [(text, 0.0, 0.0)], font.getlength(text)
+        canvas = (int(width + size) + 2 * pad, ascent + descent + 2 * pad)
         origin = (pad + size // 4, pad)
-        if tracking:
-            x = origin[0]
-            for c, adv, dy in zip(text, advances, jitter):
-                draw.text((x, origin[1] + dy), c, font=font, fill=255)
-                x += adv
-        else:
-            draw.text(origin, text, font=font, fill=255)
-        box = fill.getbbox() or (0, 0, canvas[0], canvas[1])
-        if stroke:
-            outline = Image.new("L", canvas)
-            odraw = ImageDraw.Draw(outline)
-            if tracking:
-                x = origin[0]
-                for c, adv, dy in zip(text, advances, jitter):
-                    odraw.text((x, origin[1] + dy), c, font=font, fill=255, stroke_width=stroke, stroke_fill=255)
-                    x += adv
-            else:
-                odraw.text(origin, text, font=font, fill=255, stroke_width=stroke, stroke_fill=255)
-            box = outline.getbbox() or box
-        clutter = Image.new("L", canvas)
+
+        def draw_text(width_: int) -> Image.Image:
+            band = Image.new("L", canvas)
+            draw = ImageDraw.Draw(band)
+            for chars, dx, dy in runs:
+                draw.text((origin[0] + dx, origin[1] + dy), chars, font=font, fill=255,
+                          stroke_width=width_, stroke_fill=255)
+            return band
+
+        fill = draw_text(0)
+        box = fill.getbbox() or (0, 0, *canvas)
         if rng.random() < 0.08:  # underline
             y = origin[1] + ascent + max(1, descent // 3)
-            draw_c = ImageDraw.Draw(clutter)
-            draw_c.line([(box[0], y), (box[2], y)], fill=255, width=max(1, size // 16))
-        if neighbours:  # lines above/below: only slivers survive the crop
-            draw_c = ImageDraw.Draw(clutter)
+            ImageDraw.Draw(fill).line([(box[0], y), (box[2], y)], fill=255, width=max(1, size // 16))
+        outlined = draw_text(stroke) if stroke else fill
+        clutter = Image.new("L", canvas)
+        if rng.random() < 0.12:  # lines above / below, as in a crop from a paragraph
             for direction in (-1, 1):
                 if rng.random() < 0.7:
-                    y = origin[1] + direction * (ascent + descent) * rng.uniform(0.95, 1.25)
-                    draw_c.text((origin[0] + rng.uniform(-size, size), y), self._random_string(rng) * 3,
-                                font=font, fill=255)
-        layers = Image.merge("RGB", (fill, outline if outline is not None else Image.new("L", canvas), clutter))
-        return layers, box
+                    y = origin[1] + direction * (ascent + descent) * rng.uniform(1.0, 1.3)
+                    ImageDraw.Draw(clutter).text((origin[0] + rng.uniform(-size, size), y),
+                                                 self._random_string(rng) * 3, font=font, fill=255)
+        return Image.merge("RGB", (fill, outlined, clutter)), box[3] - box[1]
 
-    def _distort(self, layers: Image.Image, box: tuple, rng: np.random.Generator):
+    def _distort(self, layers: Image.Image, th: int, rng: np.random.Generator) -> Image.Image:
         """Rotation, shear and perspective in one homography; sometimes a sine curve."""
         w, h = layers.size
         if rng.random() < 0.65:
-            th = box[3] - box[1]
             src = np.array([[0, 0], [w, 0], [w, h], [0, h]], float)
             dst = src + rng.normal(0, 0.06 * th, (4, 2)) * (rng.random() < 0.5)  # perspective
             dst[:, 0] += (dst[:, 1] - h / 2) * np.tan(np.radians(rng.normal(0, 8)))  # shear / slant
             angle = np.radians(np.clip(rng.normal(0, 2.5), -6, 6))
             c, s = np.cos(angle), np.sin(angle)
             dst = (dst - [w / 2, h / 2]) @ np.array([[c, s], [-s, c]])
-            shift = dst.min(0)
-            dst -= shift
+            dst -= dst.min(0)
             size = tuple(int(v) + 1 for v in dst.max(0))
             layers = layers.transform(size, Image.PERSPECTIVE, _homography(src, dst), Image.BILINEAR)
         if rng.random() < 0.15:
-            th = box[3] - box[1]
             amp = rng.uniform(0.08, 0.25) * th
             period = rng.uniform(2.5, 6) * th
             phase = rng.uniform(0, 2 * np.pi)
             w, h = layers.size
             out_h = int(h + 2 * amp) + 1
-            xs = list(range(0, w, 6)) + [w]
+            xs = list(range(0, w, 10)) + [w]
             dy = [amp + amp * np.sin(2 * np.pi * x / period + phase) for x in xs]
             mesh = [((x0, 0, x1, out_h), (x0, -d0, x0, out_h - d0, x1, out_h - d1, x1, -d1))
                     for x0, x1, d0, d1 in zip(xs, xs[1:], dy, dy[1:])]
             layers = layers.transform((w, out_h), Image.MESH, mesh, Image.BILINEAR)
-        return np.asarray(layers)
+        return layers
 
     # -- backgrounds ----------------------------------------------------------------------------
 
     def _random_color(self, rng: np.random.Generator) -> np.ndarray:
+        grey = np.full(3, rng.random(), np.float32)
         if rng.random() < 0.35:  # greys are common in print
-            return np.full(3, rng.random(), np.float32)
-        return rng.random(3).astype(np.float32)
+            return grey
+        return grey + (rng.random(3).astype(np.float32) - grey) * rng.uniform(0.3, 1)  # muted to vivid
 
     def _procedural(self, h: int, w: int, rng: np.random.Generator) -> np.ndarray:
-        kind = rng.choice(6, p=(0.2, 0.2, 0.25, 0.1, 0.1, 0.15))
+        kind = rng.choice(6, p=(0.2, 0.2, 0.25, 0.1, 0.1, 0.15))  # 0: a flat colour
         base = self._random_color(rng)
         if rng.random() < 0.4:  # paper-like light tones are the commonest real background
             base = 1 - rng.random(3).astype(np.float32) * rng.uniform(0.02, 0.25)
@@ -518,7 +502,7 @@ class WordRenderer:
         path = self.backgrounds[int(rng.integers(len(self.backgrounds)))]
         photo = _BACKGROUNDS.get(path, lambda: _load_background(path))
         ph, pw = photo.shape[:2]
-        scale = min(rng.uniform(0.4, 2.5), pw / w, ph / h)  # crop of this many output pixels each
+        scale = min(rng.uniform(0.4, 2.5), pw / w, ph / h)  # photo pixels per output pixel
         ch, cw = max(2, int(h * scale)), max(2, int(w * scale))
         y, x = int(rng.integers(0, ph - ch + 1)), int(rng.integers(0, pw - cw + 1))
         crop = Image.fromarray(photo[y:y + ch, x:x + cw]).resize((w, h), Image.BILINEAR)
@@ -548,49 +532,41 @@ class WordRenderer:
         return color * (1 - t) + target * t
 
     def render(self, rng: np.random.Generator) -> tuple[Image.Image, str]:
+        """An RGB image ``height`` to ``2 * height`` tall and its label, exactly the characters drawn."""
         text = self.sample_text(rng)
         group = self.font_groups[int(rng.integers(len(self.font_groups)))]
         font = _font(group[int(rng.integers(len(group)))], int(rng.choice(FONT_SIZES)))
-        layers, box = self._text_layers(text, font, rng)
-        arr = self._distort(layers, box, rng)
+        layers, th = self._text_layers(text, font, rng)
+        layers = self._distort(layers, th, rng)
 
-        # Crop around the text (fill + outline), margins random; the clutter band may poke in.
-        ys, xs = np.nonzero(arr[..., :2].max(-1))
-        if len(ys) == 0:
-            ys, xs = np.array([0, arr.shape[0] - 1]), np.array([0, arr.shape[1] - 1])
-        th = ys.max() - ys.min() + 1
-        top = ys.min() - int(th * rng.uniform(0.03, 0.35))
-        bottom = ys.max() + 1 + int(th * rng.uniform(0.03, 0.35))
-        left = xs.min() - int(th * rng.uniform(0.03, 0.6))
-        right = xs.max() + 1 + int(th * rng.uniform(0.03, 0.6))
-        h, w = bottom - top, right - left
-        masks = np.zeros((h, w, 3), np.float32)
-        sy, sx = max(top, 0), max(left, 0)
-        ey, ex = min(bottom, arr.shape[0]), min(right, arr.shape[1])
-        masks[sy - top:ey - top, sx - left:ex - left] = arr[sy:ey, sx:ex] / 255.0
-        fill_a, ring_a, clutter_a = masks[..., 0], np.maximum(masks[..., 1] - masks[..., 0], 0), masks[..., 2]
+        # Crop around the text with random margins (PIL pads outside the canvas with zeros).
+        fill_band, outlined_band, _ = layers.split()
+        x0, y0, x1, y1 = ImageChops.lighter(fill_band, outlined_band).getbbox() or (0, 0, *layers.size)
+        th = y1 - y0
+        top, bottom = y0 - int(th * rng.uniform(0.03, 0.35)), y1 + int(th * rng.uniform(0.03, 0.35))
+        left, right = x0 - int(th * rng.uniform(0.03, 0.6)), x1 + int(th * rng.uniform(0.03, 0.6))
+        masks = np.asarray(layers.crop((left, top, right, bottom)), np.float32) / 255
+        h, w = masks.shape[:2]
+        fill_a, clutter_a = masks[..., 0], masks[..., 2]
+        ring_a = np.maximum(masks[..., 1] - fill_a, 0)
 
         bg = self._background(h, w, rng)
+        lum = _luminance(bg)
         text_region = fill_a > 0.5
-        bg_lum = float(_luminance(bg[text_region]).mean()) if text_region.any() else float(_luminance(bg).mean())
-        busy = float(_luminance(bg).std())
-        ring_color = None
-        if ring_a.any():  # outlined text: the ring contrasts with the background, the fill with the ring
-            ring_color = self._contrasting(self._random_color(rng), bg_lum, rng, 0.4)
-            fill_color = self._contrasting(self._random_color(rng), float(_luminance(ring_color)), rng, 0.35)
-        else:
-            fill_color = self._contrasting(self._random_color(rng), bg_lum, rng, 0.4 + min(busy, 0.2))
+        bg_lum = float(lum[text_region].mean() if text_region.any() else lum.mean())
+        # Text contrasts with the background, more so on busy ones; an outline contrasts with the fill.
+        fill_color = self._contrasting(self._random_color(rng), bg_lum, rng, 0.4 + min(float(lum.std()), 0.2))
+        ring_color = self._contrasting(self._random_color(rng), float(_luminance(fill_color)), rng, 0.45)
         img = bg
         if rng.random() < 0.12:  # drop shadow
-            shadow = Image.fromarray((np.maximum(fill_a, masks[..., 1]) * 255).astype(np.uint8))
+            shadow = Image.fromarray((masks[..., :2].max(-1) * 255).astype(np.uint8))
             d = max(1, int(th * 0.06))
             shadow = shadow.transform(shadow.size, Image.AFFINE, (1, 0, -int(rng.integers(-d, d + 1)), 0, 1, -d))
             shadow = shadow.filter(ImageFilter.GaussianBlur(rng.uniform(0.5, 2)))
             sa = np.asarray(shadow, np.float32)[..., None] / 255 * rng.uniform(0.4, 0.8)
             img = img * (1 - sa) + (img * 0.25) * sa
         opacity = rng.uniform(0.8, 1.0)
-        if ring_color is not None:
-            img = img * (1 - ring_a[..., None]) + ring_color * ring_a[..., None]
+        img = img * (1 - ring_a[..., None]) + ring_color * ring_a[..., None]
         if rng.random() < 0.15:  # two-tone fill
             t = np.linspace(0, 1, h, dtype=np.float32)[:, None, None]
             second = self._contrasting(self._random_color(rng), bg_lum, rng, 0.4)
@@ -614,9 +590,9 @@ class WordRenderer:
             img = img * (rng.uniform(0.55, 0.95) + t[..., None] * rng.uniform(0.1, 0.5))
 
         out = Image.fromarray((np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8), "RGB")
-        return self._degrade(out, th, rng), text
+        return self._degrade(out, rng), text
 
-    def _degrade(self, img: Image.Image, text_height: int, rng: np.random.Generator) -> Image.Image:
+    def _degrade(self, img: Image.Image, rng: np.random.Generator) -> Image.Image:
         """Resize to the output height, then the camera / scanner / compression effects."""
         out_h = int(rng.integers(self.height, 2 * self.height + 1))
         aspect = img.width / img.height * rng.uniform(0.85, 1.15)
@@ -625,7 +601,7 @@ class WordRenderer:
             img = img.resize((max(1, int(small_h * aspect)), small_h), Image.BILINEAR)
         img = img.resize((max(1, int(out_h * aspect)), out_h), Image.BILINEAR)
         if rng.random() < 0.3:
-            img = img.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 1.2) * out_h / 32))
+            img = img.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 1.0) * out_h / 32))
         elif rng.random() < 0.08:  # horizontal motion blur (Pillow kernels are 3x3 or 5x5)
             k = 3 if rng.random() < 0.5 else 5
             img = img.filter(ImageFilter.Kernel((k, k), [float(i // k == k // 2) for i in range(k * k)], k))
