@@ -10,7 +10,7 @@ from ocrframe.data.assets import ProcessLRU
 from ocrframe.data.base import BadSample, OcrDataset, decode_image, image_aspect_ratio
 from ocrframe.data.gt_folder import read_gt_lines
 from ocrframe_omr.pitch import SemanticError, semantic_to_pitches
-from ocrframe_omr.render import STYLES, MusicRenderer
+from ocrframe_omr.render import MAX_NOTES, MIN_NOTES, STYLES, MusicRenderer
 
 class EngravedMusicDataset(OcrDataset):
     """Random C-major snippets of 3 to 20 notes, engraved by verovio and augmented per ``style``.
@@ -20,23 +20,28 @@ class EngravedMusicDataset(OcrDataset):
     the sampler. By default every sample has a line of its own. Engraving is the costly part
     (cairosvg, ~40 ms a line against ~5 ms for cutting and augmenting a snippet), so training sets
     ``lines``: samples then come from that many distinct lines (line ``i % lines``), which each
-    process engraves once and keeps in memory (~70 kB a line).
+    process engraves once and keeps in memory (~80 kB a line).
+
+    Snippets have 3 to 20 notes, uniformly. With ``length_group`` > 1, the samples of each run
+    of that many consecutive indices share their note count: read in order in batches of that
+    size, a batch is of snippets of similar width and carries little padding.
 
     Args:
         length: samples in the split (for training, more than the run ever reads).
         seed: selects the split; validation and test configs use their own seeds.
         style: "clean", "synthesized" or "camera" (see ``ocrframe_omr.render``).
         lines: number of distinct engraved lines, or None for one per sample.
+        length_group: consecutive samples sharing their note count (1: each draws its own).
     """
 
     def __init__(self, charset, pipeline=(), length: int = 1_000_000, seed: int = 0, style: str = "synthesized",
-                 lines: int | None = None, on_bad_sample: str = "skip"):
+                 lines: int | None = None, length_group: int = 1, on_bad_sample: str = "skip"):
         super().__init__(charset, pipeline, on_bad_sample)
         if style not in STYLES:
             raise ValueError(f"style must be one of {STYLES}, not {style!r}")
         if lines is not None and lines < 1:
             raise ValueError(f"lines must be a positive number of engraved lines or None, not {lines!r}")
-        self.length, self.seed, self.style, self.lines = length, seed, style, lines
+        self.length, self.seed, self.style, self.lines, self.length_group = length, seed, style, lines, length_group
         self._renderer = None
         self._cache = ProcessLRU(lines or 1)
 
@@ -57,7 +62,12 @@ class EngravedMusicDataset(OcrDataset):
 
     def load(self, index: int) -> dict:
         number = index % self.lines if self.lines else index
-        image, text = self.renderer.snippet(self.line(number), np.random.default_rng([self.seed, number, index]))
+        count = None
+        if self.length_group > 1:
+            group = np.random.default_rng([self.seed, index // self.length_group, 1 << 32])
+            count = int(group.integers(MIN_NOTES, MAX_NOTES + 1))
+        rng = np.random.default_rng([self.seed, number, index])
+        image, text = self.renderer.snippet(self.line(number), rng, count)
         return dict(image=image, text=text, key=f"{self.style}/{self.seed}-{index}")
 
 

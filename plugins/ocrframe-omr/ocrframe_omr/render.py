@@ -86,26 +86,33 @@ class MusicRenderer:
             spacing_linear=float(rng.uniform(0.15, 0.3)), spacing_non_linear=float(rng.uniform(0.5, 0.65)),
             staff_line_width=float(rng.uniform(0.1, 0.22)), stem_width=float(rng.uniform(0.15, 0.25)))
 
-    def snippet(self, line: EngravedLine, rng: np.random.Generator) -> tuple[Image.Image, str]:
-        """An RGB image of 3 to 20 consecutive notes of ``line`` (a third of them from its start,
-        with the clef) and its label, the notes' pitches."""
+    def snippet(self, line: EngravedLine, rng: np.random.Generator, count: int | None = None) -> tuple[Image.Image, str]:
+        """An RGB image of ``count`` (default: 3 to 20, uniformly) consecutive notes of ``line`` and
+        its label, the notes' pitches."""
+        box, start, end = self.cut(line, rng, count)
+        ink = Image.fromarray(line.ink).crop(box)  # zero (no ink) outside the line
+        return self._augment(ink, line.space, rng), " ".join(line.pitches[start:end])
+
+    @staticmethod
+    def cut(line: EngravedLine, rng: np.random.Generator, count: int | None = None):
+        """Where to cut a snippet: (box (left, top, right, bottom) in pixels, first note, end note).
+        30 % of snippets start at the line's start, with the clef; the others between two notes,
+        midway from a note's right edge (dot, flag) to the next head."""
         notes = line.notes
-        count = int(rng.integers(MIN_NOTES, min(MAX_NOTES, len(notes)) + 1))
+        if count is None:
+            count = int(rng.integers(MIN_NOTES, MAX_NOTES + 1))
+        count = min(count, len(notes))
         start = 0 if rng.random() < 0.3 else int(rng.integers(0, len(notes) - count + 1))
         end = start + count
 
-        def cut(left_note: int) -> float:  # midway between a note's right edge and the next note's head
+        def between(left_note: int) -> float:
             return (notes[left_note][1] + notes[left_note + 1][0]) / 2
 
-        ink_columns = np.flatnonzero(line.ink.max(0) > 25)
-        x0 = 0.0 if start == 0 else cut(start - 1)
-        x1 = cut(end - 1) if end < len(notes) else float(ink_columns[-1] + line.space)
+        x0 = 0.0 if start == 0 else between(start - 1)
+        x1 = between(end - 1) if end < len(notes) else float(np.flatnonzero(line.ink.max(0) > 25)[-1] + line.space)
         top = line.staff[0] - rng.uniform(*MARGIN_SPACES) * line.space
         bottom = line.staff[1] + rng.uniform(*MARGIN_SPACES) * line.space
-        box = tuple(int(round(v)) for v in (x0, top, x1, bottom))
-        ink = Image.fromarray(line.ink).crop(box)  # zero (no ink) outside
-        label = " ".join(line.pitches[start:end])
-        return self._augment(ink, line.space, rng), label
+        return tuple(int(round(v)) for v in (x0, top, x1, bottom)), start, end
 
     def _augment(self, ink: Image.Image, space: float, rng: np.random.Generator) -> Image.Image:
         aug = self.augmentation
