@@ -10,11 +10,10 @@ Labels are space-separated pitches ("C4 E4 G4"). Evaluate one with
 `tools/test.py configs/crnn_omr.py CKPT --data OUT`.
 """
 import argparse
-import io
 import sys
 from pathlib import Path
 
-from ocrframe.data.lmdb_dataset import write_lmdb
+from ocrframe.data.lmdb_dataset import encoded_samples, write_lmdb
 from ocrframe_omr.datasets import EngravedMusicDataset
 from ocrframe_omr.pitch import TREBLE_RANGE
 from ocrframe_omr.render import STYLES
@@ -33,17 +32,11 @@ def main(argv=None) -> int:
     dataset = EngravedMusicDataset(charset=dict(symbols=TREBLE_RANGE), length=args.num, seed=args.seed,
                                    style=args.style)
 
-    def samples():
-        for index in range(args.num):
-            sample = dataset.load(index)
-            buffer = io.BytesIO()
-            sample["image"].save(buffer, format="PNG")
-            yield sample["key"], buffer.getvalue(), sample["text"], None
-
+    samples = encoded_samples(dataset, args.num)
     if args.folder:
-        written = write_folder(args.out, samples(), args.num)
+        written = write_folder(args.out, samples, args.num)
     else:
-        written, _ = write_lmdb(args.out, samples(), total=args.num)
+        written, _ = write_lmdb(args.out, samples, total=args.num)
     print(f"wrote {written} {args.style} snippets (seed {args.seed}) to {args.out}")
     return 0 if written == args.num else 1
 

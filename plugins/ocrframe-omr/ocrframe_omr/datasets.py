@@ -12,6 +12,9 @@ from ocrframe.data.gt_folder import read_gt_lines
 from ocrframe_omr.pitch import SemanticError, semantic_to_pitches
 from ocrframe_omr.render import MAX_NOTES, MIN_NOTES, STYLES, MusicRenderer
 
+NEW_LINE_EVERY = 8
+
+
 class EngravedMusicDataset(OcrDataset):
     """Random C-major snippets of 3 to 20 notes, engraved by verovio and augmented per ``style``.
 
@@ -19,8 +22,10 @@ class EngravedMusicDataset(OcrDataset):
     ``(seed, line)`` and ``(seed, line, i)``: a split is fixed by its seed whatever the workers or
     the sampler. By default every sample has a line of its own. Engraving is the costly part
     (cairosvg, ~40 ms a line against ~5 ms for cutting and augmenting a snippet), so training sets
-    ``lines``: samples then come from that many distinct lines (line ``i % lines``), which each
-    process engraves once and keeps in memory (~80 kB a line).
+    ``lines``: samples then come from that many distinct lines, which each process engraves once
+    and keeps in memory (~80 kB a line). Every 8th sample brings in a new line until there are
+    ``lines``, the others use a random one of those already in, so the engraving is spread over
+    the start of a run and a batch mixes many lines.
 
     Snippets have 3 to 20 notes, uniformly. With ``length_group`` > 1, the samples of each run
     of that many consecutive indices share their note count: read in order in batches of that
@@ -60,8 +65,16 @@ class EngravedMusicDataset(OcrDataset):
     def line(self, number: int):
         return self._cache.get(number, lambda: self.renderer.line(np.random.default_rng([self.seed, number])))
 
+    def line_number(self, index: int) -> int:
+        if not self.lines:
+            return index
+        available = min(self.lines, index // NEW_LINE_EVERY + 1)
+        if index % NEW_LINE_EVERY == 0 and index // NEW_LINE_EVERY < self.lines:
+            return index // NEW_LINE_EVERY
+        return int(np.random.default_rng([self.seed, index, 1 << 33]).integers(available))
+
     def load(self, index: int) -> dict:
-        number = index % self.lines if self.lines else index
+        number = self.line_number(index)
         count = None
         if self.length_group > 1:
             group = np.random.default_rng([self.seed, index // self.length_group, 1 << 32])
