@@ -22,7 +22,9 @@ charset = dict(symbols=pitches, blank="first", unknown="skip")  # labels: "C4 E4
 model = dict(
     type="Recognizer",
     charset=charset,
-    backbone=dict(type="VGG", remove=("conv4", "conv6")),
+    # Batch norm after every conv (the paper has it after conv5 and conv6 only; conv6 is gone here):
+    # the short CPU run needs the faster start it gives.
+    backbone=dict(type="VGG", remove=("conv4", "conv6"), batch_norm="all"),
     sequence_encoder=dict(type="LSTM", hidden_size=256, num_layers=2),
     head=dict(type="CTCHead"),
     decoder=dict(type="GreedyDecoder"),
@@ -52,7 +54,7 @@ val_dataloader = dict(
     persistent_workers=True,
     sampler=dict(type="DefaultSampler", shuffle=False),
     collate_fn=dict(type="ocrframe.pad_collate"),
-    dataset=dict(type="EngravedMusicDataset", charset=charset, pipeline=test_pipeline, length=400, seed=1,
+    dataset=dict(type="EngravedMusicDataset", charset=charset, pipeline=test_pipeline, length=300, seed=1,
                  style="synthesized"),
 )
 # The paper's three test sets, freshly generated (seeds training never uses): Clean, Synthesized
@@ -100,11 +102,11 @@ env_cfg = dict(cudnn_benchmark=True, dist_cfg=dict(backend="nccl"))
 # warm-up and cosine decay, sized for 30 minutes on 2 cores. fp32: bf16 autocast only pays on
 # CPUs with native bf16 (AVX-512 BF16 / AMX) and is many times slower elsewhere.
 schedules = dict(cpu=dict(
-    train_cfg=dict(max_iters=1500, val_interval=500),
+    train_cfg=dict(max_iters=800, val_interval=400),  # ~2 s an iteration on 2 idle cores
     optim_wrapper=dict(_delete_=True, type="OptimWrapper", optimizer=dict(type="Adam", lr=1e-3),
                        clip_grad=dict(max_norm=5.0)),
-    param_scheduler=[dict(type="LinearLR", start_factor=0.01, by_epoch=False, begin=0, end=150),
-                     dict(type="CosineAnnealingLR", eta_min=1e-5, by_epoch=False, begin=150, end=1500)],
-    default_hooks=dict(checkpoint=dict(interval=500)),
+    param_scheduler=[dict(type="LinearLR", start_factor=0.01, by_epoch=False, begin=0, end=80),
+                     dict(type="CosineAnnealingLR", eta_min=1e-5, by_epoch=False, begin=80, end=800)],
+    default_hooks=dict(checkpoint=dict(interval=400)),
     env_cfg=dict(cudnn_benchmark=False, dist_cfg=dict(backend="gloo")),
 ))
