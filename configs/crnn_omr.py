@@ -99,14 +99,16 @@ randomness = dict(seed=0)
 env_cfg = dict(cudnn_benchmark=True, dist_cfg=dict(backend="nccl"))
 
 # Without a GPU, tools/train.py merges `schedules['cpu']` (it says so in the log): Adam with
-# warm-up and cosine decay, sized for 30 minutes on 2 cores. fp32: bf16 autocast only pays on
-# CPUs with native bf16 (AVX-512 BF16 / AMX) and is many times slower elsewhere.
+# warm-up and cosine decay in fp32 (bf16 autocast pays only on CPUs with native bf16 kernels),
+# sized in wall-clock time: TimeBudgetHook times the first iterations and sets how many fit in 27
+# minutes with the validations (max_iters is only an upper bound).
 schedules = dict(cpu=dict(
-    train_cfg=dict(max_iters=800, val_interval=400),  # ~2 s an iteration on 2 idle cores
+    train_cfg=dict(max_iters=20_000, val_interval=1000),
     optim_wrapper=dict(_delete_=True, type="OptimWrapper", optimizer=dict(type="Adam", lr=1e-3),
                        clip_grad=dict(max_norm=5.0)),
     param_scheduler=[dict(type="LinearLR", start_factor=0.01, by_epoch=False, begin=0, end=80),
-                     dict(type="CosineAnnealingLR", eta_min=1e-5, by_epoch=False, begin=80, end=800)],
-    default_hooks=dict(checkpoint=dict(interval=400)),
+                     dict(type="CosineAnnealingLR", eta_min=1e-5, by_epoch=False, begin=80, end=20_000)],
+    custom_hooks=[dict(type="CurvePlotHook", metrics=("fragment_acc",)),
+                  dict(type="TimeBudgetHook", minutes=27, validations=3)],
     env_cfg=dict(cudnn_benchmark=False, dist_cfg=dict(backend="gloo")),
 ))
