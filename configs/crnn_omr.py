@@ -10,10 +10,10 @@
 # Input geometry. VGG maps a height of 32 to 1, so snippets are resized to 32 pixels high, keeping
 # their aspect ratio (padded per batch; the padded frames never reach CTC). The crop keeps ~3 staff
 # spaces above and below the staff (room for C6 and A3 on ledger lines), so a staff space is ~3
-# pixels and a note with its spacing ~8-12 pixels: 2-3 frames of 4 pixels each. A 20-note snippet
-# is ~180-250 pixels wide, 45-60 frames, more than the 39 CTC needs for 20 pitches in the worst
-# case (a blank between every two equal neighbours). A fixed width would squeeze long snippets
-# below that and stretch short ones.
+# pixels and a note with its spacing 6-12 pixels: 1.5-3 frames of 4 pixels each. A 20-note snippet
+# is ~110-250 pixels wide, 28-60 frames, enough for CTC's one frame per pitch plus a blank between
+# equal neighbours (~22 for the generated melodies; tests/test_omr.py checks it). A fixed width
+# would squeeze the long snippets below that and stretch the short ones.
 default_scope = "ocrframe"
 
 pitches = ["A3", "B3", "C4", "D4", "E4", "F4", "G4", "A4", "B4", "C5", "D5", "E5", "F5", "G5", "A5", "B5", "C6"]

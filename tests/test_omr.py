@@ -192,6 +192,23 @@ def test_rendered_snippet_has_the_label_tokens_and_is_not_blank(style):
     assert again.tobytes() == image.tobytes()  # a pure function of the seed
 
 
+def test_twenty_note_snippets_give_ctc_enough_frames_at_height_32():
+    """The config's input geometry: at 32 pixels high, squeezed by the strongest horizontal scaling of
+    the augmentation, a 20-note snippet still has a frame per pitch plus one per repeated pitch."""
+    from ocrframe_omr.render import AUGMENTATIONS
+    from ocrframe_vgg.vgg import VGG
+
+    renderer = MusicRenderer("clean")
+    for seed in range(3):
+        line = renderer.line(np.random.default_rng([7, seed]))
+        for draw in range(3):
+            image, label = renderer.snippet(line, np.random.default_rng([7, seed, draw]), count=20)
+            tokens = label.split()
+            needed = len(tokens) + sum(a == b for a, b in zip(tokens, tokens[1:]))
+            width = int(image.width * 32 / image.height * AUGMENTATIONS["synthesized"].stretch[0])
+            assert VGG.num_frames(width) >= needed + 5, (width, label)
+
+
 def test_dataset_is_fixed_by_seed_and_length_groups_share_a_note_count():
     make = functools.partial(DATASETS.build, default_args=dict(charset=CHARSET))
     a = make(dict(type="EngravedMusicDataset", length=8, seed=5, lines=2, length_group=4))
