@@ -36,7 +36,7 @@ train_pipeline = test_pipeline = pipeline
 
 train_dataloader = dict(
     batch_size=32,
-    # One worker keeps up (~5 ms a snippet, plus one engraved line every 8) and engraves each line once.
+    # One worker keeps up (a snippet, plus an engraved line every 8 samples) and engraves each line once.
     num_workers=1,
     persistent_workers=True,
     # In order: each batch is 32 consecutive samples, which share their note count (length_group),
@@ -44,7 +44,7 @@ train_dataloader = dict(
     sampler=dict(type="InfiniteSampler", shuffle=False),
     collate_fn=dict(type="ocrframe.pad_collate"),
     # Snippets are cut from 2000 engraved lines (~60k notes), engraved once and kept: engraving
-    # costs ~10x more than cutting and augmenting a snippet, and every cut and effect stays fresh.
+    # costs ~20x more than cutting and augmenting a snippet, and every cut and effect stays fresh.
     dataset=dict(type="EngravedMusicDataset", charset=charset, pipeline=train_pipeline, length=100_000_000,
                  seed=0, style="synthesized", lines=2000, length_group=32),
 )
