@@ -57,8 +57,8 @@ def random_melody(rng: np.random.Generator, notes: int, meter: tuple[int, int] =
             else:
                 step = int(rng.choice([0, 1, 2, 3, 4, 5], p=[0.1, 0.45, 0.22, 0.12, 0.07, 0.04]))
                 current += step if rng.random() < 0.5 else -step
-                current = lo + abs(current - lo) if current < lo else hi - abs(current - hi) if current > hi else current
-                current = min(max(current, lo), hi)
+                current = 2 * lo - current if current < lo else 2 * hi - current if current > hi else current
+                current = min(max(current, lo), hi)  # reflected off the range's ends
             events.append(Event(from_diatonic_index(current), length))
             count += 1
         position += length

@@ -17,7 +17,8 @@ def parse_pitch(token: str) -> tuple[str, str, int]:
     """``"F#5"`` -> ("F", "#", 5). Accidentals: "#", "##", "b", "bb", "n" (natural) or ""."""
     match = _PITCH.fullmatch(token)
     if not match:
-        raise ValueError(f"{token!r} is not a pitch in scientific notation (letter, accidental, octave: 'C4', 'F#5', 'Bb3')")
+        raise ValueError(f"{token!r} is not a pitch in scientific notation "
+                         "(letter, accidental, octave: 'C4', 'F#5', 'Bb3')")
     letter, accidental, octave = match.groups()
     return letter, accidental or "", int(octave)
 

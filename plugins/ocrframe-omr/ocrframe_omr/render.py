@@ -86,7 +86,8 @@ class MusicRenderer:
             spacing_linear=float(rng.uniform(0.15, 0.3)), spacing_non_linear=float(rng.uniform(0.5, 0.65)),
             staff_line_width=float(rng.uniform(0.1, 0.22)), stem_width=float(rng.uniform(0.15, 0.25)))
 
-    def snippet(self, line: EngravedLine, rng: np.random.Generator, count: int | None = None) -> tuple[Image.Image, str]:
+    def snippet(self, line: EngravedLine, rng: np.random.Generator,
+                count: int | None = None) -> tuple[Image.Image, str]:
         """An RGB image of ``count`` (default: 3 to 20, uniformly) consecutive notes of ``line`` and
         its label, the notes' pitches."""
         box, start, end = self.cut(line, rng, count)
@@ -151,6 +152,7 @@ class MusicRenderer:
         out = effects.to_image(img)
         if rng.random() < aug.low_resolution:
             factor = rng.uniform(0.4, 0.7)
-            out = out.resize((max(1, int(w * factor)), max(1, int(h * factor))), Image.BILINEAR).resize((w, h), Image.BILINEAR)
+            small = out.resize((max(1, int(w * factor)), max(1, int(h * factor))), Image.BILINEAR)
+            out = small.resize((w, h), Image.BILINEAR)
         # Blur and noise are sized for the 32-pixel-high input the recognizer sees.
         return aug.degradation(out, rng, scale=h / 32)
