@@ -33,9 +33,10 @@ def cmd_train(args) -> int:
     if isinstance(args.resume, str):
         cfg.load_from = args.resume
     cfg.launcher = args.launcher
+    cfg.test_after_train = bool(args.test and cfg.get("test_dataloader"))  # TimeBudgetHook counts it in
     runner = build_runner(cfg)
     runner.train()
-    if args.test and cfg.get("test_dataloader"):
+    if cfg.test_after_train:
         runner.test()
     return 0
 

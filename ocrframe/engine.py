@@ -113,11 +113,12 @@ class TimeBudgetHook(Hook):
 
     CPUs differ several-fold in training speed (fast bf16 kernels or not, core count), so a CPU
     schedule fixed in iterations takes 15 minutes on one laptop and 90 on another. This hook times
-    iterations ``measure[0]`` to ``measure[1]`` and one evaluation batch, then sets how many
-    iterations fit in ``minutes`` (counted from the start of training, including ``validations``
-    validations and a final test), the validation and checkpoint intervals, and the end of every LR
+    iterations ``measure[0]`` to ``measure[1]`` and estimates an evaluation, then sets how many
+    iterations fit in ``minutes`` (from the start of training to the end of the final test, with
+    ``validations`` validations), the validation and checkpoint intervals, and the end of every LR
     scheduler that runs until the end of training (e.g. a cosine decay after a fixed warm-up).
-    The plan is logged and kept in the message hub, so a resumed run keeps it.
+    After each validation it plans again with the measured times. The plan is logged and kept in the
+    message hub: a resumed run keeps it (the budget is for one uninterrupted run).
 
     The config's ``max_iters`` is the upper bound; the plan never exceeds it.
     """
@@ -134,61 +135,89 @@ class TimeBudgetHook(Hook):
 
     def before_train(self, runner) -> None:
         self.started = time.monotonic()
-        self.max_iters = runner.train_loop.max_iters
+        self.upper_bound = runner.train_loop.max_iters
+        self.eval_seconds = 0.0         # spent in validations since measure[0]
+        self.seconds_per_sample = None  # of an evaluation, once one has been timed
+        self.active = runner.train_loop.max_iters > self.measure[1]  # a run this short needs no plan
         plan = runner.message_hub.get_info("time_budget_plan")
         if plan is not None:  # resumed: keep the plan the run was started with
+            self.active = False
             self._apply(runner, plan)
-            print_log(f"time budget: resuming the plan of {plan['max_iters']} iterations", logger=runner.logger)
-        elif runner.train_loop.max_iters <= self.measure[1]:
-            self.measure = None  # a run this short needs no plan
+            print_log(f"time budget: keeping the plan of {plan['max_iters']} iterations", logger=runner.logger)
 
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
-        if runner.message_hub.get_info("time_budget_plan") is not None or self.measure is None:
+        if not self.active:
             return
         if runner.iter + 1 == self.measure[0]:
             self.window_start = time.monotonic()
         elif runner.iter + 1 == self.measure[1]:
-            self._plan(runner, data_batch)
+            self._estimate_evaluation(runner, data_batch)
+            self._plan(runner, done=runner.iter + 1, interval=None)
 
-    def _plan(self, runner, data_batch) -> None:
-        done = self.measure[1]
-        per_iter = (time.monotonic() - self.window_start) / (done - self.measure[0])
+    def before_val_epoch(self, runner) -> None:
+        self.val_started = time.monotonic()
+
+    def after_val_epoch(self, runner, metrics=None) -> None:
+        if not self.active or runner.iter < self.measure[1]:
+            return
+        seconds = time.monotonic() - self.val_started
+        self.eval_seconds += seconds
+        self.seconds_per_sample = seconds / max(len(runner.val_dataloader.dataset), 1)
+        if runner.iter < runner.train_loop.max_iters:
+            self._plan(runner, done=runner.iter, interval=runner.train_loop.val_interval)
+
+    def _estimate_evaluation(self, runner, data_batch) -> None:
+        """Seconds per evaluated sample, from the model's forward pass on a training batch."""
         runner.model.eval()  # so batch norm statistics are left alone
         start = time.monotonic()
         with torch.no_grad():
             runner.model.val_step(data_batch)
-        per_eval_batch = (time.monotonic() - start) * self.EVAL_WIDTH_FACTOR
+        batch_size = len(data_batch["inputs"]) if isinstance(data_batch, dict) else 1
+        self.seconds_per_sample = (time.monotonic() - start) / batch_size * self.EVAL_WIDTH_FACTOR
         runner.model.train()
-        evaluations = self.validations + (1 if runner.cfg.get("test_dataloader") else 0)
-        eval_batches = sum(len(loader) for loader in [runner.val_dataloader] if loader is not None)
-        eval_seconds = evaluations * eval_batches * per_eval_batch
-        left = self.budget * (1 - self.margin) - (time.monotonic() - self.started) - eval_seconds
-        max_iters = max(done + 1, min(self.max_iters, done + int(max(left, 0) / per_iter)))
-        # The loop validates at multiples of the interval: make the last one the end of training.
-        interval = max(1, max_iters // max(self.validations, 1))
-        max_iters = max(done + 1, max_iters // interval * interval)
+
+    def _plan(self, runner, done: int, interval: int | None) -> None:
+        """Choose max_iters (and, the first time, the validation interval) to end within the budget,
+        ``done`` iterations in."""
+        per_iter = (time.monotonic() - self.window_start - self.eval_seconds) / (done - self.measure[0])
+        val_samples = len(runner.val_dataloader.dataset) if runner.val_dataloader is not None else 0
+        test_samples = len(runner.test_dataloader.dataset) if runner.cfg.get("test_after_train") else 0
+        left = self.budget * (1 - self.margin) - (time.monotonic() - self.started)
+        max_iters = self.upper_bound
+        for _ in range(3):  # the number of validations left depends on max_iters: settle it
+            validations = self.validations if interval is None else -(-(max_iters - done) // interval)
+            evaluations = validations * val_samples + test_samples
+            fit = done + int(max(left - evaluations * self.seconds_per_sample, 0) / per_iter)
+            max_iters = max(done + 1, min(self.upper_bound, fit))
+        if interval is None:
+            interval = max(1, max_iters // max(self.validations, 1))
+        if max_iters % interval < interval // 3 and max_iters - max_iters % interval > done:
+            max_iters -= max_iters % interval  # no validation just before the final one
+        previous = runner.train_loop.max_iters
         plan = dict(max_iters=max_iters, val_interval=interval)
         self._rescale_schedulers(runner, max_iters)
         self._apply(runner, plan)
         runner.message_hub.update_info("time_budget_plan", plan)
-        print_log(f"time budget {self.budget / 60:g} min: {per_iter:.2f} s per iteration and ~{eval_seconds:.0f} s "
-                  f"for {evaluations} evaluations here, so training runs {max_iters} iterations "
-                  f"(validating every {interval})", logger=runner.logger)
+        if previous == self.upper_bound:
+            print_log(f"time budget {self.budget / 60:g} min: {per_iter:.2f} s per iteration here, so training runs "
+                      f"{max_iters} iterations, validating every {interval}", logger=runner.logger)
+        elif max_iters != previous:
+            print_log(f"time budget: {per_iter:.2f} s per iteration and {self.seconds_per_sample * 1000:.1f} ms per "
+                      f"evaluated image so far: {max_iters} iterations instead of {previous}", logger=runner.logger)
         if max_iters <= done + 1:
             print_log("time budget: this machine is too slow to train in the budget; raise `minutes` or use a "
                       "GPU", logger=runner.logger, level=logging.WARNING)
 
     def _rescale_schedulers(self, runner, max_iters: int) -> None:
+        """End every scheduler that runs to the end of training at ``max_iters``. A cosine decay that
+        has begun goes on from its current value and still reaches its minimum there (mmengine
+        computes it step by step from the previous value)."""
         schedulers = runner.param_schedulers or []
         if isinstance(schedulers, dict):
             schedulers = [s for group in schedulers.values() for s in group]
         for scheduler in schedulers:
-            if scheduler.end < self.max_iters:
+            if scheduler.end < runner.train_loop.max_iters:
                 continue  # ends on its own (a warm-up)
-            if scheduler.last_step > 0:
-                raise RuntimeError(f"{type(scheduler).__name__} runs to the end of training but has already "
-                                   f"started at iteration {runner.iter + 1}; begin it after iteration "
-                                   f"{self.measure[1]} so the time budget can size it")
             if scheduler.begin >= max_iters:
                 print_log(f"time budget: {type(scheduler).__name__} begins at iteration {scheduler.begin}, after "
                           f"the {max_iters} iterations that fit; shorten the warm-up", logger=runner.logger,
@@ -208,3 +237,24 @@ class TimeBudgetHook(Hook):
         for hook in runner.hooks:
             if isinstance(hook, CheckpointHook) and not hook.by_epoch:
                 hook.interval = plan["val_interval"]
+
+
+@HOOKS.register_module()
+class LengthCurriculumHook(Hook):
+    """Short labels first: the training set's longest label grows from ``start`` to its full length
+    over the first ``fraction`` of training (like SortaGrad in Deep Speech 2). CTC learns to align
+    short sequences sooner, which shortens the plateau at the start of training.
+
+    Needs a training dataset with a settable ``length_cap`` (SynthWordDataset).
+    """
+
+    def __init__(self, start: int = 4, fraction: float = 0.3):
+        self.start, self.fraction = start, fraction
+
+    def before_train_iter(self, runner, batch_idx, data_batch=None) -> None:
+        dataset = runner.train_dataloader.dataset
+        if not hasattr(dataset, "length_cap"):
+            raise TypeError(f"LengthCurriculumHook needs a training dataset with `length_cap`; "
+                            f"{type(dataset).__name__} has none")
+        progress = min(1.0, runner.iter / max(1.0, self.fraction * runner.max_iters))
+        dataset.length_cap = round(self.start + (dataset.max_length - self.start) * progress)
