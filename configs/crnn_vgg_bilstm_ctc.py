@@ -60,7 +60,10 @@ default_hooks = dict(
     checkpoint=dict(type="CheckpointHook", by_epoch=False, interval=5000, max_keep_ckpts=3,
                     save_last=True, save_best="word_acc", rule="greater"),
 )
-custom_hooks = [dict(type="CurvePlotHook")]
+# curves.png after each validation; worst_errors.png (image, truth, reading) after a test
+custom_hooks = [dict(type="CurvePlotHook"), dict(type="WorstErrorsHook")]
+# Logs go to vis_data/scalars.json; `tools/train.py --tensorboard` adds dict(type="TensorboardVisBackend").
+visualizer = dict(type="Visualizer", vis_backends=[dict(type="LocalVisBackend")])
 log_processor = dict(by_epoch=False)
 randomness = dict(seed=0)
 env_cfg = dict(cudnn_benchmark=True, dist_cfg=dict(backend="nccl"))
