@@ -72,14 +72,9 @@ def scalar_logs(work_dir: str | Path) -> list[Path]:
     return [own] if own.is_file() else sorted(work_dir.glob("*/vis_data/scalars.json"))
 
 
-def plot_curves(work_dir: str | Path, out: str | Path, metrics=("word_acc", "one_minus_ned")) -> Path:
-    """Plot training loss against iteration and the validation metrics, over all the runs of a
-    work dir (where runs overlap, as after resuming from an earlier checkpoint, the later wins)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def training_curves(work_dir: str | Path) -> tuple[list[dict], list[dict]]:
+    """(training records, validation records) over all the runs of a work dir, by iteration; where
+    runs overlap (after resuming from an earlier checkpoint) the later run wins."""
     logs = scalar_logs(work_dir)
     if not logs:
         raise FileNotFoundError(f"{work_dir} holds no training log (*/vis_data/scalars.json): is it a work dir?")
@@ -91,7 +86,17 @@ def plot_curves(work_dir: str | Path, out: str | Path, metrics=("word_acc", "one
                 train[record["iter"]] = record
             else:
                 val[record.get("step")] = record
-    train, val = [train[k] for k in sorted(train)], [val[k] for k in sorted(val, key=lambda k: k or 0)]
+    return [train[k] for k in sorted(train)], [val[k] for k in sorted(val, key=lambda k: k or 0)]
+
+
+def plot_curves(work_dir: str | Path, out: str | Path, metrics=("word_acc", "one_minus_ned")) -> Path:
+    """Plot training loss against iteration and the validation metrics of a work dir's runs."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    train, val = training_curves(work_dir)
     fig, (ax_loss, ax_val) = plt.subplots(1, 2, figsize=(10, 3.5))
     ax_loss.plot([r["iter"] for r in train], [r["loss"] for r in train], lw=0.8)
     ax_loss.set(xlabel="iteration", ylabel="CTC loss", yscale="log", title="training loss")

@@ -89,6 +89,27 @@ def val_lmdb(tmp_path_factory) -> Path:
     return make_lmdb(write_word_folder(base / "folder", random_words(16, seed=2)), base / "lmdb")
 
 
+def save_checkpoint(model, cfg, path: Path) -> Path:
+    """A checkpoint as the runner writes one: the weights and the config they were trained with."""
+    import torch
+
+    torch.save(dict(meta=dict(cfg=cfg.pretty_text), state_dict=model.state_dict()), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def checkpoint(tmp_path_factory) -> Path:
+    """The paper CRNN, randomly initialised (seed 0), saved as a checkpoint of the paper config."""
+    import torch
+    from mmengine.config import Config
+
+    from ocrframe.registry import MODELS
+
+    cfg = Config.fromfile(str(CONFIG))
+    torch.manual_seed(0)
+    return save_checkpoint(MODELS.build(cfg.model), cfg, tmp_path_factory.mktemp("checkpoint") / "crnn.pth")
+
+
 @pytest.fixture
 def tinyconv():
     """The test plugin's TinyConv registered in the process-wide backbone slot for one test, as
