@@ -3,6 +3,7 @@ errors a user sees for a wrong config path or a misspelled component."""
 from __future__ import annotations
 
 import json
+import math
 import re
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from PIL import Image
 from conftest import CONFIG, REPO, render_word
 from ocrframe.checkpoint import load_checkpoint
 from ocrframe.cli import main
+from ocrframe.engine import training_curves
 from ocrframe.registry import MODELS
 
 TINY_RUN = [
@@ -58,9 +60,10 @@ def finished_run(work_dir: Path) -> Run:
 
 @pytest.fixture(scope="module")
 def first_run(tmp_path_factory, train_lmdb, val_lmdb) -> Run:
-    """The paper config trained for 4 iterations on 64 word images, validating every 2."""
+    """The paper config trained for 4 iterations on 64 word images, validating every 2, logging to
+    TensorBoard too."""
     work_dir = tmp_path_factory.mktemp("runner") / "work"
-    train(work_dir, train_lmdb, val_lmdb, 4)
+    train(work_dir, train_lmdb, val_lmdb, 4, "--tensorboard")
     return finished_run(work_dir)
 
 
@@ -99,6 +102,31 @@ def test_training_logs_loss_by_iteration_and_validation_at_its_interval(first_ru
     assert {"word_acc", "word_acc_exact", "one_minus_ned", "cer"} <= set(validations[0])
 
 
+def test_tensorboard_receives_the_same_scalars(first_run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    (events,) = first_run.work_dir.glob("*/vis_data/events.out.tfevents.*")
+    accumulator = EventAccumulator(str(events))
+    accumulator.Reload()
+    losses = {e.step: e.value for e in accumulator.Scalars("loss")}
+    assert losses == pytest.approx({r["iter"]: r["loss"] for r in first_run.scalars if "loss" in r})
+    assert [e.step for e in accumulator.Scalars("word_acc")] == [2, 4]
+
+
+def test_plot_draws_the_curves_of_all_runs_of_a_work_dir(resumed_run, tmp_path):
+    train_records, validations = training_curves(resumed_run.work_dir)
+    assert [r["iter"] for r in train_records] == [1, 2, 3, 4, 5, 6]  # the first run and the resumed one
+    assert [r["step"] for r in validations] == [2, 4, 6]
+    assert main(["plot", str(resumed_run.work_dir), "--out", str(tmp_path / "curves.png")]) == 0
+    with Image.open(tmp_path / "curves.png") as curves:
+        assert curves.format == "PNG" and curves.width > 100
+
+
+def test_plot_of_a_directory_without_logs_says_what_it_looked_for(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"holds no training log \(\*/vis_data/scalars.json\)"):
+        main(["plot", str(tmp_path)])
+
+
 def test_training_checkpoint_loads_safely_into_a_fresh_model(first_run):
     checkpoint = load_checkpoint(first_run.work_dir / "iter_4.pth")  # weights_only=True
     assert checkpoint["meta"]["iter"] == 4
@@ -131,6 +159,11 @@ def test_test_tool_prints_metrics_that_match_the_validation_of_that_checkpoint(f
     validation_at_4 = next(r for r in first_run.scalars if r.get("step") == 4 and "word_acc" in r)
     for name, value in metrics.items():
         assert value == pytest.approx(validation_at_4[name], abs=1e-4)
+    # the worst misreadings, drawn: one cell per misread image (all 16 after 4 iterations)
+    misread = round((1 - metrics["word_acc"]) * 16)
+    assert f"worst_errors.png: the {min(misread, 40)} worst of {misread} misreadings among 16 test images" in result.stdout
+    with Image.open(tmp_path / "t" / "worst_errors.png") as grid:
+        assert grid.format == "PNG" and grid.height >= math.ceil(misread / (grid.width // 100)) * 48
 
 
 def test_infer_tool_prints_a_text_and_score_per_image(first_run, tmp_path):
