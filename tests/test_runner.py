@@ -14,18 +14,11 @@ import pytest
 from mmengine.config import Config
 from PIL import Image
 
-from conftest import CONFIG, REPO, render_word
+from conftest import CONFIG, REPO, TINY_RUN, render_word
 from ocrframe.checkpoint import load_checkpoint
 from ocrframe.cli import main
 from ocrframe.engine import training_curves
 from ocrframe.registry import MODELS
-
-TINY_RUN = [
-    "train_cfg.val_interval=2", "default_hooks.checkpoint.interval=2", "default_hooks.logger.interval=1",
-    "train_dataloader.batch_size=8", "train_dataloader.num_workers=0", "train_dataloader.persistent_workers=False",
-    "val_dataloader.num_workers=0", "val_dataloader.persistent_workers=False",
-]
-
 
 def tool(name: str, *args, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(REPO / "tools" / f"{name}.py"), *map(str, args)],
