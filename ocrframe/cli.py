@@ -70,6 +70,7 @@ def cmd_test(args) -> int:
     return 0
 
 
+READ_CHUNK = 1024  # images decoded and read at a time by `ocrframe read`
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
 
 
@@ -98,37 +99,39 @@ def cmd_read(args) -> int:
     from ocrframe.inference import Reader, as_pil
     from ocrframe.metrics import benchmark_form, score_pairs
 
-    reader = Reader.from_checkpoint(args.checkpoint, config=args.config, device=args.device,
-                                    batch_size=args.batch_size, precision=args.precision)
-    items, images, skipped = [], [], SkipCounter()
-    for path, truth, lexicon in read_inputs(args.inputs):
-        try:
-            images.append(as_pil(path))
-            items.append((path, truth, lexicon))
-        except BadSample as bad:
-            skipped.add(bad.reason, str(path))
-    if not images:
-        print(f"no readable image: {skipped.summary() or 'none given'}", file=sys.stderr)
-        return 1
-    lexicon = args.lexicon
-    if lexicon == "sample":
-        lexicon = [item[2] for item in items]
-        missing = [str(item[0]) for item in items if item[2] is None]
+    items = read_inputs(args.inputs)
+    if args.lexicon == "sample":
+        missing = [str(path) for path, _, lexicon in items if lexicon is None]
         if missing:
             raise ValueError(f"--lexicon sample needs a lexicon (third gt.txt column) for every image; "
                              f"{len(missing)} have none, e.g. {missing[:3]}")
-    predictions = reader.read(images, decoder=args.decoder, lexicon=lexicon, frames=args.frames)
-    for (path, truth, _), prediction in zip(items, predictions):
-        if args.json:
-            record = dict(image=str(path), text=prediction.text, score=round(prediction.score, 4))
+    reader = Reader.from_checkpoint(args.checkpoint, config=args.config, device=args.device,
+                                    batch_size=args.batch_size, precision=args.precision)
+    labelled, skipped = [], SkipCounter()
+    for start in range(0, len(items), READ_CHUNK):  # bounded memory however many images
+        chunk, images = [], []
+        for path, truth, lexicon in items[start:start + READ_CHUNK]:
+            try:
+                images.append(as_pil(path))
+                chunk.append((path, truth, lexicon))
+            except BadSample as bad:
+                skipped.add(bad.reason, str(path))
+        if not images:
+            continue
+        lexicon = [item[2] for item in chunk] if args.lexicon == "sample" else args.lexicon
+        predictions = reader.read(images, decoder=args.decoder, lexicon=lexicon, frames=args.frames)
+        for (path, truth, _), prediction in zip(chunk, predictions):
             if truth is not None:
-                record.update(truth=truth, correct=benchmark_form(prediction.text) == benchmark_form(truth))
-            record.update(prediction.extras)
-            print(json.dumps(record, ensure_ascii=False))
-        else:
-            columns = [str(path), prediction.text, f"{prediction.score:.3f}"] + ([truth] if truth is not None else [])
-            print("\t".join(columns))
-    labelled = [(p.text, item[1]) for item, p in zip(items, predictions) if item[1] is not None]
+                labelled.append((prediction.text, truth))
+            if args.json:
+                record = dict(image=str(path), text=prediction.text, score=round(prediction.score, 4))
+                if truth is not None:
+                    record.update(truth=truth, correct=benchmark_form(prediction.text) == benchmark_form(truth))
+                record.update(prediction.extras)
+                print(json.dumps(record, ensure_ascii=False))
+            else:
+                columns = [str(path), prediction.text, f"{prediction.score:.3f}"] + ([truth] if truth is not None else [])
+                print("\t".join(columns))
     if labelled:
         m = score_pairs(labelled)
         print(f"accuracy on {len(labelled)} labelled images: word accuracy {m['word_acc']:.1%} (case-insensitive "
