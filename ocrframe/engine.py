@@ -6,12 +6,14 @@ import contextlib
 import heapq
 import itertools
 import json
+import logging
+import time
 from pathlib import Path
 
 import editdistance
-
 import torch
 from mmengine.hooks import Hook
+from mmengine.logging import print_log
 from mmengine.optim import OptimWrapper
 
 from ocrframe.data.sampler import WidthBucketBatchSampler
@@ -23,23 +25,40 @@ FUNCTIONS.register_module(module=pad_collate)
 DATA_SAMPLERS.register_module(module=WidthBucketBatchSampler)
 
 
+def native_bf16(device: str) -> bool:
+    """Whether bf16 runs on fast kernels here. CPUs without AVX-512 BF16 / AMX make oneDNN refuse
+    bf16 convolutions, and PyTorch falls back to a reference path many times slower than fp32."""
+    if device == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device == "cpu":
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    return True
+
+
 @OPTIM_WRAPPERS.register_module()
 class AutocastOptimWrapper(OptimWrapper):
     """Runs the forward pass under ``torch.autocast`` (bf16 by default) on any device, CPU included.
 
     mmengine's AmpOptimWrapper (fp16/bf16 with loss scaling) only runs on accelerators; bf16 needs
     no loss scaling, so on a CPU with bf16 support this is the mixed-precision path. The CTC head
-    computes its loss in fp32 regardless.
+    computes its loss in fp32 regardless. Where bf16 has no fast kernels (see :func:`native_bf16`)
+    the wrapper runs in fp32 and says so once in the log.
     """
 
     def __init__(self, dtype: str = "bfloat16", **kwargs):
         super().__init__(**kwargs)
         self.dtype = getattr(torch, dtype)
+        self._enabled: bool | None = None
 
     @contextlib.contextmanager
     def optim_context(self, model):
         device = next(model.parameters()).device.type
-        with super().optim_context(model), torch.autocast(device, dtype=self.dtype):
+        if self._enabled is None:
+            self._enabled = self.dtype != torch.bfloat16 or native_bf16(device)
+            if not self._enabled:
+                print_log(f"this {device.upper()} has no fast bf16 kernels: training in fp32 instead of bf16 "
+                          "autocast, which would be slower here", logger="current", level=logging.WARNING)
+        with super().optim_context(model), torch.autocast(device, dtype=self.dtype, enabled=self._enabled):
             yield
 
 
@@ -159,3 +178,106 @@ class WorstErrorsHook(Hook):
         path = save_grid(cells, Path(runner.work_dir) / self.filename)
         runner.logger.info(f"{self.filename}: the {len(worst)} worst of {self._errors} misreadings "
                            f"among {self._seen} test images: {path}")
+
+
+@HOOKS.register_module()
+class TimeBudgetHook(Hook):
+    """Sizes an iteration-based run to a wall-clock budget on the machine at hand.
+
+    CPUs differ several-fold in training speed (fast bf16 kernels or not, core count), so a CPU
+    schedule fixed in iterations takes 15 minutes on one laptop and 90 on another. This hook times
+    iterations ``measure[0]`` to ``measure[1]`` and one evaluation batch, then sets how many
+    iterations fit in ``minutes`` (counted from the start of training, including ``validations``
+    validations and a final test), the validation and checkpoint intervals, and the end of every LR
+    scheduler that runs until the end of training (e.g. a cosine decay after a fixed warm-up).
+    The plan is logged and kept in the message hub, so a resumed run keeps it.
+
+    The config's ``max_iters`` is the upper bound; the plan never exceeds it.
+    """
+
+    priority = "VERY_HIGH"
+    EVAL_WIDTH_FACTOR = 1.5  # evaluation keeps the aspect ratio: images are wider than in training
+
+    def __init__(self, minutes: float, validations: int = 5, measure: tuple[int, int] = (10, 30),
+                 margin: float = 0.03):
+        if not 0 < measure[0] < measure[1]:
+            raise ValueError(f"measure must be two iterations 0 < start < end, not {measure}")
+        self.budget = minutes * 60.0
+        self.validations, self.measure, self.margin = validations, tuple(measure), margin
+
+    def before_train(self, runner) -> None:
+        self.started = time.monotonic()
+        self.max_iters = runner.train_loop.max_iters
+        plan = runner.message_hub.get_info("time_budget_plan")
+        if plan is not None:  # resumed: keep the plan the run was started with
+            self._apply(runner, plan)
+            print_log(f"time budget: resuming the plan of {plan['max_iters']} iterations", logger=runner.logger)
+        elif runner.train_loop.max_iters <= self.measure[1]:
+            self.measure = None  # a run this short needs no plan
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
+        if runner.message_hub.get_info("time_budget_plan") is not None or self.measure is None:
+            return
+        if runner.iter + 1 == self.measure[0]:
+            self.window_start = time.monotonic()
+        elif runner.iter + 1 == self.measure[1]:
+            self._plan(runner, data_batch)
+
+    def _plan(self, runner, data_batch) -> None:
+        done = self.measure[1]
+        per_iter = (time.monotonic() - self.window_start) / (done - self.measure[0])
+        runner.model.eval()  # so batch norm statistics are left alone
+        start = time.monotonic()
+        with torch.no_grad():
+            runner.model.val_step(data_batch)
+        per_eval_batch = (time.monotonic() - start) * self.EVAL_WIDTH_FACTOR
+        runner.model.train()
+        evaluations = self.validations + (1 if runner.cfg.get("test_dataloader") else 0)
+        eval_batches = sum(len(loader) for loader in [runner.val_dataloader] if loader is not None)
+        eval_seconds = evaluations * eval_batches * per_eval_batch
+        left = self.budget * (1 - self.margin) - (time.monotonic() - self.started) - eval_seconds
+        max_iters = max(done + 1, min(self.max_iters, done + int(max(left, 0) / per_iter)))
+        # The loop validates at multiples of the interval: make the last one the end of training.
+        interval = max(1, max_iters // max(self.validations, 1))
+        max_iters = max(done + 1, max_iters // interval * interval)
+        plan = dict(max_iters=max_iters, val_interval=interval)
+        self._rescale_schedulers(runner, max_iters)
+        self._apply(runner, plan)
+        runner.message_hub.update_info("time_budget_plan", plan)
+        print_log(f"time budget {self.budget / 60:g} min: {per_iter:.2f} s per iteration and ~{eval_seconds:.0f} s "
+                  f"for {evaluations} evaluations here, so training runs {max_iters} iterations "
+                  f"(validating every {interval})", logger=runner.logger)
+        if max_iters <= done + 1:
+            print_log("time budget: this machine is too slow to train in the budget; raise `minutes` or use a "
+                      "GPU", logger=runner.logger, level=logging.WARNING)
+
+    def _rescale_schedulers(self, runner, max_iters: int) -> None:
+        schedulers = runner.param_schedulers or []
+        if isinstance(schedulers, dict):
+            schedulers = [s for group in schedulers.values() for s in group]
+        for scheduler in schedulers:
+            if scheduler.end < self.max_iters:
+                continue  # ends on its own (a warm-up)
+            if scheduler.last_step > 0:
+                raise RuntimeError(f"{type(scheduler).__name__} runs to the end of training but has already "
+                                   f"started at iteration {runner.iter + 1}; begin it after iteration "
+                                   f"{self.measure[1]} so the time budget can size it")
+            if scheduler.begin >= max_iters:
+                print_log(f"time budget: {type(scheduler).__name__} begins at iteration {scheduler.begin}, after "
+                          f"the {max_iters} iterations that fit; shorten the warm-up", logger=runner.logger,
+                          level=logging.WARNING)
+                continue
+            scheduler.end = max_iters
+            if hasattr(scheduler, "T_max"):
+                scheduler.T_max = max_iters - scheduler.begin
+
+    @staticmethod
+    def _apply(runner, plan: dict) -> None:
+        from mmengine.hooks import CheckpointHook
+
+        loop = runner.train_loop
+        loop._max_iters = plan["max_iters"]
+        loop.val_interval, loop.dynamic_intervals = plan["val_interval"], [plan["val_interval"]]
+        for hook in runner.hooks:
+            if isinstance(hook, CheckpointHook) and not hook.by_epoch:
+                hook.interval = plan["val_interval"]

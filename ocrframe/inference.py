@@ -28,18 +28,12 @@ from PIL import Image
 
 from ocrframe.checkpoint import load_checkpoint
 from ocrframe.data.transforms import Compose, pad_collate
+from ocrframe.engine import native_bf16
 from ocrframe.model import Prediction
 from ocrframe.registry import DECODERS, MODELS, ComponentError
 
 logger = logging.getLogger("ocrframe.inference")
 PRECISIONS = ("auto", "fp32", "bf16")
-
-
-def bf16_is_native(device: torch.device) -> bool:
-    """Whether bf16 matrix products run natively here (not emulated, which is slower than fp32)."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    return device.type == "cpu" and torch.ops.mkldnn._is_mkldnn_bf16_supported()
 
 
 def load_model_config(checkpoint: str | Path, config: str | Path | None = None) -> tuple[Config, dict]:
@@ -85,7 +79,7 @@ class Reader:
         self.batch_size, self.width_step = batch_size, width_step
         self.device = next(model.parameters()).device
         if precision == "auto":
-            precision = "bf16" if bf16_is_native(self.device) else "fp32"
+            precision = "bf16" if native_bf16(self.device.type) else "fp32"
         self.precision, self.recheck_margin = precision, recheck_margin
         self.rechecked = 0  # images re-read in fp32 so far (bf16 only)
 

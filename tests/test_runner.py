@@ -25,9 +25,11 @@ def tool(name: str, *args, cwd: Path) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, cwd=cwd, timeout=300)
 
 
-def train(work_dir: Path, train_lmdb: Path, val_lmdb: Path, max_iters: int, *extra) -> subprocess.CompletedProcess:
+def train(work_dir: Path, train_lmdb: Path, val_lmdb: Path, max_iters: int, *extra,
+          options: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
     result = tool("train", CONFIG, "--work-dir", work_dir, "--data", train_lmdb, "--val-data", val_lmdb, "--no-test",
-                  *extra, "--cfg-options", f"train_cfg.max_iters={max_iters}", *TINY_RUN, cwd=work_dir.parent)
+                  *extra, "--cfg-options", f"train_cfg.max_iters={max_iters}", *TINY_RUN, *options,
+                  cwd=work_dir.parent)
     assert result.returncode == 0, result.stderr[-3000:]
     return result
 
@@ -188,3 +190,25 @@ def test_misspelled_component_in_cfg_options_names_the_nearest_one(train_lmdb, t
     assert error.startswith("ocrframe.registry.ComponentError")
     assert "'BiLTSM' is not a registered sequence encoder" in error
     assert "Did you mean: 'BiLSTM'" in error
+
+
+def test_time_budget_sizes_the_run_and_ends_the_cosine_decay_with_it(train_lmdb, val_lmdb, tmp_path):
+    work_dir = tmp_path / "budget"
+    upper_bound = 400
+    train(work_dir, train_lmdb, val_lmdb, upper_bound, "--schedule", "cpu", options=(
+          "train_cfg.val_interval=1000", "custom_hooks.1.minutes=0.25", "custom_hooks.1.measure=[2,4]", "custom_hooks.1.validations=2",
+          "param_scheduler.0.end=3", "param_scheduler.1.begin=3"))
+    run = finished_run(work_dir)
+    planned = re.search(r"training runs (\d+) iterations \(validating every (\d+)\)", run.log)
+    assert planned, run.log[-2000:]
+    max_iters, interval = map(int, planned.groups())
+    losses = [r for r in run.scalars if "loss" in r]
+    assert 4 < max_iters < upper_bound
+    assert losses[-1]["iter"] == max_iters
+    assert [r["step"] for r in run.scalars if "word_acc" in r] == sorted(
+        {step for step in range(interval, max_iters + 1, interval) if step >= 4} | {max_iters})
+    # The cosine decay (from 1e-3 to 1e-5, beginning at 3) was stretched or shrunk to end with the run.
+    progress = (max_iters - 1 - 3) / (max_iters - 3)
+    assert losses[-1]["lr"] == pytest.approx(1e-5 + (1e-3 - 1e-5) * (1 + math.cos(math.pi * progress)) / 2)
+    plan = load_checkpoint(work_dir / f"iter_{max_iters}.pth")["message_hub"]["runtime_info"]["time_budget_plan"]
+    assert plan == dict(max_iters=max_iters, val_interval=interval)  # a resumed run keeps it
