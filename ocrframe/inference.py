@@ -1,6 +1,6 @@
 """Reading images with a trained model::
 
-    reader = Reader.from_checkpoint("work_dirs/crnn_vgg_bilstm_ctc/best_word_acc_iter_2700.pth")
+    reader = Reader.from_checkpoint("work_dirs/crnn_vgg_bilstm_ctc/best_word_acc_iter_N.pth")
     for p in reader.read(["word.png", pil_image, numpy_array], frames=True):
         print(p.text, p.score, p.extras["x"])   # x: pixel column of each character
 
