@@ -178,10 +178,12 @@ def browse_dataset(args):
     """The dataset ``ocrframe browse`` shows: LMDB / gt.txt folder, a config's split, or a
     registered dataset type, without the pipeline unless --as-model-sees-it."""
     from mmengine.config import Config
+    from mmengine.registry import init_default_scope
 
     from ocrframe.registry import DATASETS
     from ocrframe.runner import dataset_for
 
+    init_default_scope("ocrframe")  # datasets nested in mmengine's (ConcatDataset) are looked up here
     target = args.dataset
     if target.endswith(".py"):
         if not Path(target).is_file():
@@ -194,7 +196,7 @@ def browse_dataset(args):
                                     "which labels are usable)")
         cfg = Config.fromfile(args.config)
         if Path(target).exists():
-            dataset_cfg = dataset_for([target], cfg.charset, cfg.test_pipeline)
+            dataset_cfg = dataset_for([target], cfg, cfg.test_pipeline)
         else:
             dataset_cfg = dict(type=target, charset=cfg.charset)  # a registered dataset type
     dataset_cfg = Config(dict(dataset=dataset_cfg))

@@ -41,7 +41,7 @@ def load_config(path: str, *, schedule: str = "auto", work_dir: str | None = Non
         cfg.merge_from_dict(schedules[name].to_dict())
     cfg.schedule = schedule
     if train_data:
-        cfg.train_dataloader.dataset = dataset_for(train_data, cfg.charset, cfg.train_pipeline)
+        cfg.train_dataloader.dataset = dataset_for(train_data, cfg, cfg.train_pipeline)
     if val_data:
         use_data(cfg.val_dataloader, val_data, cfg)
     cfg.work_dir = work_dir or cfg.get("work_dir") or str(Path("work_dirs") / Path(path).stem)
@@ -53,24 +53,34 @@ def load_config(path: str, *, schedule: str = "auto", work_dir: str | None = Non
 
 
 def use_data(dataloader: dict, paths: list[str], cfg: Config) -> None:
-    """Point an evaluation dataloader at LMDBs / gt.txt folders, batching by image width."""
-    dataloader.dataset = dataset_for(paths, cfg.charset, cfg.test_pipeline)
+    """Point an evaluation dataloader at LMDBs / folders, batching by image width."""
+    dataloader.dataset = dataset_for(paths, cfg, cfg.test_pipeline)
     if len(paths) == 1:  # a ConcatDataset cannot report aspect ratios
         dataloader.batch_sampler = dict(type="WidthBucketBatchSampler")
 
 
-def dataset_for(paths: list[str], charset, pipeline) -> dict:
-    """Dataset config for LMDB directories or folders with a gt.txt (several are concatenated)."""
+def dataset_for(paths: list[str], cfg: Config, pipeline) -> dict:
+    """Dataset config for data paths (several are concatenated): an LMDB, a folder read by the
+    config's ``folder_dataset`` (e.g. a PrIMuS folder), or a folder with a gt.txt."""
     datasets = []
+    folder_dataset = cfg.get("folder_dataset")
     for path in paths:
         p = Path(path)
-        if (p / "gt.txt").is_file():
-            datasets.append(dict(type="GtFolderDataset", root=path, charset=charset, pipeline=pipeline))
-        elif p.exists():
-            datasets.append(dict(type="LMDBDataset", path=path, charset=charset, pipeline=pipeline))
+        common = dict(charset=cfg.charset, pipeline=pipeline)
+        if (p / "data.mdb").is_file() or (p.is_file() and p.suffix == ".mdb"):
+            datasets.append(dict(type="LMDBDataset", path=path, **common))
+        elif p.is_dir() and folder_dataset:
+            datasets.append(dict(folder_dataset, root=path, **common))
+        elif (p / "gt.txt").is_file():
+            datasets.append(dict(type="GtFolderDataset", root=path, **common))
         else:
-            raise FileNotFoundError(f"dataset {path} does not exist (expected an LMDB or a folder with gt.txt)")
-    return datasets[0] if len(datasets) == 1 else dict(type="ConcatDataset", datasets=datasets)
+            raise FileNotFoundError(
+                f"dataset {path} is not an LMDB (no data.mdb) nor a folder with a gt.txt"
+                + ("" if p.exists() else " (it does not exist)")
+                + "; tools/create_lmdb.py makes an LMDB from a gt.txt folder")
+    if len(datasets) == 1:
+        return datasets[0]
+    return dict(type="ConcatDataset", datasets=datasets, ignore_keys=["name"])
 
 
 def build_runner(cfg: Config) -> Runner:

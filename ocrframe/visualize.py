@@ -39,17 +39,38 @@ def draw_grid(cells: list[Cell], image_height: int = 48, max_image_width: int = 
     line_height = font_size + 4
     caption_width = max(int(font.getlength(text)) for cell in cells for text, _ in cell.lines or [("", INK)])
     cell_width = min(max(max(s.width for s in scaled), caption_width), max_image_width) + 12
-    cell_height = image_height + line_height * max(len(c.lines) for c in cells) + 10
+    captions = [[(part, colour) for text, colour in cell.lines for part in _wrap(text, font, cell_width - 12)]
+                for cell in cells]  # long labels (music, sentences) wrap instead of running into the next cell
+    cell_height = image_height + line_height * max(len(c) for c in captions) + 10
     columns = max(1, min(len(cells), sheet_width // cell_width))
     rows = math.ceil(len(cells) / columns)
     sheet = Image.new("RGB", (columns * cell_width, rows * cell_height), "white")
     draw = ImageDraw.Draw(sheet)
-    for n, (cell, image) in enumerate(zip(cells, scaled)):
+    for n, (caption, image) in enumerate(zip(captions, scaled)):
         x, y = (n % columns) * cell_width + 6, (n // columns) * cell_height + 4
         sheet.paste(image, (x, y))
-        for k, (text, colour) in enumerate(cell.lines):
+        for k, (text, colour) in enumerate(caption):
             draw.text((x, y + image_height + 2 + k * line_height), text, fill=colour, font=font)
     return sheet
+
+
+def _wrap(text: str, font, width: int) -> list[str]:
+    """Lines of at most ``width`` pixels, broken between words, or inside a word longer than that."""
+    lines, line = [], ""
+    for word in text.split(" "):
+        candidate = f"{line} {word}" if line else word
+        if font.getlength(candidate) <= width:
+            line = candidate
+            continue
+        if line:
+            lines.append(line)
+        line = ""
+        for char in word:  # a word wider than a line is cut
+            if font.getlength(line + char) > width and line:
+                lines.append(line)
+                line = ""
+            line += char
+    return lines + [line]
 
 
 def save_grid(cells: list[Cell], path: str | Path, **kwargs) -> Path:

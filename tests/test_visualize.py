@@ -26,6 +26,16 @@ def test_grid_lays_out_equal_cells_in_as_many_columns_as_fit():
     assert (pixels[4:44, 6:6 + 125] == 0).all()  # the first image, scaled to 40 high: 125 wide
 
 
+def test_long_captions_wrap_inside_their_cell():
+    pitches = " ".join(["C4", "E4", "G4", "C5"] * 10)
+    cell = Cell(Image.new("RGB", (100, 32)), [(pitches, (0, 0, 0))])
+    one_line = draw_grid([Cell(cell.image, [("C4", (0, 0, 0))])], image_height=40, max_image_width=200, font_size=12)
+    wrapped = draw_grid([cell], image_height=40, max_image_width=200, font_size=12)
+    assert one_line.width == 125 + 12  # the image, 40 high
+    assert wrapped.width == 200 + 12  # the caption widened the cell only up to max_image_width
+    assert (wrapped.height - one_line.height) % 16 == 0 and wrapped.height - one_line.height >= 3 * 16
+
+
 def test_tensors_are_shown_stretched_to_the_grey_range():
     image = to_pil(torch.tensor([[[-1.0, 0.0, 1.0]]]))
     assert np.asarray(image).tolist() == [[0, 128, 255]]
@@ -64,6 +74,12 @@ def test_browse_a_config_split_as_the_model_sees_it(tmp_path, capsys):
     assert main(["browse", str(CONFIG), "--split", "val", "--num", "2", "--as-model-sees-it",
                  "--out", str(tmp_path / "val.png")]) == 0
     assert "2 of 1000 samples" in capsys.readouterr().out
+
+
+def test_browse_music_from_the_omr_config_shows_pitch_labels(tmp_path, capsys):
+    omr_config = CONFIG.parent / "crnn_omr.py"
+    assert main(["browse", str(omr_config), "--split", "test", "--num", "2", "--out", str(tmp_path / "omr.png")]) == 0
+    assert "2 of " in capsys.readouterr().out
 
 
 def test_browse_names_a_missing_config(tmp_path):

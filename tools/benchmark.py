@@ -3,6 +3,7 @@
     python tools/benchmark.py train-step [--batch 64] [--iters 4]   # memory format x precision
     python tools/benchmark.py render [--num 300]                    # synthetic word renderer
     python tools/benchmark.py infer [--checkpoint CKPT] [--val 1000] [--onnx]   # Reader vs plain eager
+    python tools/benchmark.py omr-render [--lines 20]               # engraved music: lines and snippets
 """
 import argparse
 import itertools
@@ -133,6 +134,24 @@ def infer(args) -> None:
               + (f"; {reader.rechecked} images rechecked in fp32" if name == "bf16" else ""))
 
 
+def omr_render(args) -> None:
+    """Engraving a line (verovio + cairosvg) against cutting and augmenting a snippet from it, per style."""
+    from ocrframe_omr.render import STYLES, MusicRenderer
+
+    print("| style | engrave a line (ms) | cut + augment a snippet (ms) |\n|---|---|---|")
+    for style in STYLES:
+        renderer = MusicRenderer(style)
+        renderer.line(np.random.default_rng([0, 0]))  # verovio's start-up
+        start = time.perf_counter()
+        lines = [renderer.line(np.random.default_rng([0, i])) for i in range(args.lines)]
+        per_line = (time.perf_counter() - start) / args.lines
+        start = time.perf_counter()
+        for i in range(8 * args.lines):
+            renderer.snippet(lines[i % args.lines], np.random.default_rng([1, i]))
+        per_snippet = (time.perf_counter() - start) / (8 * args.lines)
+        print(f"| {style} | {per_line * 1000:.0f} | {per_snippet * 1000:.1f} |")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -149,6 +168,9 @@ def main(argv=None) -> int:
     p.add_argument("--iters", type=int, default=3, help="batch-64 passes per round (batch 1: 16x as many)")
     p.add_argument("--onnx", action="store_true", help="also time the model exported to onnxruntime")
     p.set_defaults(func=infer)
+    p = sub.add_parser("omr-render")
+    p.add_argument("--lines", type=int, default=20)
+    p.set_defaults(func=omr_render)
     args = parser.parse_args(argv)
     args.func(args)
     return 0

@@ -5,10 +5,9 @@
 Sample i of a seed is the same image the training dataset renders for index i.
 """
 import argparse
-import io
 import sys
 
-from ocrframe.data.lmdb_dataset import write_lmdb
+from ocrframe.data.lmdb_dataset import encoded_samples, write_lmdb
 from ocrframe.data.synthetic import SynthWordDataset
 
 
@@ -24,14 +23,7 @@ def main(argv=None) -> int:
     dataset = SynthWordDataset(charset=dict(symbols="0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"),
                                length=args.num, seed=args.seed, assets=args.assets)
 
-    def samples():
-        for index in range(args.num):
-            sample = dataset.load(index)
-            buffer = io.BytesIO()
-            sample["image"].save(buffer, format="PNG")
-            yield sample["key"], buffer.getvalue(), sample["text"], None
-
-    written, skipped = write_lmdb(args.out, samples(), total=args.num)
+    written, skipped = write_lmdb(args.out, encoded_samples(dataset, args.num), total=args.num)
     print(f"wrote {written} synthetic samples (seed {args.seed}, {args.assets} assets) to {args.out}")
     return 0 if written == args.num else 1
 

@@ -87,6 +87,9 @@ class OcrDataset(Dataset):
     def describe(self) -> str:
         return type(self).__name__
 
+    def full_init(self) -> None:
+        """Nothing to do: datasets load their index when built (mmengine's ConcatDataset calls this)."""
+
     @property
     def metainfo(self) -> dict:
         """What mmengine's Runner hands to metrics and visualisers as ``dataset_meta``."""

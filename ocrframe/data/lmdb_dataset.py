@@ -137,6 +137,18 @@ def write_lmdb(path: str | Path, samples, total: int | None = None) -> tuple[int
     return written, skipped
 
 
+def encoded_samples(dataset: OcrDataset, count: int):
+    """``(key, PNG bytes, label, None)`` for ``dataset.load(i)``, i < count: what a synthetic dataset
+    renders, before any pipeline, in the form :func:`write_lmdb` takes."""
+    import io
+
+    for index in range(count):
+        sample = dataset.load(index)
+        buffer = io.BytesIO()
+        sample["image"].save(buffer, format="PNG")
+        yield sample["key"], buffer.getvalue(), sample["text"], sample.get("lexicon")
+
+
 def _put(env: lmdb.Environment, items: dict) -> None:
     with env.begin(write=True) as txn:
         for key, value in items.items():

@@ -9,36 +9,36 @@ Assets come from Debian packages (``setup/debian-packages.txt``): fonts under /u
 the TeX font tree, words from /usr/share/dict/words, photographs under /usr/share/backgrounds.
 Whole font families (clones of one design grouped together) and background images are split
 deterministically into "train" and "heldout", so the independent test set uses unseen designs.
+Backgrounds and the camera effects are the shared ones of ``effects.py`` (photographs and caches:
+``assets.py``); what is specific to words (fonts, text, glyph layers, distortion) stays here.
 
 Rendering depends only on the numpy Generator passed in (same seed -> same bytes). Fonts and
 background images are opened lazily and cached per process, so forked DataLoader workers are safe.
 """
 from __future__ import annotations
 
-import hashlib
-import io
 import json
 import os
 import re
 import string
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageChops, ImageDraw, ImageFilter, ImageFont
 
+from ocrframe.data import effects
+from ocrframe.data.assets import (
+    ProcessLRU, atomic_write, cache_dir, dirs_from, discover_backgrounds, files_under, split_by_group,
+)
+
 ALNUM = string.digits + string.ascii_lowercase + string.ascii_uppercase
 FIX_HINT = "install them with `make setup` (Debian packages listed in setup/debian-packages.txt)"
 DEFAULT_FONT_DIRS = ("/usr/share/fonts", "/usr/local/share/fonts", "/usr/share/texmf/fonts/opentype")
 DEFAULT_WORDS = "/usr/share/dict/words"
-DEFAULT_BACKGROUND_DIRS = ("/usr/share/backgrounds",)
 MIN_FONTS = 8
-HELDOUT_EVERY = 5  # about one family / background image in five is held out
 FONT_SIZES = (24, 28, 32, 36, 40, 44)  # few sizes, so the per-process font cache stays hot
-BACKGROUND_MAX_SIDE = 720
 _FONT_EXTENSIONS = (".ttf", ".otf")
-_IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
 _CACHE_VERSION = 2
 
 # Faces that are not plain Latin text: symbols, math, small caps (lowercase drawn as capitals, so the
@@ -73,28 +73,6 @@ class SynthAssets:
 # Asset discovery
 # ----------------------------------------------------------------------------------------------
 
-def _cache_dir() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ocrframe"
-
-
-def _dirs_from(value, env: str, default: tuple[str, ...]) -> list[Path]:
-    if value is None:
-        value = os.environ.get(env)
-    if value is None:
-        value = default
-    if isinstance(value, (str, os.PathLike)):
-        value = [p for p in str(value).split(os.pathsep) if p]
-    return [Path(p) for p in value]
-
-
-def _files_under(dirs: list[Path], extensions: tuple[str, ...]) -> list[Path]:
-    found = set()
-    for root in dirs:
-        for dirpath, _, names in os.walk(root, followlinks=True):
-            found.update(Path(dirpath, n) for n in names if n.lower().endswith(extensions))
-    return sorted(found)
-
-
 def _norm(name: str) -> str:
     """'TeX Gyre Heros Cn' -> 'tex gyre heros'; CamelCase split so 'CabinSketch' == 'Cabin Sketch'."""
     name = re.sub(r"(?<=[a-z])(?=[A-Z][a-z])", " ", name)
@@ -112,10 +90,6 @@ def design_group(family: str) -> str:
         if key == prefix or key.startswith(prefix + " "):
             return group
     return key
-
-
-def _held_out(key: str) -> bool:
-    return int(hashlib.md5(key.encode()).hexdigest(), 16) % HELDOUT_EVERY == 0
 
 
 def _glyph_key(font: ImageFont.FreeTypeFont, char: str) -> bytes | None:
@@ -143,14 +117,14 @@ def _check_font(path: Path) -> tuple[bool, str, str]:
 def _scan_fonts(dirs: list[Path]) -> list[tuple[Path, str]]:
     """[(path, design group)] of usable faces, one per (family, style). The glyph check is cached on
     disk per file (bump _CACHE_VERSION when _check_font changes); the name rules are applied here."""
-    cache_file = _cache_dir() / f"fonts-v{_CACHE_VERSION}.json"
+    cache_file = cache_dir() / f"fonts-v{_CACHE_VERSION}.json"
     try:
         cache = json.loads(cache_file.read_text())
     except (OSError, ValueError):
         cache = {}
     changed = False
     faces: dict[tuple[str, str], tuple[Path, str]] = {}
-    for path in _files_under(dirs, _FONT_EXTENSIONS):
+    for path in files_under(dirs, _FONT_EXTENSIONS):
         try:
             st = path.stat()
         except OSError:
@@ -168,48 +142,8 @@ def _scan_fonts(dirs: list[Path]) -> list[tuple[Path, str]]:
             faces.setdefault((family.lower(), style), (path, design_group(family)))
     if changed:  # also forget fonts that are gone
         cache = {k: v for k, v in cache.items() if os.path.exists(k)}
-        _atomic_write(cache_file, json.dumps(cache).encode())
+        atomic_write(cache_file, json.dumps(cache).encode())
     return sorted(faces.values())
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Several DataLoader workers may write the same cache file at once."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    except OSError:
-        pass  # a read-only home only costs speed
-
-
-def _split_by_group(items: list[tuple[Path, str]], split: str) -> tuple[Path, ...]:
-    groups = sorted({g for _, g in items})
-    held = {g for g in groups if _held_out(g) and g not in _ALWAYS_TRAIN}
-    if not held and len(groups) > 1:  # tiny asset sets: still hold one out, deterministically
-        held = {min(groups, key=lambda g: hashlib.md5(g.encode()).hexdigest())}
-    keep = held if split == "heldout" else set(groups) - held
-    return tuple(p for p, g in items if g in keep)
-
-
-def _background_group(path: Path) -> str:
-    """Variants of one picture ('Elephants_3840x2160.jpg', 'Stripes-Dark.png') are one image."""
-    return re.sub(r"([_-]?\d+x\d+|[_-](dark|light|d|l))$", "", path.stem.lower())
-
-
-def _scan_backgrounds(dirs: list[Path]) -> list[tuple[Path, str]]:
-    smallest: dict[str, Path] = {}
-    for path in _files_under(dirs, _IMAGE_EXTENSIONS):
-        try:
-            size = path.stat().st_size
-        except OSError:
-            continue
-        if size < 20_000:  # placeholders and icons
-            continue
-        group = _background_group(path)
-        if group not in smallest or size < smallest[group].stat().st_size:
-            smallest[group] = path
-    return sorted((p, g) for g, p in smallest.items())
 
 
 def read_words(path: Path) -> tuple[str, ...]:
@@ -232,7 +166,7 @@ def discover_assets(split: str = "train", *, font_dirs=None, words_path=None,
     """
     if split not in ("train", "heldout"):
         raise ValueError(f"split must be 'train' or 'heldout', not {split!r}")
-    fdirs = _dirs_from(font_dirs, "OCRFRAME_FONT_DIRS", DEFAULT_FONT_DIRS)
+    fdirs = dirs_from(font_dirs, "OCRFRAME_FONT_DIRS", DEFAULT_FONT_DIRS)
     faces = _scan_fonts(fdirs)
     if len(faces) < MIN_FONTS or len({g for _, g in faces}) < 2:
         raise RuntimeError(
@@ -242,80 +176,21 @@ def discover_assets(split: str = "train", *, font_dirs=None, words_path=None,
     words = read_words(wpath)
     if not words:
         raise RuntimeError(f"no word list at {wpath} (Debian package wamerican); {FIX_HINT}")
-    backgrounds = _scan_backgrounds(_dirs_from(background_dirs, "OCRFRAME_BACKGROUND_DIRS",
-                                               DEFAULT_BACKGROUND_DIRS))
-    return SynthAssets(fonts=_split_by_group(faces, split),
-                       backgrounds=_split_by_group(backgrounds, split), words=words)
+    return SynthAssets(fonts=split_by_group(faces, split, always_train=_ALWAYS_TRAIN),
+                       backgrounds=discover_backgrounds(split, background_dirs), words=words)
 
 
 # ----------------------------------------------------------------------------------------------
 # Per-process caches (rebuilt after a fork: FreeType faces and decoded images are not shared)
 # ----------------------------------------------------------------------------------------------
 
-class _ProcessLRU:
-    def __init__(self, maxsize: int):
-        self.maxsize, self.pid, self.items = maxsize, os.getpid(), OrderedDict()
-
-    def get(self, key, make):
-        if self.pid != os.getpid():
-            self.pid, self.items = os.getpid(), OrderedDict()
-        if key in self.items:
-            self.items.move_to_end(key)
-            return self.items[key]
-        value = self.items[key] = make()
-        if len(self.items) > self.maxsize:
-            self.items.popitem(last=False)
-        return value
-
-
-_FONTS = _ProcessLRU(512)
-_BACKGROUNDS = _ProcessLRU(64)
+_FONTS = ProcessLRU(512)
+_DEGRADATION = effects.Degradation()  # blur, motion blur, noise, JPEG
 
 
 def _font(path: Path, size: int) -> ImageFont.FreeTypeFont:
     return _FONTS.get((path, size), lambda: ImageFont.truetype(
         str(path), size, layout_engine=ImageFont.Layout.BASIC))
-
-
-def _load_background(path: Path) -> np.ndarray:
-    """The image downscaled to BACKGROUND_MAX_SIDE, as uint8 RGB; the downscale is cached on disk."""
-    st = path.stat()
-    key = hashlib.sha1(f"{path}|{st.st_mtime_ns}|{st.st_size}|{BACKGROUND_MAX_SIDE}".encode()).hexdigest()
-    cached = _cache_dir() / "backgrounds" / f"{key}.jpg"
-    try:
-        with Image.open(cached) as im:
-            return np.asarray(im.convert("RGB"))
-    except OSError:
-        pass
-    with Image.open(path) as im:
-        im.draft("RGB", (BACKGROUND_MAX_SIDE, BACKGROUND_MAX_SIDE))  # fast JPEG downscale on decode
-        if im.mode in ("RGBA", "LA", "P"):  # transparent wallpapers: flatten onto white
-            im = im.convert("RGBA")
-            flat = Image.new("RGBA", im.size, (255, 255, 255, 255))
-            im = Image.alpha_composite(flat, im)
-        im = im.convert("RGB")
-        im.thumbnail((BACKGROUND_MAX_SIDE, BACKGROUND_MAX_SIDE), Image.LANCZOS)
-    buf = io.BytesIO()
-    im.save(buf, "JPEG", quality=92)
-    _atomic_write(cached, buf.getvalue())
-    return np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))  # same pixels as cached
-
-
-# ----------------------------------------------------------------------------------------------
-# Rendering
-# ----------------------------------------------------------------------------------------------
-
-def _luminance(rgb: np.ndarray) -> np.ndarray:
-    return rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114
-
-
-def _homography(src: np.ndarray, dst: np.ndarray) -> tuple[float, ...]:
-    """Coefficients of Image.PERSPECTIVE mapping output points ``dst`` onto input points ``src``."""
-    a = []
-    for (x, y), (u, v) in zip(dst, src):
-        a.append([x, y, 1, 0, 0, 0, -u * x, -u * y])
-        a.append([0, 0, 0, x, y, 1, -v * x, -v * y])
-    return tuple(np.linalg.solve(np.array(a, float), src.reshape(-1).astype(float)))
 
 
 class WordRenderer:
@@ -442,7 +317,7 @@ class WordRenderer:
             dst = (dst - [w / 2, h / 2]) @ np.array([[c, s], [-s, c]])
             dst -= dst.min(0)
             size = tuple(int(v) + 1 for v in dst.max(0))
-            layers = layers.transform(size, Image.PERSPECTIVE, _homography(src, dst), Image.BILINEAR)
+            layers = layers.transform(size, Image.PERSPECTIVE, effects.homography(src, dst), Image.BILINEAR)
         if rng.random() < 0.15:
             amp = rng.uniform(0.08, 0.25) * th
             period = rng.uniform(2.5, 6) * th
@@ -458,78 +333,7 @@ class WordRenderer:
 
     # -- backgrounds ----------------------------------------------------------------------------
 
-    def _random_color(self, rng: np.random.Generator) -> np.ndarray:
-        grey = np.full(3, rng.random(), np.float32)
-        if rng.random() < 0.35:  # greys are common in print
-            return grey
-        return grey + (rng.random(3).astype(np.float32) - grey) * rng.uniform(0.3, 1)  # muted to vivid
-
-    def _procedural(self, h: int, w: int, rng: np.random.Generator) -> np.ndarray:
-        kind = rng.choice(6, p=(0.2, 0.2, 0.25, 0.1, 0.1, 0.15))  # 0: a flat colour
-        base = self._random_color(rng)
-        if rng.random() < 0.4:  # paper-like light tones are the commonest real background
-            base = 1 - rng.random(3).astype(np.float32) * rng.uniform(0.02, 0.25)
-        img = np.broadcast_to(base, (h, w, 3)).astype(np.float32)
-        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-        if kind == 1:  # linear gradient to a second colour
-            t = np.cos(rng.uniform(0, np.pi)) * xx / w + np.sin(rng.uniform(0, np.pi)) * yy / h
-            t = (t - t.min()) / (np.ptp(t) + 1e-6)
-            img = img + (self._random_color(rng) - base) * t[..., None] * rng.uniform(0.3, 1)
-        elif kind == 2:  # low-frequency blotches (paper, walls, card) plus grain
-            gh, gw = int(rng.integers(2, 6)), int(rng.integers(3, 16))
-            coarse = Image.fromarray((rng.random((gh, gw)) * 255).astype(np.uint8)).resize((w, h), Image.BICUBIC)
-            blot = np.asarray(coarse, np.float32) / 255 - 0.5
-            img = img + blot[..., None] * rng.uniform(0.05, 0.35) * (rng.random(3) * 0.5 + 0.5)
-            img = img + rng.normal(0, rng.uniform(0.005, 0.04), (h, w, 1))
-        elif kind == 3:  # stripes
-            period = rng.uniform(3, 40)
-            angle = rng.uniform(0, np.pi)
-            wave = np.sin(2 * np.pi * (xx * np.cos(angle) + yy * np.sin(angle)) / period)
-            if rng.random() < 0.5:
-                wave = np.sign(wave)
-            img = img + (self._random_color(rng) - base) * (wave[..., None] * 0.5 + 0.5) * rng.uniform(0.1, 0.5)
-        elif kind == 4:  # ruled or squared paper
-            step = int(rng.integers(8, 30))
-            lines = (yy.astype(int) % step == 0)
-            if rng.random() < 0.4:
-                lines |= xx.astype(int) % step == 0
-            img = np.where(lines[..., None], img * 0.6 + self._random_color(rng) * 0.4, img)
-        elif kind == 5:  # fine noise texture (concrete, fabric)
-            img = img + rng.normal(0, rng.uniform(0.03, 0.12), (h, w, 1 if rng.random() < 0.7 else 3))
-        return img
-
-    def _natural(self, h: int, w: int, rng: np.random.Generator) -> np.ndarray:
-        path = self.backgrounds[int(rng.integers(len(self.backgrounds)))]
-        photo = _BACKGROUNDS.get(path, lambda: _load_background(path))
-        ph, pw = photo.shape[:2]
-        scale = min(rng.uniform(0.4, 2.5), pw / w, ph / h)  # photo pixels per output pixel
-        ch, cw = max(2, int(h * scale)), max(2, int(w * scale))
-        y, x = int(rng.integers(0, ph - ch + 1)), int(rng.integers(0, pw - cw + 1))
-        crop = Image.fromarray(photo[y:y + ch, x:x + cw]).resize((w, h), Image.BILINEAR)
-        if rng.random() < 0.5:
-            crop = crop.transpose(Image.FLIP_LEFT_RIGHT)
-        img = np.asarray(crop, np.float32) / 255
-        if rng.random() < 0.5:  # calm busy photos down, as if printed on a tinted surface
-            img = img * (1 - (k := rng.uniform(0.2, 0.7))) + self._random_color(rng) * k
-        return img
-
-    def _background(self, h: int, w: int, rng: np.random.Generator) -> np.ndarray:
-        if self.backgrounds and rng.random() < 0.4:
-            return self._natural(h, w, rng)
-        return self._procedural(h, w, rng)
-
     # -- composition ----------------------------------------------------------------------------
-
-    def _contrasting(self, color: np.ndarray, against: float, rng: np.random.Generator, gap: float) -> np.ndarray:
-        """``color`` moved toward black or white until its luminance differs from ``against`` by ``gap``."""
-        lum = float(_luminance(color))
-        if abs(lum - against) >= gap:
-            return color
-        target = 0.0 if against > 0.5 else 1.0
-        want = against - gap if target == 0.0 else against + gap
-        want = float(np.clip(want + rng.uniform(0, 0.15) * (1 if target else -1), 0, 1))
-        t = (want - lum) / (target - lum) if target != lum else 1.0
-        return color * (1 - t) + target * t
 
     def render(self, rng: np.random.Generator) -> tuple[Image.Image, str]:
         """An RGB image ``height`` to ``2 * height`` tall and its label, exactly the characters drawn."""
@@ -550,13 +354,13 @@ class WordRenderer:
         fill_a, clutter_a = masks[..., 0], masks[..., 2]
         ring_a = np.maximum(masks[..., 1] - fill_a, 0)
 
-        bg = self._background(h, w, rng)
-        lum = _luminance(bg)
+        bg = effects.background(self.backgrounds, h, w, rng)
+        lum = effects.luminance(bg)
         text_region = fill_a > 0.5
         bg_lum = float(lum[text_region].mean() if text_region.any() else lum.mean())
         # Text contrasts with the background, more so on busy ones; an outline contrasts with the fill.
-        fill_color = self._contrasting(self._random_color(rng), bg_lum, rng, 0.4 + min(float(lum.std()), 0.2))
-        ring_color = self._contrasting(self._random_color(rng), float(_luminance(fill_color)), rng, 0.45)
+        fill_color = effects.contrasting(effects.random_color(rng), bg_lum, rng, 0.4 + min(float(lum.std()), 0.2))
+        ring_color = effects.contrasting(effects.random_color(rng), float(effects.luminance(fill_color)), rng, 0.45)
         img = bg
         if rng.random() < 0.12:  # drop shadow
             shadow = Image.fromarray((masks[..., :2].max(-1) * 255).astype(np.uint8))
@@ -569,28 +373,23 @@ class WordRenderer:
         img = img * (1 - ring_a[..., None]) + ring_color * ring_a[..., None]
         if rng.random() < 0.15:  # two-tone fill
             t = np.linspace(0, 1, h, dtype=np.float32)[:, None, None]
-            second = self._contrasting(self._random_color(rng), bg_lum, rng, 0.4)
+            second = effects.contrasting(effects.random_color(rng), bg_lum, rng, 0.4)
             fill_color = fill_color * (1 - t) + second * t
         a = (fill_a * opacity)[..., None]
         img = img * (1 - a) + fill_color * a
         if clutter_a.any():
             img = img * (1 - clutter_a[..., None]) + fill_color * clutter_a[..., None]
         if rng.random() < 0.06:  # a box edge or rule crossing the crop
-            color = self._contrasting(self._random_color(rng), bg_lum, rng, 0.3)
+            color = effects.contrasting(effects.random_color(rng), bg_lum, rng, 0.3)
             edge = int(rng.integers(4))
             thick = max(1, int(th * rng.uniform(0.03, 0.08)))
             sl = [(slice(0, thick), slice(None)), (slice(h - thick, h), slice(None)),
                   (slice(None), slice(0, thick)), (slice(None), slice(w - thick, w))][edge]
             img[sl] = color
-        if rng.random() < 0.35:  # uneven lighting
-            yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-            ang = rng.uniform(0, 2 * np.pi)
-            t = (np.cos(ang) * xx / w + np.sin(ang) * yy / h)
-            t = (t - t.min()) / (np.ptp(t) + 1e-6)
-            img = img * (rng.uniform(0.55, 0.95) + t[..., None] * rng.uniform(0.1, 0.5))
+        if rng.random() < 0.35:
+            img = effects.uneven_light(img, rng)
 
-        out = Image.fromarray((np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8), "RGB")
-        return self._degrade(out, rng), text
+        return self._degrade(effects.to_image(img), rng), text
 
     def _degrade(self, img: Image.Image, rng: np.random.Generator) -> Image.Image:
         """Resize to the output height, then the camera / scanner / compression effects."""
@@ -600,17 +399,4 @@ class WordRenderer:
             small_h = max(8, int(out_h * rng.uniform(0.35, 0.7)))
             img = img.resize((max(1, int(small_h * aspect)), small_h), Image.BILINEAR)
         img = img.resize((max(1, int(out_h * aspect)), out_h), Image.BILINEAR)
-        if rng.random() < 0.3:
-            img = img.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 1.0) * out_h / 32))
-        elif rng.random() < 0.08:  # horizontal motion blur (Pillow kernels are 3x3 or 5x5)
-            k = 3 if rng.random() < 0.5 else 5
-            img = img.filter(ImageFilter.Kernel((k, k), [float(i // k == k // 2) for i in range(k * k)], k))
-        if rng.random() < 0.35:
-            arr = np.asarray(img, np.float32)
-            arr = arr + rng.normal(0, rng.uniform(2, 12), arr.shape if rng.random() < 0.5 else arr.shape[:2] + (1,))
-            img = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "RGB")
-        if rng.random() < 0.3:
-            buf = io.BytesIO()
-            img.save(buf, "JPEG", quality=int(rng.integers(25, 85)))
-            img = Image.open(buf).convert("RGB")
-        return img
+        return _DEGRADATION(img, rng, scale=out_h / 32)

@@ -1,5 +1,12 @@
-"""Entry point module of the OMR plugin.
+"""Entry point module: tells ocrframe what this package provides."""
+from ocrframe import hookimpl
 
-The music datasets (PrIMuS reader, engraved synthetic snippets) register here as they land; until
-then the plugin provides no component, and `ocrframe list` shows none from it.
-"""
+from ocrframe_omr.datasets import EngravedMusicDataset, PrimusDataset
+from ocrframe_omr.metrics import PitchSequenceMetric
+
+
+@hookimpl
+def ocrframe_register(slots):
+    slots.dataset.register_module(module=EngravedMusicDataset)
+    slots.dataset.register_module(module=PrimusDataset)
+    slots.metric.register_module(module=PitchSequenceMetric)

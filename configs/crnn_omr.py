@@ -1,0 +1,114 @@
+# Optical music recognition, CRNN paper section 3.4: read the pitch sequence of a score snippet
+# (treble clef, C major, no chords). The paper's simplified CRNN: VGG without conv4 and conv6, a
+# 2-layer unidirectional LSTM, CTC over the 17 pitches A3..C6 + blank. Data: engraved synthetic
+# snippets of 3-20 notes (the `ocrframe-omr` plugin: verovio + cairosvg, augmented as in the paper).
+#
+#   python tools/train.py configs/crnn_omr.py                     # trains, then tests the three splits
+#   python tools/test.py configs/crnn_omr.py CKPT                 # clean / synthesized / camera table
+#   python tools/test.py configs/crnn_omr.py CKPT --data FOLDER   # a PrIMuS / Camera-PrIMuS folder
+#
+# Input geometry. VGG maps a height of 32 to 1, so snippets are resized to 32 pixels high, keeping
+# their aspect ratio (padded per batch; the padded frames never reach CTC). The crop keeps ~3 staff
+# spaces above and below the staff (room for C6 and A3 on ledger lines), so a staff space is ~3
+# pixels and a note with its spacing 6-12 pixels: 1.5-3 frames of 4 pixels each. A 20-note snippet
+# is ~110-250 pixels wide, 28-60 frames, enough for CTC's one frame per pitch plus a blank between
+# equal neighbours (~22 for the generated melodies; tests/test_omr.py checks it). A fixed width
+# would squeeze the long snippets below that and stretch the short ones.
+default_scope = "ocrframe"
+
+pitches = ["A3", "B3", "C4", "D4", "E4", "F4", "G4", "A4", "B4", "C5", "D5", "E5", "F5", "G5", "A5", "B5", "C6"]
+charset = dict(symbols=pitches, blank="first", unknown="skip")  # labels: "C4 E4 G4" (separator " ")
+
+model = dict(
+    type="Recognizer",
+    charset=charset,
+    # Batch norm after every conv (the paper has it after conv5 and conv6 only; conv6 is gone here):
+    # the short CPU run needs the faster start it gives.
+    backbone=dict(type="VGG", remove=("conv4", "conv6"), batch_norm="all"),
+    sequence_encoder=dict(type="LSTM", hidden_size=256, num_layers=2),
+    head=dict(type="CTCHead"),
+    decoder=dict(type="GreedyDecoder"),
+)
+
+pipeline = [dict(type="Grayscale"), dict(type="Resize", height=32, width=None, min_width=32, max_width=480),
+            dict(type="ToTensor")]
+train_pipeline = test_pipeline = pipeline
+
+train_dataloader = dict(
+    batch_size=32,
+    # One worker keeps up (a snippet, plus an engraved line every 8 samples) and engraves each line once.
+    num_workers=1,
+    persistent_workers=True,
+    # In order: each batch is 32 consecutive samples, which share their note count (length_group),
+    # so a batch has little padding. The samples are random draws: there is nothing to shuffle.
+    sampler=dict(type="InfiniteSampler", shuffle=False),
+    collate_fn=dict(type="ocrframe.pad_collate"),
+    # Snippets are cut from 2000 engraved lines (~60k notes), engraved once and kept: engraving
+    # costs ~20x more than cutting and augmenting a snippet, and every cut and effect stays fresh.
+    dataset=dict(type="EngravedMusicDataset", charset=charset, pipeline=train_pipeline, length=100_000_000,
+                 seed=0, style="synthesized", lines=2000, length_group=32),
+)
+val_dataloader = dict(
+    batch_size=50,
+    num_workers=1,
+    persistent_workers=True,
+    sampler=dict(type="DefaultSampler", shuffle=False),
+    collate_fn=dict(type="ocrframe.pad_collate"),
+    dataset=dict(type="EngravedMusicDataset", charset=charset, pipeline=test_pipeline, length=300, seed=1,
+                 style="synthesized"),
+)
+# The paper's three test sets, freshly generated (seeds training never uses): Clean, Synthesized
+# and a camera split standing in for Real-World (held-out background photographs).
+test_splits = dict(clean=2, synthesized=3, camera=4)
+test_dataloader = dict(
+    val_dataloader,
+    persistent_workers=False,
+    dataset=dict(type="ConcatDataset", ignore_keys=["name"], datasets=[
+        dict(type="EngravedMusicDataset", charset=charset, pipeline=test_pipeline, length=500, seed=seed, style=style)
+        for style, seed in test_splits.items()]),
+)
+# `--data FOLDER` reads folders as PrIMuS (or gt.txt) folders; sharps and flats are skipped and
+# counted (accidentals="natural" reads their staff position instead), other clefs likewise.
+folder_dataset = dict(type="PrimusDataset", accidentals="skip", clefs=("G2",))
+
+val_evaluator = dict(type="PitchSequenceMetric")
+test_evaluator = dict(
+    type="PitchSequenceMetric", splits=tuple(test_splits),
+    # Paper, section 3.4 (fragment accuracy, mean edit distance); its Real-World set <-> camera.
+    reference={"Capella Scan (paper)": dict(clean=(0.519, 1.75), synthesized=(0.200, 2.31), camera=(0.435, 3.05)),
+               "PhotoScore (paper)": dict(clean=(0.550, 2.34), synthesized=(0.280, 1.85), camera=(0.204, 3.00)),
+               "CRNN (paper)": dict(clean=(0.746, 0.37), synthesized=(0.815, 0.30), camera=(0.840, 0.30))},
+)
+
+train_cfg = dict(type="IterBasedTrainLoop", max_iters=100_000, val_interval=5000)
+val_cfg = dict(type="ValLoop")
+test_cfg = dict(type="TestLoop")
+
+# The paper's optimiser (ADADELTA, rho 0.9), for a GPU.
+optim_wrapper = dict(type="OptimWrapper", optimizer=dict(type="Adadelta", lr=1.0, rho=0.9))
+param_scheduler = []
+
+default_hooks = dict(
+    logger=dict(type="LoggerHook", interval=50, log_metric_by_epoch=False),
+    checkpoint=dict(type="CheckpointHook", by_epoch=False, interval=5000, max_keep_ckpts=3,
+                    save_last=True, save_best="fragment_acc", rule="greater"),
+)
+custom_hooks = [dict(type="CurvePlotHook", metrics=("fragment_acc",))]
+log_processor = dict(by_epoch=False)
+randomness = dict(seed=0)
+env_cfg = dict(cudnn_benchmark=True, dist_cfg=dict(backend="nccl"))
+
+# Without a GPU, tools/train.py merges `schedules['cpu']` (it says so in the log): Adam with
+# warm-up and cosine decay in fp32 (bf16 autocast pays only on CPUs with native bf16 kernels),
+# sized in wall-clock time: TimeBudgetHook times the first iterations and sets how many fit in 27
+# minutes with the validations (max_iters is only an upper bound).
+schedules = dict(cpu=dict(
+    train_cfg=dict(max_iters=20_000, val_interval=1000),
+    optim_wrapper=dict(_delete_=True, type="OptimWrapper", optimizer=dict(type="Adam", lr=1e-3),
+                       clip_grad=dict(max_norm=5.0)),
+    param_scheduler=[dict(type="LinearLR", start_factor=0.01, by_epoch=False, begin=0, end=80),
+                     dict(type="CosineAnnealingLR", eta_min=1e-5, by_epoch=False, begin=80, end=20_000)],
+    custom_hooks=[dict(type="CurvePlotHook", metrics=("fragment_acc",)),
+                  dict(type="TimeBudgetHook", minutes=27, validations=3)],
+    env_cfg=dict(cudnn_benchmark=False, dist_cfg=dict(backend="gloo")),
+))

@@ -1,0 +1,158 @@
+"""Score snippets as the recognizer sees them: a fragment cut from an engraved line, then put on
+paper or a photograph and degraded like a scan or a phone picture.
+
+Styles, named after the paper's test sets (section 3.4):
+  clean        black engraving on white, no distortion (the paper's "Clean")
+  synthesized  the paper's augmentation -- rotation, scaling, noise corruption, textured and natural
+               backgrounds -- plus milder camera effects; training data and the "Synthesized" split
+  camera       a phone picture of a printed page (stand-in for "Real-World"): perspective, uneven
+               light, blur, JPEG, on background photographs that training never uses
+
+The effects are the shared ones of ``ocrframe.data.effects``; every draw comes from the Generator
+passed in, so a snippet is a pure function of its seed.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from ocrframe.data import effects
+from ocrframe.data.assets import discover_backgrounds
+from ocrframe_omr.engrave import METERS, MUSIC_FONTS, EngravedLine, Engraver, random_melody
+
+STYLES = ("clean", "synthesized", "camera")
+MIN_NOTES, MAX_NOTES = 3, 20
+LINE_NOTES = (24, 36)  # notes per engraved line, fragments are cut from
+MARGIN_SPACES = (2.75, 3.75)  # staff spaces kept above / below the staff: room for C6 and A3 with ledger lines
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """Probabilities and strengths of the effects of one style."""
+
+    rotation_deg: float = 0.0        # standard deviation, clipped at 2.5 sigma
+    perspective: float = 0.0         # probability of a perspective warp
+    perspective_spaces: float = 0.0  # corner displacement, in staff spaces
+    stretch: tuple[float, float] = (1.0, 1.0)  # horizontal scaling
+    background: float = 0.0          # probability of a textured / photographic background
+    photo_share: float = 0.0         # of those, photographs
+    uneven_light: float = 0.0
+    speckle: float = 0.0             # salt-and-pepper noise
+    low_resolution: float = 0.0      # taken small, upsampled
+    degradation: effects.Degradation = effects.Degradation(blur=0, motion_blur=0, noise=0, jpeg=0)
+
+
+AUGMENTATIONS = {
+    "clean": Augmentation(),
+    "synthesized": Augmentation(
+        rotation_deg=1.0, perspective=0.3, perspective_spaces=0.4, stretch=(0.85, 1.2), background=0.85,
+        photo_share=0.4, uneven_light=0.3, speckle=0.2, low_resolution=0.1,
+        degradation=effects.Degradation(blur=0.3, blur_sigma=(0.2, 0.6), motion_blur=0.05, noise=0.5,
+                                        noise_sigma=(3, 15), jpeg=0.3, jpeg_quality=(35, 90))),
+    "camera": Augmentation(
+        rotation_deg=1.2, perspective=1.0, perspective_spaces=0.8, stretch=(0.85, 1.2), background=1.0,
+        photo_share=0.6, uneven_light=0.8, speckle=0.0, low_resolution=0.2,
+        degradation=effects.Degradation(blur=0.6, blur_sigma=(0.3, 0.7), motion_blur=0.2, noise=0.6,
+                                        noise_sigma=(3, 12), jpeg=0.8, jpeg_quality=(30, 80))),
+}
+
+
+class MusicRenderer:
+    """Engraves random lines (:meth:`line`) and cuts augmented snippets from them (:meth:`snippet`).
+
+    Args:
+        style: "clean", "synthesized" or "camera" (see the module docstring).
+        backgrounds: "train" or "heldout" background photographs (the camera style uses held-out
+            ones by default).
+    """
+
+    def __init__(self, style: str = "synthesized", backgrounds: str | None = None):
+        if style not in STYLES:
+            raise ValueError(f"style must be one of {STYLES}, not {style!r}")
+        self.style, self.augmentation = style, AUGMENTATIONS[style]
+        split = backgrounds or ("heldout" if style == "camera" else "train")
+        self.photos = discover_backgrounds(split) if self.augmentation.photo_share else ()
+        self.engraver = Engraver()
+
+    def line(self, rng: np.random.Generator) -> EngravedLine:
+        """A random melody engraved in a random music font, size and spacing."""
+        meter = METERS[int(rng.integers(len(METERS)))]
+        events = random_melody(rng, int(rng.integers(LINE_NOTES[0], LINE_NOTES[1] + 1)), meter)
+        return self.engraver.engrave(
+            events, meter, show_meter=bool(rng.random() < 0.6),
+            font=MUSIC_FONTS[int(rng.integers(len(MUSIC_FONTS)))], space_px=float(rng.uniform(6.0, 8.0)),
+            spacing_linear=float(rng.uniform(0.15, 0.3)), spacing_non_linear=float(rng.uniform(0.5, 0.65)),
+            staff_line_width=float(rng.uniform(0.1, 0.22)), stem_width=float(rng.uniform(0.15, 0.25)))
+
+    def snippet(self, line: EngravedLine, rng: np.random.Generator,
+                count: int | None = None) -> tuple[Image.Image, str]:
+        """An RGB image of ``count`` (default: 3 to 20, uniformly) consecutive notes of ``line`` and
+        its label, the notes' pitches."""
+        box, start, end = self.cut(line, rng, count)
+        ink = Image.fromarray(line.ink).crop(box)  # zero (no ink) outside the line
+        return self._augment(ink, line.space, rng), " ".join(line.pitches[start:end])
+
+    @staticmethod
+    def cut(line: EngravedLine, rng: np.random.Generator, count: int | None = None):
+        """Where to cut a snippet: (box (left, top, right, bottom) in pixels, first note, end note).
+        30 % of snippets start at the line's start, with the clef; the others between two notes,
+        midway from a note's right edge (dot, flag) to the next head."""
+        notes = line.notes
+        if count is None:
+            count = int(rng.integers(MIN_NOTES, MAX_NOTES + 1))
+        count = min(count, len(notes))
+        start = 0 if rng.random() < 0.3 else int(rng.integers(0, len(notes) - count + 1))
+        end = start + count
+
+        def between(left_note: int) -> float:
+            return (notes[left_note][1] + notes[left_note + 1][0]) / 2
+
+        x0 = 0.0 if start == 0 else between(start - 1)
+        x1 = between(end - 1) if end < len(notes) else float(np.flatnonzero(line.ink.max(0) > 25)[-1] + line.space)
+        top = line.staff[0] - rng.uniform(*MARGIN_SPACES) * line.space
+        bottom = line.staff[1] + rng.uniform(*MARGIN_SPACES) * line.space
+        return tuple(int(round(v)) for v in (x0, top, x1, bottom)), start, end
+
+    def _augment(self, ink: Image.Image, space: float, rng: np.random.Generator) -> Image.Image:
+        aug = self.augmentation
+        if self.style == "clean":
+            return effects.to_image(np.repeat(1 - np.asarray(ink, np.float32)[..., None] / 255, 3, -1))
+        # Geometry: scaling, perspective and rotation in one homography onto a canvas that keeps it all.
+        w, h = ink.size
+        src = np.array([[0, 0], [w, 0], [w, h], [0, h]], float)
+        dst = src * [rng.uniform(*aug.stretch), 1]
+        if rng.random() < aug.perspective:
+            dst = dst + rng.normal(0, aug.perspective_spaces * space, (4, 2))
+        angle = np.radians(np.clip(rng.normal(0, aug.rotation_deg), -2.5 * aug.rotation_deg, 2.5 * aug.rotation_deg))
+        c, s = np.cos(angle), np.sin(angle)
+        dst = (dst - dst.mean(0)) @ np.array([[c, s], [-s, c]])
+        dst -= dst.min(0)
+        size = tuple(int(v) + 1 for v in dst.max(0))
+        ink = ink.transform(size, Image.PERSPECTIVE, effects.homography(src, dst), Image.BILINEAR)
+        alpha = np.asarray(ink, np.float32)[..., None] / 255
+        h, w = alpha.shape[:2]
+
+        if rng.random() < aug.background:
+            bg = effects.background(self.photos, h, w, rng, photo_share=aug.photo_share)
+        else:
+            bg = np.broadcast_to(1 - rng.random(3).astype(np.float32) * 0.1, (h, w, 3))
+        bg_lum = float(effects.luminance(bg).mean())
+        dark = np.full(3, rng.uniform(0, 0.25), np.float32)  # printed music: near-black ink
+        color = effects.contrasting(dark, bg_lum, rng, 0.4 + min(float(effects.luminance(bg).std()), 0.2))
+        alpha = alpha * rng.uniform(0.85, 1.0)
+        img = bg * (1 - alpha) + color * alpha
+        if rng.random() < aug.uneven_light:
+            img = effects.uneven_light(img, rng)
+        if rng.random() < aug.speckle:
+            density = rng.uniform(0.002, 0.01)
+            flip = rng.random((h, w)) < density
+            img = np.where(flip[..., None], rng.random((h, w, 1)).round().astype(np.float32), img)
+        out = effects.to_image(img)
+        if rng.random() < aug.low_resolution:
+            factor = rng.uniform(0.4, 0.7)
+            small = out.resize((max(1, int(w * factor)), max(1, int(h * factor))), Image.BILINEAR)
+            out = small.resize((w, h), Image.BILINEAR)
+        # Blur and noise are sized for the 32-pixel-high input the recognizer sees.
+        return aug.degradation(out, rng, scale=h / 32)

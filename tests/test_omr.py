@@ -1,0 +1,321 @@
+"""The OMR plugin (plugins/ocrframe-omr): pitch spelling, PrIMuS reading, engraved snippets, the
+pitch-sequence metrics, and the OMR config through the runner and tools/test.py."""
+from __future__ import annotations
+
+import functools
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from PIL import Image
+
+from conftest import REPO
+from ocrframe.data.base import BadSample
+from ocrframe.registry import DATASETS, METRICS
+from ocrframe_omr.engrave import Engraver, random_melody
+from ocrframe_omr.metrics import sequence_metrics
+from ocrframe_omr.pitch import (
+    TREBLE_RANGE, SemanticError, diatonic_index, from_kern, pitch_range, semantic_to_pitches, to_kern,
+)
+from ocrframe_omr.render import MusicRenderer
+
+OMR_CONFIG = REPO / "configs" / "crnn_omr.py"
+CHARSET = dict(symbols=TREBLE_RANGE)
+
+# ----------------------------------------------------------------------------------------------
+# Pitches and their spellings
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("pitch, kern", [("C4", "c"), ("C5", "cc"), ("C6", "ccc"), ("A3", "A"), ("B3", "B"),
+                                         ("C3", "C"), ("B2", "BB"), ("F#4", "f#"), ("Bb3", "B-"), ("Ebb5", "ee--")])
+def test_humdrum_spelling_round_trip(pitch, kern):
+    assert to_kern(pitch) == kern
+    assert from_kern(kern) == pitch
+
+
+@given(st.sampled_from("CDEFGAB"), st.sampled_from(["", "#", "##", "b", "bb", "n"]), st.integers(0, 8))
+def test_every_pitch_survives_the_humdrum_round_trip(letter, accidental, octave):
+    pitch = f"{letter}{accidental}{octave}"
+    assert from_kern(to_kern(pitch)) == pitch
+
+
+def test_treble_range_is_a3_to_c6_in_staff_steps():
+    assert TREBLE_RANGE[0] == "A3" and TREBLE_RANGE[-1] == "C6" and len(TREBLE_RANGE) == 17
+    assert [diatonic_index(p) for p in TREBLE_RANGE] == list(range(diatonic_index("A3"), diatonic_index("C6") + 1))
+    assert pitch_range("B3", "D4") == ["B3", "C4", "D4"]
+
+
+@pytest.mark.parametrize("bad", ["H4", "C", "c4", "C#"])
+def test_malformed_pitch_is_named_in_the_error(bad):
+    with pytest.raises(ValueError, match=repr(bad)):
+        to_kern(bad)
+
+
+# Hand-written lines in the PrIMuS semantic encoding (tab-separated, trailing tab as in the corpus).
+PRIMUS_LINE = ("clef-G2\tkeySignature-CM\ttimeSignature-3/4\tnote-C4_quarter\tnote-E4_eighth\tnote-G4_eighth\t"
+               "barline\trest-quarter\tnote-A3_half.\tbarline\tmultirest-2\tbarline\tnote-C6_quarter_fermata\ttie\t"
+               "note-C6_quarter\tgracenote-B5_sixteenth\tnote-A5_whole\tbarline\t")
+SHARP_LINE = "clef-G2\tkeySignature-GM\ttimeSignature-C\tnote-G4_quarter\tnote-F#4_eighth.\tnote-Bb4_sixteenth\t"
+
+
+def test_semantic_to_pitches_keeps_notes_in_order_and_drops_everything_else():
+    assert semantic_to_pitches(PRIMUS_LINE) == ["C4", "E4", "G4", "A3", "C6", "C6", "B5", "A5"]
+
+
+def test_accidentals_follow_the_policy():
+    assert semantic_to_pitches(SHARP_LINE, accidentals="natural") == ["G4", "F4", "B4"]
+    assert semantic_to_pitches(SHARP_LINE, accidentals="keep") == ["G4", "F#4", "Bb4"]
+    with pytest.raises(SemanticError, match="note-F#4_eighth.") as skipped:
+        semantic_to_pitches(SHARP_LINE, accidentals="skip")
+    assert skipped.value.reason == "accidental outside C major"
+    with pytest.raises(ValueError, match="'natural' reads the staff position"):
+        semantic_to_pitches(SHARP_LINE, accidentals="error")
+
+
+def test_other_clefs_and_unknown_tokens_are_reported():
+    with pytest.raises(SemanticError, match="clef-F4") as clef:
+        semantic_to_pitches("clef-F4\tnote-C3_quarter\t", clefs=("G2",))
+    assert clef.value.reason == "clef not read by this model"
+    assert semantic_to_pitches("clef-F4\tnote-C3_quarter\t") == ["C3"]  # no clef filter
+    with pytest.raises(SemanticError, match="chord-C4"):
+        semantic_to_pitches("clef-G2\tchord-C4\t")
+
+
+# ----------------------------------------------------------------------------------------------
+# PrIMuS folders
+# ----------------------------------------------------------------------------------------------
+
+
+def write_primus(root: Path, samples: dict[str, str], camera: tuple[str, ...] = ()) -> Path:
+    """One folder per sample: ID/ID.png (and ID/ID_distorted.jpg for ``camera``) and ID/ID.semantic."""
+    for sample_id, semantic in samples.items():
+        folder = root / sample_id
+        folder.mkdir(parents=True)
+        Image.new("RGB", (120, 40), "white").save(folder / f"{sample_id}.png")
+        if sample_id in camera:
+            Image.new("RGB", (120, 40), "grey").save(folder / f"{sample_id}_distorted.jpg")
+        (folder / f"{sample_id}.semantic").write_text(semantic)
+    return root
+
+
+def test_primus_folder_reads_pitches_and_counts_what_it_skips(tmp_path):
+    root = write_primus(tmp_path / "primus", {
+        "000100001-1_1_1": PRIMUS_LINE, "000100002-1_1_1": SHARP_LINE,
+        "000100003-1_1_1": "clef-F4\tnote-A3_quarter\t", "000100004-1_1_1": "clef-G2\tnote-E6_quarter\t",
+        "000100005-1_1_1": "clef-G2\tnote-D4_quarter\tnote-F5_quarter\t"}, camera=("000100005-1_1_1",))
+    dataset = DATASETS.build(dict(type="PrimusDataset", root=str(root), charset=CHARSET))
+    assert [e[1] for e in dataset.entries] == ["C4 E4 G4 A3 C6 C6 B5 A5", "D4 F5"]
+    assert dict(dataset.skipped.counts) == {"accidental outside C major": 1, "clef not read by this model": 1,
+                                            "symbols outside the charset": 1}  # E6 is above the range
+    camera = dataset[1]
+    assert camera["key"].endswith("000100005-1_1_1_distorted.jpg") and camera["text"] == "D4 F5"
+    clean = DATASETS.build(dict(type="PrimusDataset", root=str(root), charset=CHARSET, image="png",
+                                accidentals="natural"))
+    assert [e[1] for e in clean.entries][1] == "G4 F4 B4" and clean[2]["key"].endswith(".png")
+
+
+def test_primus_folder_with_bad_samples_and_the_error_policy(tmp_path):
+    root = write_primus(tmp_path / "primus", {"a": SHARP_LINE, "b": "clef-G2\tnote-C4_quarter\t"})
+    with pytest.raises(BadSample, match="accidental outside C major.*on_bad_sample='skip'"):
+        DATASETS.build(dict(type="PrimusDataset", root=str(root), charset=CHARSET, on_bad_sample="error"))
+    (root / "b" / "b.png").write_bytes(b"not a png")
+    dataset = DATASETS.build(dict(type="PrimusDataset", root=str(root), charset=CHARSET))
+    with pytest.raises(RuntimeError, match="every sample is unusable: .*1 undecodable image"):
+        dataset[0]
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="neither a gt.txt nor sample folders"):
+        DATASETS.build(dict(type="PrimusDataset", root=str(tmp_path / "empty"), charset=CHARSET))
+
+
+def test_primus_reader_accepts_a_gt_txt(tmp_path):
+    root = tmp_path / "gt"
+    root.mkdir()
+    Image.new("RGB", (60, 30), "white").save(root / "x.png")
+    (root / "gt.txt").write_text("x.png\tC4 E4 G4\nx.png\tC4 H9\nx.png\t\n")
+    dataset = DATASETS.build(dict(type="PrimusDataset", root=str(root), charset=CHARSET))
+    assert len(dataset) == 1 and dataset[0]["text"] == "C4 E4 G4"
+    assert dict(dataset.skipped.counts) == {"symbols outside the charset": 1, "empty label": 1}
+
+
+# ----------------------------------------------------------------------------------------------
+# Engraving and snippets
+# ----------------------------------------------------------------------------------------------
+
+
+@functools.cache
+def engraved_line(seed: int = 0, font: str = "Leipzig"):
+    rng = np.random.default_rng(seed)
+    return Engraver().engrave(random_melody(rng, 24, (3, 4)), (3, 4), font=font, space_px=7.0)
+
+
+@pytest.mark.parametrize("font", ["Leipzig", "Petaluma"])
+def test_engraved_note_heads_sit_where_their_pitches_belong(font):
+    """Read back from verovio's SVG: one head per note, each on the staff position of its pitch."""
+    line = engraved_line(1, font)
+    assert len(line.notes) == len(line.pitches) == 24
+    e4 = diatonic_index("E4")  # the bottom staff line
+    for (left, right, y), pitch in zip(line.notes, line.pitches):
+        steps = (line.staff[1] - y) / (line.space / 2)
+        assert abs(steps - round(steps)) < 0.15 and round(steps) + e4 == diatonic_index(pitch)
+        assert left < right
+    assert all(a[0] < b[0] for a, b in zip(line.notes, line.notes[1:]))  # left to right
+    for y in line.staff:  # the staff lines are drawn there, across the line
+        band = line.ink[int(y) - 1:int(y) + 2].max(0)
+        assert (band > 40).mean() > 0.9
+
+
+def test_snippet_holds_exactly_the_notes_of_its_label():
+    line = engraved_line()
+    for seed in range(20):
+        (x0, top, x1, bottom), start, end = MusicRenderer.cut(line, np.random.default_rng(seed))
+        inside = [i for i, (left, right, y) in enumerate(line.notes) if x0 <= left and right <= x1]
+        partly = [i for i, (left, right, y) in enumerate(line.notes) if left < x1 and right > x0]
+        assert inside == partly == list(range(start, end)) and 3 <= end - start <= 20
+        assert all(top < y < bottom for _, _, y in line.notes)  # A3..C6 heads stay in the crop
+
+
+@pytest.mark.parametrize("style", ["clean", "synthesized", "camera"])
+def test_rendered_snippet_has_the_label_tokens_and_is_not_blank(style):
+    renderer = MusicRenderer(style)
+    image, label = renderer.snippet(engraved_line(), np.random.default_rng(3), count=7)
+    assert len(label.split()) == 7 and set(label.split()) <= set(TREBLE_RANGE)
+    grey = np.asarray(image.convert("L"), np.float32)
+    assert image.mode == "RGB" and image.height > 40 and image.width > image.height
+    assert grey.std() > 20  # ink stands out from the paper
+    again, _ = renderer.snippet(engraved_line(), np.random.default_rng(3), count=7)
+    assert again.tobytes() == image.tobytes()  # a pure function of the seed
+
+
+def test_twenty_note_snippets_give_ctc_enough_frames_at_height_32():
+    """The config's input geometry: at 32 pixels high, squeezed by the strongest horizontal scaling of
+    the augmentation, a 20-note snippet still has a frame per pitch plus one per repeated pitch."""
+    from ocrframe_omr.render import AUGMENTATIONS
+    from ocrframe_vgg.vgg import VGG
+
+    renderer = MusicRenderer("clean")
+    for seed in range(3):
+        line = renderer.line(np.random.default_rng([7, seed]))
+        for draw in range(3):
+            image, label = renderer.snippet(line, np.random.default_rng([7, seed, draw]), count=20)
+            tokens = label.split()
+            needed = len(tokens) + sum(a == b for a, b in zip(tokens, tokens[1:]))
+            width = int(image.width * 32 / image.height * AUGMENTATIONS["synthesized"].stretch[0])
+            assert VGG.num_frames(width) >= needed + 5, (width, label)
+
+
+def test_dataset_is_fixed_by_seed_and_length_groups_share_a_note_count():
+    make = functools.partial(DATASETS.build, default_args=dict(charset=CHARSET))
+    a = make(dict(type="EngravedMusicDataset", length=8, seed=5, lines=2, length_group=4))
+    b = make(dict(type="EngravedMusicDataset", length=8, seed=5, lines=2, length_group=4))
+    c = make(dict(type="EngravedMusicDataset", length=8, seed=6, lines=2, length_group=4))
+    samples = [a[i] for i in range(8)]
+    assert [len(s["text"].split()) for s in samples[:4]] == [len(samples[0]["text"].split())] * 4
+    assert samples[5]["image"].tobytes() == b[5]["image"].tobytes() and samples[5]["key"] == "synthesized/5-5"
+    assert samples[5]["text"] != c[5]["text"]
+    with pytest.raises(ValueError, match="style must be one of"):
+        make(dict(type="EngravedMusicDataset", style="blurry"))
+
+
+# ----------------------------------------------------------------------------------------------
+# Metrics
+# ----------------------------------------------------------------------------------------------
+
+# (prediction, ground truth, key): edit distances on whole tokens 0, 1 (substitution), 1 (deletion), 1
+PAIRS = [("C4 E4 G4", "C4 E4 G4", "clean/0"), ("C4 F4 G4", "C4 E4 G4", "clean/1"),
+         ("C4 G4", "C4 E4 G4", "camera/0"), ("", "C4", "camera/1")]
+
+
+def test_fragment_accuracy_and_mean_edit_distance_on_known_pairs():
+    metrics = sequence_metrics([(p, g) for p, g, _ in PAIRS])
+    assert metrics == pytest.approx(dict(fragment_acc=1 / 4, mean_edit_distance=3 / 4))
+    # Tokens, not characters: "C5" for "C4" is one edit, "A3" for "A33" is not a near miss.
+    assert sequence_metrics([("C5 D4", "C4 D4")])["mean_edit_distance"] == 1
+
+
+def test_metric_reports_each_split_in_one_table_with_the_reference():
+    metric = METRICS.build(dict(type="PitchSequenceMetric", splits=("clean", "synthesized", "camera"),
+                                reference={"CRNN (paper)": dict(clean=(0.746, 0.37), camera=(0.84, 0.30))}))
+    metric.process(None, [dict(pred=p, gt=g, key=k) for p, g, k in PAIRS])
+    results = metric.compute_metrics(metric.results)
+    assert results["clean/fragment_acc"] == 0.5 and results["clean/mean_edit_distance"] == 0.5
+    assert results["camera/fragment_acc"] == 0.0 and results["camera/mean_edit_distance"] == 1.0
+    assert "synthesized/fragment_acc" not in results  # no sample of it
+    table = metric.table(results, [("clean", 2), ("camera", 2)])
+    assert "| CRNN (paper) | 74.6 % / 0.37 | 84.0 % / 0.30 |" in table
+    assert "| this model | 50.0 % / 0.50 | 0.0 % / 1.00 |" in table
+
+
+# ----------------------------------------------------------------------------------------------
+# The config through the runner and the tools
+# ----------------------------------------------------------------------------------------------
+
+TINY = ["train_cfg.max_iters=3", "train_cfg.val_interval=3", "default_hooks.logger.interval=1",
+        "default_hooks.checkpoint.interval=3", "train_dataloader.batch_size=4", "train_dataloader.num_workers=0",
+        "train_dataloader.persistent_workers=False", "train_dataloader.dataset.lines=2",
+        "train_dataloader.dataset.length_group=4", "val_dataloader.num_workers=0",
+        "val_dataloader.persistent_workers=False", "val_dataloader.dataset.length=4", "test_dataloader.num_workers=0",
+        "test_dataloader.dataset.datasets.0.length=2", "test_dataloader.dataset.datasets.1.length=2",
+        "test_dataloader.dataset.datasets.2.length=2"]
+
+
+def tool(name: str, *args, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(REPO / "tools" / f"{name}.py"), *map(str, args)],
+                          capture_output=True, text=True, cwd=cwd, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def omr_run(tmp_path_factory) -> Path:
+    """configs/crnn_omr.py for 3 iterations on engraved snippets, then its three test splits."""
+    work_dir = tmp_path_factory.mktemp("omr") / "work"
+    result = tool("train", OMR_CONFIG, "--work-dir", work_dir, "--cfg-options", *TINY, cwd=work_dir.parent)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return work_dir
+
+
+def test_omr_config_trains_validates_and_tests_the_three_splits(omr_run):
+    log = next(omr_run.glob("*/*.log")).read_text()
+    scalars = [json.loads(line) for line in next(omr_run.glob("*/vis_data/scalars.json")).read_text().splitlines()]
+    losses = [r["loss"] for r in scalars if "loss" in r]
+    assert len(losses) == 3 and all(np.isfinite(losses)) and all(loss > 0 for loss in losses)
+    assert any("fragment_acc" in r and "mean_edit_distance" in r for r in scalars)  # validation
+    assert "schedule: cpu" in log and "VGG" in (omr_run / "crnn_omr.py").read_text()
+    for split in ("clean", "synthesized", "camera"):
+        assert f"{split}/fragment_acc" in log
+    assert "| CRNN (paper) | 74.6 % / 0.37 | 81.5 % / 0.30 | 84.0 % / 0.30 |" in log
+    assert (omr_run / "iter_3.pth").is_file()
+
+
+def test_omr_model_is_the_papers_simplified_crnn(omr_run):
+    from mmengine.config import Config
+    from ocrframe.registry import MODELS
+
+    model = MODELS.build(Config.fromfile(str(OMR_CONFIG)).model)
+    convs = [m for m in model.backbone.modules() if m.__class__.__name__ == "Conv2d"]
+    assert [c.out_channels for c in convs] == [64, 128, 256, 512, 512]  # conv4 and conv6 removed
+    assert not model.sequence_encoder.lstm.bidirectional and model.sequence_encoder.lstm.num_layers == 2
+    assert model.charset.num_classes == 18 and model.charset.separator == " "
+
+
+def test_tools_test_evaluates_a_primus_folder_and_a_made_lmdb(omr_run, tmp_path):
+    root = write_primus(tmp_path / "primus", {"s1": "clef-G2\tnote-C4_quarter\tnote-G4_half\t", "s2": SHARP_LINE})
+    result = tool("test", OMR_CONFIG, omr_run / "iter_3.pth", "--data", root, "--work-dir", tmp_path / "w1",
+                  "--cfg-options", "test_dataloader.num_workers=0", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads(result.stdout.strip().splitlines()[-1])
+    assert set(metrics) == {"fragment_acc", "mean_edit_distance"}
+    assert "PrIMuS folder" in result.stderr + result.stdout and "1 accidental outside C major" in result.stderr
+
+    made = tool("make_omr_synth", tmp_path / "camera.lmdb", "--num", 3, "--seed", 4, "--style", "camera", cwd=tmp_path)
+    assert made.returncode == 0, made.stderr[-3000:]
+    lmdb = DATASETS.build(dict(type="LMDBDataset", path=str(tmp_path / "camera.lmdb"), charset=CHARSET))
+    rendered = DATASETS.build(dict(type="EngravedMusicDataset", charset=CHARSET, length=3, seed=4, style="camera"))
+    assert [lmdb[i]["text"] for i in range(3)] == [rendered[i]["text"] for i in range(3)]
+    result = tool("test", OMR_CONFIG, omr_run / "iter_3.pth", "--data", tmp_path / "camera.lmdb",
+                  "--work-dir", tmp_path / "w2", "--cfg-options", "test_dataloader.num_workers=0", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
