@@ -61,7 +61,10 @@ default_hooks = dict(
     checkpoint=dict(type="CheckpointHook", by_epoch=False, interval=5000, max_keep_ckpts=3,
                     save_last=True, save_best="word_acc", rule="greater"),
 )
-custom_hooks = [dict(type="CurvePlotHook")]
+# curves.png after each validation; worst_errors.png (image, truth, reading) after a test
+custom_hooks = [dict(type="CurvePlotHook"), dict(type="WorstErrorsHook")]
+# Logs go to vis_data/scalars.json; `tools/train.py --tensorboard` adds dict(type="TensorboardVisBackend").
+visualizer = dict(type="Visualizer", vis_backends=[dict(type="LocalVisBackend")])
 log_processor = dict(by_epoch=False)
 randomness = dict(seed=0)
 env_cfg = dict(cudnn_benchmark=True, dist_cfg=dict(backend="nccl"))
@@ -76,10 +79,10 @@ schedules = dict(cpu=dict(
                        optimizer=dict(type="Adam", lr=1e-3), clip_grad=dict(max_norm=5.0)),
     param_scheduler=[dict(type="LinearLR", start_factor=0.01, by_epoch=False, begin=0, end=300),
                      dict(type="CosineAnnealingLR", eta_min=1e-5, by_epoch=False, begin=300, end=20_000)],
-    custom_hooks=[dict(type="CurvePlotHook"), dict(type="TimeBudgetHook", minutes=27, validations=5)],
+    custom_hooks=[*custom_hooks, dict(type="TimeBudgetHook", minutes=27, validations=5)],
     env_cfg=dict(cudnn_benchmark=False, dist_cfg=dict(backend="gloo")),
 ))
 schedules["cpu_long"] = dict(
     schedules["cpu"],
-    custom_hooks=[dict(type="CurvePlotHook"), dict(type="TimeBudgetHook", minutes=180, validations=9)],
+    custom_hooks=[*custom_hooks, dict(type="TimeBudgetHook", minutes=180, validations=9)],
 )

@@ -1,4 +1,5 @@
-"""The ``ocrframe`` command: list, train, test, infer. ``tools/*.py`` call the same functions."""
+"""The ``ocrframe`` command: list, train, test, read, export, browse, plot. ``tools/*.py`` call the
+same functions."""
 from __future__ import annotations
 
 import argparse
@@ -29,6 +30,8 @@ def cmd_train(args) -> int:
 
     cfg = load_config(args.config, schedule=args.schedule, work_dir=args.work_dir, cfg_options=args.cfg_options,
                       train_data=args.data, val_data=args.val_data)
+    if args.tensorboard:
+        use_tensorboard(cfg)
     cfg.resume = bool(args.resume)
     if isinstance(args.resume, str):
         cfg.load_from = args.resume
@@ -39,6 +42,18 @@ def cmd_train(args) -> int:
     if cfg.test_after_train:
         runner.test()
     return 0
+
+
+def use_tensorboard(cfg) -> None:
+    """Add mmengine's TensorBoard backend to the config's visualizer (event files in the run's
+    vis_data/, next to scalars.json: `tensorboard --logdir WORK_DIR`)."""
+    try:
+        import tensorboard  # noqa: F401  (mmengine imports it only when the runner starts)
+    except ImportError:
+        raise ImportError("--tensorboard needs the tensorboard package: pip install 'ocrframe[tensorboard]'") from None
+    visualizer = cfg.setdefault("visualizer", dict(type="Visualizer", vis_backends=[dict(type="LocalVisBackend")]))
+    if not any(b["type"] == "TensorboardVisBackend" for b in visualizer.vis_backends):
+        visualizer.vis_backends.append(dict(type="TensorboardVisBackend"))
 
 
 def cmd_test(args) -> int:
@@ -56,16 +71,157 @@ def cmd_test(args) -> int:
     return 0
 
 
-def cmd_infer(args) -> int:
-    from ocrframe.inference import Reader
+READ_CHUNK = 1024  # images decoded and read at a time by `ocrframe read`
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
 
-    reader = Reader.from_checkpoint(args.checkpoint, config=args.config)
-    for path, prediction in zip(args.images, reader.read(args.images)):
-        print(f"{path}\t{prediction.text}\t{prediction.score:.3f}")
+
+def read_inputs(inputs: list[Path]) -> list[tuple[Path, str | None, list[str] | None]]:
+    """(image path, ground truth or None, per-image lexicon or None) for image files, folders of
+    images, gt.txt files and folders holding a gt.txt."""
+    from ocrframe.data.gt_folder import read_gt_lines
+
+    items = []
+    for path in inputs:
+        gt = path / "gt.txt" if path.is_dir() else path if path.suffix == ".txt" else None
+        if gt is not None and gt.is_file():
+            items += [(gt.parent / e.path, e.label, list(e.lexicon) if e.lexicon else None) for e in read_gt_lines(gt)]
+        elif path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise FileNotFoundError(f"{path} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))}) and no gt.txt")
+            items += [(p, None, None) for p in found]
+        else:
+            items.append((path, None, None))
+    return items
+
+
+def cmd_read(args) -> int:
+    from ocrframe.data.base import BadSample, SkipCounter
+    from ocrframe.inference import Reader, as_pil
+    from ocrframe.metrics import benchmark_form, score_pairs
+
+    items = read_inputs(args.inputs)
+    if args.lexicon == "sample":
+        missing = [str(path) for path, _, lexicon in items if lexicon is None]
+        if missing:
+            raise ValueError(f"--lexicon sample needs a lexicon (third gt.txt column) for every image; "
+                             f"{len(missing)} have none, e.g. {missing[:3]}")
+    reader = Reader.from_checkpoint(args.checkpoint, config=args.config, device=args.device,
+                                    batch_size=args.batch_size, precision=args.precision)
+    labelled, skipped = [], SkipCounter()
+    for start in range(0, len(items), READ_CHUNK):  # bounded memory however many images
+        chunk, images = [], []
+        for path, truth, lexicon in items[start:start + READ_CHUNK]:
+            try:
+                images.append(as_pil(path))
+                chunk.append((path, truth, lexicon))
+            except BadSample as bad:
+                skipped.add(bad.reason, str(path))
+        if not images:
+            continue
+        lexicon = [item[2] for item in chunk] if args.lexicon == "sample" else args.lexicon
+        predictions = reader.read(images, decoder=args.decoder, lexicon=lexicon, frames=args.frames)
+        for (path, truth, _), prediction in zip(chunk, predictions):
+            if truth is not None:
+                labelled.append((prediction.text, truth))
+            if args.json:
+                record = dict(image=str(path), text=prediction.text, score=round(prediction.score, 4))
+                if truth is not None:
+                    record.update(truth=truth, correct=benchmark_form(prediction.text) == benchmark_form(truth))
+                record.update(prediction.extras)
+                print(json.dumps(record, ensure_ascii=False))
+            else:
+                columns = [str(path), prediction.text, f"{prediction.score:.3f}"] + ([truth] if truth is not None else [])
+                print("\t".join(columns))
+    if labelled:
+        m = score_pairs(labelled)
+        print(f"accuracy on {len(labelled)} labelled images: word accuracy {m['word_acc']:.1%} (case-insensitive "
+              f"alphanumerics), exact {m['word_acc_exact']:.1%}, 1-NED {m['one_minus_ned']:.3f}, CER {m['cer']:.1%}",
+              file=sys.stderr)
+    if skipped.total():
+        print(f"skipped {skipped.total()} unreadable image(s): {skipped.summary()}", file=sys.stderr)
+    return 1 if skipped.total() else 0
+
+
+def cmd_export(args) -> int:
+    from ocrframe.export import check_onnx, export_onnx
+    from ocrframe.inference import load_model
+
+    model, cfg = load_model(args.checkpoint, args.config)
+    out = export_onnx(model, args.onnx, pipeline=cfg.test_pipeline, opset=args.opset)
+    print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB): images (batch, {model.in_channels}, 32, width) "
+          "-> log_probs (batch, frames, classes); charset and preprocessing in its metadata")
+    if args.check:
+        result = check_onnx(model, out)
+        print(f"onnxruntime agrees with PyTorch: largest log-prob difference {result['max_abs_diff']:.1e}, "
+              "same greedy transcriptions")
+    return 0
+
+
+def cmd_browse(args) -> int:
+    from ocrframe.visualize import dataset_cells, save_grid
+
+    dataset = browse_dataset(args)
+    cells, failed = dataset_cells(dataset, args.num, args.start, args.shuffle, args.seed,
+                                  processed=args.as_model_sees_it)
+    if not cells:
+        print(f"no sample of {len(dataset)} could be loaded (see the warnings above)", file=sys.stderr)
+        return 1
+    path = save_grid(cells, args.out)
+    skipped = getattr(dataset, "skipped", None)
+    print(f"wrote {path}: {len(cells)} of {len(dataset)} samples"
+          + (f"; {failed} could not be loaded" if failed else "")
+          + (f"; left out when the dataset was built: {skipped.summary()}" if skipped and skipped.total() else ""))
+    return 1 if failed else 0
+
+
+def browse_dataset(args):
+    """The dataset ``ocrframe browse`` shows: LMDB / gt.txt folder, a config's split, or a
+    registered dataset type, without the pipeline unless --as-model-sees-it."""
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+
+    from ocrframe.registry import DATASETS
+    from ocrframe.runner import dataset_for
+
+    init_default_scope("ocrframe")  # datasets nested in mmengine's (ConcatDataset) are looked up here
+    target = args.dataset
+    if target.endswith(".py"):
+        if not Path(target).is_file():
+            raise FileNotFoundError(f"config {target} does not exist")
+        cfg = Config.fromfile(target)
+        dataset_cfg = cfg[f"{args.split}_dataloader"].dataset
+    else:
+        if not Path(args.config).is_file():
+            raise FileNotFoundError(f"config {args.config} does not exist; pass --config CONFIG (its charset decides "
+                                    "which labels are usable)")
+        cfg = Config.fromfile(args.config)
+        if Path(target).exists():
+            dataset_cfg = dataset_for([target], cfg, cfg.test_pipeline)
+        else:
+            dataset_cfg = dict(type=target, charset=cfg.charset)  # a registered dataset type
+    dataset_cfg = Config(dict(dataset=dataset_cfg))
+    if args.options:
+        dataset_cfg.merge_from_dict({f"dataset.{k}": v for k, v in args.options.items()})
+    dataset_cfg = dataset_cfg.dataset.to_dict()
+    if not args.as_model_sees_it:
+        for d in [dataset_cfg, *dataset_cfg.get("datasets", [])]:
+            if "pipeline" in d:
+                d["pipeline"] = []
+    return DATASETS.build(dataset_cfg)
+
+
+def cmd_plot(args) -> int:
+    from ocrframe.engine import plot_curves
+
+    out = plot_curves(args.work_dir, args.out or Path(args.work_dir) / "curves.png")
+    print(f"wrote {out}")
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from mmengine.config import DictAction
+
     from ocrframe.runner import add_config_arguments
 
     parser = argparse.ArgumentParser(prog="ocrframe", description="Registry-driven OCR (CRNN and friends).")
@@ -87,6 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-test", dest="test", action="store_false",
                    help="skip the final evaluation on the config's test set")
     p.add_argument("--launcher", default="none", choices=["none", "pytorch", "slurm"])
+    p.add_argument("--tensorboard", action="store_true",
+                   help="also log to TensorBoard (event files in the work dir: tensorboard --logdir WORK_DIR)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("test", help="evaluate a checkpoint")
@@ -97,11 +255,54 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--launcher", default="none", choices=["none", "pytorch", "slurm"])
     p.set_defaults(func=cmd_test)
 
-    p = sub.add_parser("infer", help="read images with a trained checkpoint; prints path, text, score")
+    p = sub.add_parser("read", aliases=["infer"], help="read images with a trained checkpoint: one line per image",
+                       description="Prints path, text, score (and the ground truth, if known) per image. Inputs: "
+                                   "image files, folders of images, gt.txt files or folders with a gt.txt; with "
+                                   "ground truth, the accuracy is reported at the end (on stderr).")
     p.add_argument("checkpoint")
-    p.add_argument("images", nargs="+", type=Path)
+    p.add_argument("inputs", nargs="+", type=Path, metavar="IMAGE_OR_FOLDER")
     p.add_argument("--config", help="config to build the model from (default: the one stored in the checkpoint)")
-    p.set_defaults(func=cmd_infer)
+    p.add_argument("--decoder", help="a registered decoder, by name or a unique part of it (`ocrframe list "
+                                     "--slot decoder`); default: the model's")
+    p.add_argument("--lexicon", help="a file of words the results must come from, or 'sample' for each "
+                                     "image's own lexicon (third column of gt.txt)")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.add_argument("--frames", action="store_true", help="also give each character's frame and pixel column (JSON)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+                   help="auto: bf16 where the hardware has it natively, else fp32 (see docs/benchmarks.md)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, ... (default: cuda if available)")
+    p.set_defaults(func=cmd_read)
+
+    p = sub.add_parser("export", help="export a checkpoint to ONNX (dynamic batch and width)")
+    p.add_argument("checkpoint")
+    p.add_argument("--onnx", required=True, type=Path, help="output file, e.g. crnn.onnx")
+    p.add_argument("--config", help="config to build the model from (default: the one stored in the checkpoint)")
+    p.add_argument("--opset", type=int, default=18)
+    p.add_argument("--no-check", dest="check", action="store_false",
+                   help="skip running the exported file with onnxruntime against PyTorch")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("browse", help="a grid of a dataset's samples with their labels, to check data before training")
+    p.add_argument("dataset", help="an LMDB, a folder with gt.txt, a config file (its --split), or a registered "
+                                   "dataset type such as SynthWordDataset")
+    p.add_argument("--out", type=Path, default=Path("grid.png"))
+    p.add_argument("--config", default="configs/crnn_vgg_bilstm_ctc.py",
+                   help="whose charset to check labels with (default: %(default)s)")
+    p.add_argument("--split", default="train", choices=["train", "val", "test"], help="with a config as DATASET")
+    p.add_argument("--num", type=int, default=48)
+    p.add_argument("--start", type=int, default=0)
+    p.add_argument("--shuffle", action="store_true", help="a random choice of samples (--seed) instead of the first")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--options", nargs="+", action=DictAction, default={},
+                   help="dataset settings, e.g. seed=2 assets=heldout")
+    p.add_argument("--as-model-sees-it", action="store_true", help="apply the dataset's pipeline (resize, grayscale)")
+    p.set_defaults(func=cmd_browse)
+
+    p = sub.add_parser("plot", help="loss and validation curves of a work dir (all its runs) as a PNG")
+    p.add_argument("work_dir", type=Path)
+    p.add_argument("--out", type=Path, help="default: WORK_DIR/curves.png")
+    p.set_defaults(func=cmd_plot)
     return parser
 
 

@@ -38,6 +38,7 @@ class Recognizer(BaseModel):
                  init_cfg=None):
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.charset = Charset.build(charset)
+        self.in_channels = in_channels
         self.backbone = BACKBONES.build(backbone, default_args=dict(in_channels=in_channels))
         self.sequence_encoder = SEQUENCE_ENCODERS.build(
             sequence_encoder, default_args=dict(input_size=self.backbone.out_channels))

@@ -12,7 +12,7 @@ from PIL import Image, ImageDraw, ImageFont
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
 CONFIG = REPO / "configs" / "crnn_vgg_bilstm_ctc.py"
-TEST_PLUGIN_SRC = TESTS / "plugins" / "ocrframe-testplugin"
+PLUGIN_TEMPLATE = REPO / "examples" / "plugin-template"  # a third-party plugin package
 FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
 
 # tests/fake_plugins/*.py are imported by entry points as ``fake_plugins.<name>``.
@@ -89,20 +89,49 @@ def val_lmdb(tmp_path_factory) -> Path:
     return make_lmdb(write_word_folder(base / "folder", random_words(16, seed=2)), base / "lmdb")
 
 
+# --cfg-options for a training run of a few iterations on the tiny LMDBs below
+TINY_RUN = [
+    "train_cfg.val_interval=2", "default_hooks.checkpoint.interval=2", "default_hooks.logger.interval=1",
+    "train_dataloader.batch_size=8", "train_dataloader.num_workers=0", "train_dataloader.persistent_workers=False",
+    "val_dataloader.num_workers=0", "val_dataloader.persistent_workers=False",
+]
+
+
+def save_checkpoint(model, cfg, path: Path) -> Path:
+    """A checkpoint as the runner writes one: the weights and the config they were trained with."""
+    import torch
+
+    torch.save(dict(meta=dict(cfg=cfg.pretty_text), state_dict=model.state_dict()), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def checkpoint(tmp_path_factory) -> Path:
+    """The paper CRNN, randomly initialised (seed 0), saved as a checkpoint of the paper config."""
+    import torch
+    from mmengine.config import Config
+
+    from ocrframe.registry import MODELS
+
+    cfg = Config.fromfile(str(CONFIG))
+    torch.manual_seed(0)
+    return save_checkpoint(MODELS.build(cfg.model), cfg, tmp_path_factory.mktemp("checkpoint") / "crnn.pth")
+
+
 @pytest.fixture
 def tinyconv():
-    """The test plugin's TinyConv registered in the process-wide backbone slot for one test, as
-    its plugin would register it, and removed again afterwards."""
+    """The plugin template's components (TinyConv, ConfidenceDecoder) registered in the
+    process-wide slots for one test, as its plugin hook registers them, and removed afterwards."""
     from ocrframe.plugins import load_plugins
     from ocrframe.registry import SLOTS, Origin, registering_as
 
     load_plugins()
-    sys.path.insert(0, str(TEST_PLUGIN_SRC))
+    sys.path.insert(0, str(PLUGIN_TEMPLATE))
     try:
-        from ocrframe_testplugin import plugin
+        from ocrframe_tinyconv import plugin
     finally:
-        sys.path.remove(str(TEST_PLUGIN_SRC))
-    origin = Origin("testplugin", "ocrframe-testplugin (source tree)", "-")
+        sys.path.remove(str(PLUGIN_TEMPLATE))
+    origin = Origin("tinyconv", "ocrframe-tinyconv (source tree)", "-")
     with registering_as(origin):
         plugin.ocrframe_register(SLOTS)
     yield SLOTS.backbone.get("TinyConv")

@@ -2,6 +2,7 @@
 handling of broken plugins (import failure, failure midway, name clashes)."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CONFIG, TEST_PLUGIN_SRC, TESTS
+from conftest import CONFIG, PLUGIN_TEMPLATE, TESTS, TINY_RUN, render_word
 from ocrframe.plugins import GROUP, PluginLoader
 from ocrframe.registry import Slots
 
@@ -40,16 +41,21 @@ def listed(stdout: str) -> dict[str, tuple[str, str]]:
 # -- discovery through real entry points -------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def installed_testplugin(tmp_path_factory) -> Path:
-    """The test plugin, pip-installed (from a copy of its source) into a directory of its own."""
-    base = tmp_path_factory.mktemp("testplugin")
-    source = shutil.copytree(TEST_PLUGIN_SRC, base / "src")  # build artefacts stay out of the repo
-    target = base / "site"
+def template_source(tmp_path_factory) -> Path:
+    """A copy of examples/plugin-template, so build artefacts stay out of the repository."""
+    return shutil.copytree(PLUGIN_TEMPLATE, tmp_path_factory.mktemp("template") / "src")
+
+
+@pytest.fixture(scope="module")
+def installed_testplugin(template_source, tmp_path_factory) -> Path:
+    """The plugin template, pip-installed into a site directory of its own (on PYTHONPATH in the
+    subprocesses below): a third-party plugin as a user installs it."""
+    target = tmp_path_factory.mktemp("site")
     result = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-                             "--disable-pip-version-check", "--target", str(target), str(source)],
+                             "--disable-pip-version-check", "--target", str(target), str(template_source)],
                             capture_output=True, text=True, timeout=180)
     assert result.returncode == 0, result.stderr
-    assert list(target.glob("ocrframe_testplugin-0.3.1.dist-info")), "pip did not install the test plugin"
+    assert list(target.glob("ocrframe_tinyconv-0.1.0.dist-info")), "pip did not install the plugin template"
     return target
 
 
@@ -57,7 +63,31 @@ def test_list_shows_an_installed_third_party_plugin_with_slot_distribution_and_v
     result = run_python(["-m", "ocrframe.cli", "list"], [installed_testplugin], tmp_path)
     assert result.returncode == 0, result.stderr
     rows = listed(result.stdout)
-    assert rows["TinyConv"] == ("backbone", "plugin 'testplugin' (ocrframe-testplugin 0.3.1)")
+    assert rows["TinyConv"] == ("backbone", "plugin 'tinyconv' (ocrframe-tinyconv 0.1.0)")
+    assert rows["ConfidenceDecoder"] == ("decoder", "plugin 'tinyconv' (ocrframe-tinyconv 0.1.0)")
+
+
+def test_the_installed_template_passes_its_own_tests(installed_testplugin, template_source, tmp_path):
+    result = run_python(["-m", "pytest", "-q", "-p", "no:cacheprovider", str(template_source / "tests")],
+                        [installed_testplugin], tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert re.search(r"\b6 passed\b", result.stdout)  # the parametrized count: 3 + 3
+
+
+def test_the_installed_template_trains_and_its_decoder_reads(installed_testplugin, template_source, train_lmdb,
+                                                            val_lmdb, tmp_path):
+    work_dir = tmp_path / "work"
+    result = run_python(["-m", "ocrframe.cli", "train", str(template_source / "configs" / "tinyconv_ctc.py"),
+                         "--work-dir", str(work_dir), "--data", str(train_lmdb), "--val-data", str(val_lmdb),
+                         "--cfg-options", "train_cfg.max_iters=4", *TINY_RUN], [installed_testplugin], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (work_dir / "iter_4.pth").is_file()
+    render_word("open").save(tmp_path / "open.png")
+    result = run_python(["-m", "ocrframe.cli", "read", str(work_dir / "iter_4.pth"), str(tmp_path / "open.png"),
+                         "--json"], [installed_testplugin], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    record = json.loads(result.stdout)
+    assert len(record["confidences"]) == len(record["text"])  # the plugin's decoder did the reading
 
 
 def test_list_shows_builtin_plugins_with_their_distributions(installed_testplugin, tmp_path):

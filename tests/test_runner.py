@@ -14,17 +14,11 @@ import pytest
 from mmengine.config import Config
 from PIL import Image
 
-from conftest import CONFIG, REPO, render_word
+from conftest import CONFIG, REPO, TINY_RUN, render_word
 from ocrframe.checkpoint import load_checkpoint
 from ocrframe.cli import main
+from ocrframe.engine import training_curves
 from ocrframe.registry import MODELS
-
-TINY_RUN = [
-    "train_cfg.val_interval=2", "default_hooks.checkpoint.interval=2", "default_hooks.logger.interval=1",
-    "train_dataloader.batch_size=8", "train_dataloader.num_workers=0", "train_dataloader.persistent_workers=False",
-    "val_dataloader.num_workers=0", "val_dataloader.persistent_workers=False",
-]
-
 
 def tool(name: str, *args, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(REPO / "tools" / f"{name}.py"), *map(str, args)],
@@ -61,9 +55,10 @@ def finished_run(work_dir: Path) -> Run:
 
 @pytest.fixture(scope="module")
 def first_run(tmp_path_factory, train_lmdb, val_lmdb) -> Run:
-    """The paper config trained for 4 iterations on 64 word images, validating every 2."""
+    """The paper config trained for 4 iterations on 64 word images, validating every 2, logging to
+    TensorBoard too."""
     work_dir = tmp_path_factory.mktemp("runner") / "work"
-    train(work_dir, train_lmdb, val_lmdb, 4)
+    train(work_dir, train_lmdb, val_lmdb, 4, "--tensorboard")
     return finished_run(work_dir)
 
 
@@ -102,6 +97,31 @@ def test_training_logs_loss_by_iteration_and_validation_at_its_interval(first_ru
     assert {"word_acc", "word_acc_exact", "one_minus_ned", "cer"} <= set(validations[0])
 
 
+def test_tensorboard_receives_the_same_scalars(first_run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    (events,) = first_run.work_dir.glob("*/vis_data/events.out.tfevents.*")
+    accumulator = EventAccumulator(str(events))
+    accumulator.Reload()
+    losses = {e.step: e.value for e in accumulator.Scalars("loss")}
+    assert losses == pytest.approx({r["iter"]: r["loss"] for r in first_run.scalars if "loss" in r})
+    assert [e.step for e in accumulator.Scalars("word_acc")] == [2, 4]
+
+
+def test_plot_draws_the_curves_of_all_runs_of_a_work_dir(resumed_run, tmp_path):
+    train_records, validations = training_curves(resumed_run.work_dir)
+    assert [r["iter"] for r in train_records] == [1, 2, 3, 4, 5, 6]  # the first run and the resumed one
+    assert [r["step"] for r in validations] == [2, 4, 6]
+    assert main(["plot", str(resumed_run.work_dir), "--out", str(tmp_path / "curves.png")]) == 0
+    with Image.open(tmp_path / "curves.png") as curves:
+        assert curves.format == "PNG" and curves.width > 100
+
+
+def test_plot_of_a_directory_without_logs_says_what_it_looked_for(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"holds no training log \(\*/vis_data/scalars.json\)"):
+        main(["plot", str(tmp_path)])
+
+
 def test_training_checkpoint_loads_safely_into_a_fresh_model(first_run):
     checkpoint = load_checkpoint(first_run.work_dir / "iter_4.pth")  # weights_only=True
     assert checkpoint["meta"]["iter"] == 4
@@ -134,6 +154,11 @@ def test_test_tool_prints_metrics_that_match_the_validation_of_that_checkpoint(f
     validation_at_4 = next(r for r in first_run.scalars if r.get("step") == 4 and "word_acc" in r)
     for name, value in metrics.items():
         assert value == pytest.approx(validation_at_4[name], abs=1e-4)
+    # the worst misreadings, drawn: one cell per misread image (all 16 after 4 iterations)
+    misread = round((1 - metrics["word_acc"]) * 16)
+    assert f"worst_errors.png: the {min(misread, 40)} worst of {misread} misreadings among 16 test images" in result.stdout
+    with Image.open(tmp_path / "t" / "worst_errors.png") as grid:
+        assert grid.format == "PNG" and grid.height >= math.ceil(misread / (grid.width // 100)) * 48
 
 
 def test_infer_tool_prints_a_text_and_score_per_image(first_run, tmp_path):
@@ -171,8 +196,8 @@ def test_time_budget_sizes_the_run_and_ends_the_cosine_decay_with_it(train_lmdb,
     work_dir = tmp_path / "budget"
     upper_bound = 400
     train(work_dir, train_lmdb, val_lmdb, upper_bound, "--schedule", "cpu", options=(
-          "train_cfg.val_interval=1000", "custom_hooks.1.minutes=0.25", "custom_hooks.1.measure=[2,4]",
-          "custom_hooks.1.validations=1", "param_scheduler.0.end=3", "param_scheduler.1.begin=3"))
+          "train_cfg.val_interval=1000", "custom_hooks.2.minutes=0.25", "custom_hooks.2.measure=[2,4]",
+          "custom_hooks.2.validations=1", "param_scheduler.0.end=3", "param_scheduler.1.begin=3"))
     run = finished_run(work_dir)
     assert re.search(r"time budget 0.25 min: [\d.]+ s per iteration here, so training runs \d+ iterations", run.log)
     last = load_checkpoint((work_dir / "last_checkpoint").read_text().strip())

@@ -24,7 +24,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageFont
 
-from ocrframe.data.synth_text import SynthAssets, WordRenderer, design_group, discover_assets, save_sample_grid
+from ocrframe.data.synth_text import SynthAssets, WordRenderer, design_group, discover_assets
 from ocrframe.data.synthetic import SynthWordDataset
 from ocrframe.registry import DATASETS
 
@@ -369,10 +369,3 @@ def test_forked_worker_renders_the_same_bytes():
     child.join(timeout=60)
     image, expected = render(5)
     assert (label, data) == (expected, image.tobytes())
-
-
-def test_sample_grid_is_written(tmp_path):
-    path = save_sample_grid(tmp_path / "grid.png", n=8, seed=0, columns=4)
-    with Image.open(path) as grid:
-        assert grid.size == (4 * 300, 2 * 80)
-        assert np.asarray(grid.convert("L")).std() > 10

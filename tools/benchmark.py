@@ -2,12 +2,14 @@
 
     python tools/benchmark.py train-step [--batch 64] [--iters 4]   # memory format x precision
     python tools/benchmark.py render [--num 300]                    # synthetic word renderer
+    python tools/benchmark.py infer [--checkpoint CKPT] [--val 1000] [--onnx]   # Reader vs plain eager
     python tools/benchmark.py omr-render [--lines 20]               # engraved music: lines and snippets
 """
 import argparse
 import itertools
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -60,6 +62,78 @@ def render(args) -> None:
     print(f"render: {args.num / (time.perf_counter() - start):.0f} images/s on one core")
 
 
+def infer(args) -> None:
+    """The Reader against a plain eager forward of the same model (fp32, contiguous), batch 64 and
+    batch 1 of 32x100 images, then greedy transcriptions of both on a validation set."""
+    from ocrframe.data.synthetic import SynthWordDataset
+    from ocrframe.engine import native_bf16
+    from ocrframe.inference import Reader, load_model
+
+    if args.checkpoint:
+        model, cfg = load_model(args.checkpoint)
+        weights = args.checkpoint
+    else:
+        cfg = Config.fromfile(CONFIG)
+        torch.manual_seed(0)
+        model, weights = MODELS.build(cfg.model).eval(), "random initialisation (the equality check needs trained weights)"
+    eager = MODELS.build(dict(cfg.model, channels_last=False)).eval()
+    eager.load_state_dict(model.state_dict())
+    readers = {"fp32": Reader(model, cfg.test_pipeline, precision="fp32"),
+               "bf16": Reader(model, cfg.test_pipeline, precision="bf16")}
+    native = native_bf16("cpu")
+    print(f"weights: {weights}\n{torch.get_num_threads()} threads, CPU capability "
+          f"{torch.backends.cpu.get_cpu_capability()}, native bf16: {'yes' if native else 'no (emulated: slow)'}")
+
+    dataset = SynthWordDataset(cfg.charset, cfg.train_pipeline, length=64, seed=1)  # 32x100, as in training
+    batch64 = torch.stack([dataset[i]["image"] for i in range(64)])
+    variants = {"eager fp32 (baseline)": lambda x: eager(x)}
+    variants.update({f"Reader {name}": (lambda r: lambda x: r.log_probs(x))(r) for name, r in readers.items()
+                     if name == "fp32" or native})  # emulated bf16 is several times slower than fp32: not timed
+    session = None
+    if args.onnx:
+        import tempfile
+
+        import onnxruntime
+
+        from ocrframe.export import export_onnx
+
+        path = export_onnx(model, Path(tempfile.mkdtemp()) / "crnn.onnx", cfg.test_pipeline)
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        variants["onnxruntime fp32"] = lambda x: session.run(None, {"images": x.numpy()})
+    print("\n| path | batch 64: images/s | vs eager | batch 1: ms/image | vs eager |\n|---|---|---|---|---|")
+    rows = {}
+    with torch.inference_mode():
+        for batch, repeats in ((batch64, args.iters), (batch64[:1], args.iters * 16)):
+            for fn in variants.values():  # warm-up
+                fn(batch)
+            best = {name: float("inf") for name in variants}
+            for _ in range(3):  # interleaved rounds, best of each: robust to other jobs on the machine
+                for name, fn in variants.items():
+                    start = time.perf_counter()
+                    for _ in range(repeats):
+                        fn(batch)
+                    best[name] = min(best[name], (time.perf_counter() - start) / repeats / len(batch))
+            for name, seconds in best.items():
+                rows.setdefault(name, []).append(seconds)
+    base64, base1 = rows["eager fp32 (baseline)"]
+    for name, (s64, s1) in rows.items():
+        print(f"| {name} | {1 / s64:.0f} | {base64 / s64:.2f}x | {s1 * 1e3:.1f} | {base1 / s1:.2f}x |")
+
+    # Greedy transcriptions of the validation set (aspect ratio kept, width-bucketed batches).
+    images = [image for image, _ in (SynthWordDataset(cfg.charset, length=args.val, seed=1).renderer.render(
+        np.random.default_rng([1, i])) for i in range(args.val))]
+    reference = Reader(eager, cfg.test_pipeline, precision="fp32").read(images)
+    print(f"\ngreedy transcriptions of {args.val} validation images (seed 1, aspect ratio kept) vs eager fp32:")
+    for name, reader in readers.items():
+        reader.rechecked = 0
+        start = time.perf_counter()
+        texts = [p.text for p in reader.read(images)]
+        elapsed = time.perf_counter() - start
+        differ = sum(a != b.text for a, b in zip(texts, reference))
+        print(f"  Reader {name}: {differ} differ; {args.val / elapsed:.0f} images/s end to end"
+              + (f"; {reader.rechecked} images rechecked in fp32" if name == "bf16" else ""))
+
+
 def omr_render(args) -> None:
     """Engraving a line (verovio + cairosvg) against cutting and augmenting a snippet from it, per style."""
     from ocrframe_omr.render import STYLES, MusicRenderer
@@ -88,6 +162,12 @@ def main(argv=None) -> int:
     p = sub.add_parser("render")
     p.add_argument("--num", type=int, default=300)
     p.set_defaults(func=render)
+    p = sub.add_parser("infer")
+    p.add_argument("--checkpoint", help="trained weights (default: a randomly initialised paper CRNN)")
+    p.add_argument("--val", type=int, default=1000, help="validation images for the transcription check")
+    p.add_argument("--iters", type=int, default=3, help="batch-64 passes per round (batch 1: 16x as many)")
+    p.add_argument("--onnx", action="store_true", help="also time the model exported to onnxruntime")
+    p.set_defaults(func=infer)
     p = sub.add_parser("omr-render")
     p.add_argument("--lines", type=int, default=20)
     p.set_defaults(func=omr_render)

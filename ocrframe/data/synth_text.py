@@ -404,23 +404,3 @@ class WordRenderer:
             img = img.resize((max(1, int(small_h * aspect)), small_h), Image.BILINEAR)
         img = img.resize((max(1, int(out_h * aspect)), out_h), Image.BILINEAR)
         return _DEGRADATION(img, rng, scale=out_h / 32)
-
-
-def save_sample_grid(path, n: int = 48, seed: int = 0, split: str = "train", columns: int = 4) -> Path:
-    """Render ``n`` samples into a labelled grid image (for eyeballing realism and legibility)."""
-    renderer = WordRenderer(discover_assets(split))
-    cell_w, cell_h, label_h = 300, 64, 16
-    rows = (n + columns - 1) // columns
-    sheet = Image.new("RGB", (columns * cell_w, rows * (cell_h + label_h)), "white")
-    draw = ImageDraw.Draw(sheet)
-    label_font = ImageFont.load_default(13)
-    for i in range(n):
-        image, text = renderer.render(np.random.default_rng([seed, i]))
-        image.thumbnail((cell_w - 8, cell_h - 4))
-        x, y = (i % columns) * cell_w + 4, (i // columns) * (cell_h + label_h)
-        sheet.paste(image, (x, y + 2))
-        draw.text((x, y + cell_h), text, fill="black", font=label_font)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sheet.save(path)
-    return path
