@@ -310,24 +310,3 @@ class TimeBudgetHook(Hook):
         for hook in runner.hooks:
             if isinstance(hook, CheckpointHook) and not hook.by_epoch:
                 hook.interval = plan["val_interval"]
-
-
-@HOOKS.register_module()
-class LengthCurriculumHook(Hook):
-    """Short labels first: the training set's longest label grows from ``start`` to its full length
-    over the first ``fraction`` of training (like SortaGrad in Deep Speech 2). CTC learns to align
-    short sequences sooner, which shortens the plateau at the start of training.
-
-    Needs a training dataset with a settable ``length_cap`` (SynthWordDataset).
-    """
-
-    def __init__(self, start: int = 4, fraction: float = 0.3):
-        self.start, self.fraction = start, fraction
-
-    def before_train_iter(self, runner, batch_idx, data_batch=None) -> None:
-        dataset = runner.train_dataloader.dataset
-        if not hasattr(dataset, "length_cap"):
-            raise TypeError(f"LengthCurriculumHook needs a training dataset with `length_cap`; "
-                            f"{type(dataset).__name__} has none")
-        progress = min(1.0, runner.iter / max(1.0, self.fraction * runner.max_iters))
-        dataset.length_cap = round(self.start + (dataset.max_length - self.start) * progress)

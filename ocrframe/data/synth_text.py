@@ -205,7 +205,6 @@ class WordRenderer:
 
     def __init__(self, assets: SynthAssets, alphabet: str = ALNUM, max_length: int = 16, height: int = 32):
         self.alphabet, self.max_length, self.height = alphabet, max_length, height
-        self.length_cap = max_length  # a curriculum may lower it for a while (see SynthWordDataset)
         self._charset = frozenset(alphabet)
         self.words = tuple(w for w in assets.words if len(w) <= max_length and set(w) <= self._charset)
         self.digits = "".join(c for c in string.digits if c in self._charset)
@@ -225,7 +224,7 @@ class WordRenderer:
     # -- text -----------------------------------------------------------------------------------
 
     def _fits(self, text: str) -> bool:
-        return 0 < len(text) <= self.length_cap and set(text) <= self._charset
+        return 0 < len(text) <= self.max_length and set(text) <= self._charset
 
     def _cased(self, text: str, rng: np.random.Generator) -> str:
         options = [text.lower(), text.capitalize(), text.upper()]
@@ -233,7 +232,7 @@ class WordRenderer:
         return cased if self._fits(cased) else next((o for o in options if self._fits(o)), text)
 
     def _random_string(self, rng: np.random.Generator) -> str:
-        n = int(rng.integers(1, min(self.length_cap, 12) + 1))
+        n = int(rng.integers(1, min(self.max_length, 12) + 1))
         pools = [self.alphabet,  # any mix, e.g. "xK3vQ"
                  string.ascii_uppercase + string.digits,  # codes and plates, e.g. "AB12C"
                  string.ascii_lowercase + string.digits]  # e.g. "v2b8"
@@ -251,17 +250,14 @@ class WordRenderer:
             text = "".join(rng.choice(list(string.digits), int(rng.integers(7, 12))))
         else:
             text = "".join(rng.choice(list(string.digits), int(rng.integers(1, 9))))
-        text = "".join(c for c in text if c in d)[: self.length_cap]
+        text = "".join(c for c in text if c in d)[: self.max_length]
         return text or self._random_string(rng)
 
     def sample_text(self, rng: np.random.Generator) -> str:
         """~60 % dictionary words, ~25 % random alphanumerics, ~15 % digit codes."""
         kind = rng.random()
         if kind < 0.6 and self.words:
-            for _ in range(50):  # words longer than a curriculum's cap are drawn again
-                word = self.words[int(rng.integers(len(self.words)))]
-                if len(word) <= self.length_cap:
-                    return self._cased(word, rng)
+            return self._cased(self.words[int(rng.integers(len(self.words)))], rng)
         if kind < 0.85 or not self.digits:
             return self._random_string(rng)
         return self._digit_code(rng)

@@ -5,8 +5,6 @@ seed and independent of workers, and an interrupted run sees the same data when 
 """
 from __future__ import annotations
 
-import multiprocessing
-
 import numpy as np
 
 from ocrframe.data.base import OcrDataset
@@ -26,9 +24,6 @@ class SynthWordDataset(OcrDataset):
         super().__init__(charset, pipeline, on_bad_sample)
         self.length, self.seed, self.assets, self.max_length = length, seed, assets, max_length
         self._renderer = None
-        # The longest label drawn now; shared with forked DataLoader workers so that a curriculum
-        # (LengthCurriculumHook) can raise it while training runs.
-        self._length_cap = multiprocessing.RawValue("i", max_length)
 
     def describe(self) -> str:
         return f"synthetic words ({self.assets} assets, seed {self.seed})"
@@ -44,15 +39,6 @@ class SynthWordDataset(OcrDataset):
             self._renderer = WordRenderer(discover_assets(self.assets), max_length=self.max_length)
         return self._renderer
 
-    @property
-    def length_cap(self) -> int:
-        return self._length_cap.value
-
-    @length_cap.setter
-    def length_cap(self, cap: int) -> None:
-        self._length_cap.value = max(1, min(int(cap), self.max_length))
-
     def load(self, index: int) -> dict:
-        self.renderer.length_cap = self._length_cap.value
         image, text = self.renderer.render(np.random.default_rng([self.seed, index]))
         return dict(image=image, text=text, key=f"{self.seed}-{index}")
