@@ -85,12 +85,12 @@ val_cfg = dict(type="ValLoop")
 test_cfg = dict(type="TestLoop")
 
 # The paper's optimiser (ADADELTA, rho 0.9), for a GPU.
-optim_wrapper = dict(type="OptimWrapper", optimizer=dict(type="Adadelta", lr=1.0, rho=0.9))
+optim_wrapper = dict(type="GuardedOptimWrapper", optimizer=dict(type="Adadelta", lr=1.0, rho=0.9))
 param_scheduler = []
 
 default_hooks = dict(
     logger=dict(type="LoggerHook", interval=50, log_metric_by_epoch=False),
-    checkpoint=dict(type="CheckpointHook", by_epoch=False, interval=5000, max_keep_ckpts=3,
+    checkpoint=dict(type="AtomicCheckpointHook", by_epoch=False, interval=5000, max_keep_ckpts=3,
                     save_last=True, save_best="fragment_acc", rule="greater"),
 )
 custom_hooks = [dict(type="CurvePlotHook", metrics=("fragment_acc",))]
@@ -104,7 +104,7 @@ env_cfg = dict(cudnn_benchmark=True, dist_cfg=dict(backend="nccl"))
 # minutes with the validations (max_iters is only an upper bound).
 schedules = dict(cpu=dict(
     train_cfg=dict(max_iters=20_000, val_interval=1000),
-    optim_wrapper=dict(_delete_=True, type="OptimWrapper", optimizer=dict(type="Adam", lr=1e-3),
+    optim_wrapper=dict(_delete_=True, type="GuardedOptimWrapper", optimizer=dict(type="Adam", lr=1e-3),
                        clip_grad=dict(max_norm=5.0)),
     param_scheduler=[dict(type="LinearLR", start_factor=0.01, by_epoch=False, begin=0, end=80),
                      dict(type="CosineAnnealingLR", eta_min=1e-5, by_epoch=False, begin=80, end=20_000)],

@@ -53,12 +53,16 @@ train_cfg = dict(type="IterBasedTrainLoop", max_iters=300_000, val_interval=5000
 val_cfg = dict(type="ValLoop")
 test_cfg = dict(type="TestLoop")
 
-optim_wrapper = dict(type="OptimWrapper", optimizer=dict(type="Adadelta", lr=1.0, rho=0.9))
+optim_wrapper = dict(type="GuardedOptimWrapper", optimizer=dict(type="Adadelta", lr=1.0, rho=0.9))
 param_scheduler = []
+# `tools/train.py --auto-scale-lr` (or enable=True) multiplies the learning rate by
+# (processes x batch_size) / base_batch_size. ADADELTA's lr=1.0 is not a step size to scale (it
+# adapts per parameter): leave it off for the paper schedule, use it for Adam (see docs/distributed.md).
+auto_scale_lr = dict(base_batch_size=64, enable=False)
 
 default_hooks = dict(
     logger=dict(type="LoggerHook", interval=50, log_metric_by_epoch=False),  # validation logged by iteration
-    checkpoint=dict(type="CheckpointHook", by_epoch=False, interval=5000, max_keep_ckpts=3,
+    checkpoint=dict(type="AtomicCheckpointHook", by_epoch=False, interval=5000, max_keep_ckpts=3,
                     save_last=True, save_best="word_acc", rule="greater"),
 )
 # curves.png after each validation; worst_errors.png (image, truth, reading) after a test

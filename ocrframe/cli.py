@@ -35,13 +35,25 @@ def cmd_train(args) -> int:
     cfg.resume = bool(args.resume)
     if isinstance(args.resume, str):
         cfg.load_from = args.resume
-    cfg.launcher = args.launcher
+    if args.amp:
+        from ocrframe.optim import use_mixed_precision
+
+        print(f"mixed precision: {use_mixed_precision(cfg)}")
+    if args.auto_scale_lr:
+        cfg.auto_scale_lr = dict(cfg.get("auto_scale_lr") or {}, enable=True)
+    prepare_distributed(cfg, args.launcher)
     cfg.test_after_train = bool(args.test and cfg.get("test_dataloader"))  # TimeBudgetHook counts it in
     runner = build_runner(cfg)
     runner.train()
     if cfg.test_after_train:
         runner.test()
     return 0
+
+
+def prepare_distributed(cfg, launcher: str) -> None:
+    from ocrframe.distributed import prepare
+
+    prepare(cfg, launcher)
 
 
 def use_tensorboard(cfg) -> None:
@@ -65,7 +77,7 @@ def cmd_test(args) -> int:
 
         use_data(cfg.test_dataloader, args.data, cfg)
     cfg.load_from = args.checkpoint
-    cfg.launcher = args.launcher
+    prepare_distributed(cfg, args.launcher)
     metrics = build_runner(cfg).test()
     print(json.dumps({k: round(float(v), 4) for k, v in metrics.items()}))
     return 0
@@ -242,7 +254,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="resume from the work dir's last checkpoint, or from the checkpoint given")
     p.add_argument("--no-test", dest="test", action="store_false",
                    help="skip the final evaluation on the config's test set")
-    p.add_argument("--launcher", default="none", choices=["none", "pytorch", "slurm"])
+    p.add_argument("--launcher", default="none", choices=["none", "pytorch", "slurm"],
+                   help="set by tools/dist_train.sh (torchrun) and tools/slurm_train.sh (srun)")
+    p.add_argument("--amp", action="store_true",
+                   help="mixed precision: CUDA AMP (bf16, or fp16 with loss scaling), CPU bf16 autocast")
+    p.add_argument("--auto-scale-lr", action="store_true",
+                   help="scale the learning rate by (processes x batch size) / the config's "
+                        "auto_scale_lr.base_batch_size (see docs/distributed.md)")
     p.add_argument("--tensorboard", action="store_true",
                    help="also log to TensorBoard (event files in the work dir: tensorboard --logdir WORK_DIR)")
     p.set_defaults(func=cmd_train)

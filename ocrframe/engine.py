@@ -19,6 +19,7 @@ from mmengine.optim import OptimWrapper
 from ocrframe.data.sampler import WidthBucketBatchSampler
 from ocrframe.data.transforms import pad_collate
 from ocrframe.metrics import benchmark_form
+from ocrframe.optim import SkipNonFiniteLoss
 from ocrframe.registry import DATA_SAMPLERS, FUNCTIONS, HOOKS, OPTIM_WRAPPERS
 
 FUNCTIONS.register_module(module=pad_collate)
@@ -36,13 +37,14 @@ def native_bf16(device: str) -> bool:
 
 
 @OPTIM_WRAPPERS.register_module()
-class AutocastOptimWrapper(OptimWrapper):
+class AutocastOptimWrapper(SkipNonFiniteLoss, OptimWrapper):
     """Runs the forward pass under ``torch.autocast`` (bf16 by default) on any device, CPU included.
 
     mmengine's AmpOptimWrapper (fp16/bf16 with loss scaling) only runs on accelerators; bf16 needs
     no loss scaling, so on a CPU with bf16 support this is the mixed-precision path. The CTC head
     computes its loss in fp32 regardless. Where bf16 has no fast kernels (see :func:`native_bf16`)
-    the wrapper runs in fp32 and says so once in the log.
+    the wrapper runs in fp32 and says so once in the log. A step with a non-finite loss is skipped
+    (:class:`~ocrframe.optim.SkipNonFiniteLoss`).
     """
 
     def __init__(self, dtype: str = "bfloat16", **kwargs):

@@ -56,6 +56,8 @@ class Recognizer(BaseModel):
         return torch.tensor([self.backbone.num_frames(int(w)) for w in widths], dtype=torch.long)
 
     def forward(self, inputs: torch.Tensor, data_samples: dict | None = None, mode: str = "tensor"):
+        if mode == "loss" and not torch.isfinite(inputs).all():
+            return self.non_finite_inputs(inputs, data_samples or {})
         features = self.backbone(inputs.contiguous(memory_format=self.memory_format))  # (N, D, 1, T)
         sequence = features.squeeze(2).transpose(1, 2)   # (N, T, D): map-to-sequence
         sequence = self.sequence_encoder(sequence)       # (N, T, E)
@@ -75,6 +77,14 @@ class Recognizer(BaseModel):
                                           data_samples.get("keys", unknown))]
         raise ValueError(f"mode must be 'tensor', 'loss' or 'predict', not {mode!r}")
 
+    def non_finite_inputs(self, inputs: torch.Tensor, data_samples: dict) -> dict:
+        """A NaN loss, without running the network: NaN pixels would also poison batch norm's
+        running statistics, which no skipped optimizer step undoes."""
+        bad = ~torch.isfinite(inputs).flatten(1).all(1)
+        keys = [k for k, b in zip(data_samples.get("keys", []), bad.tolist()) if b]
+        logger.warning("non-finite pixels in %d image(s) of the batch: %s", int(bad.sum()), keys)
+        return {"loss": inputs.new_tensor(float("nan"))}
+
     def loss(self, log_probs, lengths, data_samples) -> dict:
         targets = [self.charset.encode(t) for t in data_samples["texts"]]
         # CTC needs one frame per symbol plus one between repeated symbols; samples that do not
@@ -89,5 +99,11 @@ class Recognizer(BaseModel):
         flat = torch.tensor([i for t in targets for i in t], dtype=torch.long)
         target_lengths = torch.tensor([len(t) for t in targets], dtype=torch.long)
         per_sample = self.head.loss(log_probs, lengths, flat, target_lengths)
-        weights = usable.to(per_sample.dtype)
-        return {"loss": (per_sample * weights).sum() / weights.sum().clamp(min=1)}
+        # A non-finite loss (NaN pixels, overflow, diverged weights) is reported by key and kept in
+        # the total, which the optimizer wrapper then refuses to step on (ocrframe/optim.py).
+        broken = usable & ~torch.isfinite(per_sample.detach())
+        if broken.any():
+            keys = [k for k, bad in zip(data_samples.get("keys", []), broken.tolist()) if bad]
+            logger.warning("non-finite CTC loss for %d sample(s): %s", int(broken.sum()), keys)
+        per_sample = torch.where(usable, per_sample, torch.zeros_like(per_sample))  # not inf * 0 = NaN
+        return {"loss": per_sample.sum() / usable.sum().clamp(min=1)}

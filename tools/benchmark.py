@@ -4,6 +4,9 @@
     python tools/benchmark.py render [--num 300]                    # synthetic word renderer
     python tools/benchmark.py infer [--checkpoint CKPT] [--val 1000] [--onnx]   # Reader vs plain eager
     python tools/benchmark.py omr-render [--lines 20]               # engraved music: lines and snippets
+    python tools/benchmark.py runner [--iters 20] [--rounds 2]       # mmengine Runner vs a bare PyTorch loop
+    python tools/benchmark.py data [--images 2048]                  # LMDB loading (1 worker) vs training speed
+    python tools/benchmark.py distributed [--iters 16]              # 2 gloo processes vs 1 process
 """
 import argparse
 import itertools
@@ -152,6 +155,165 @@ def omr_render(args) -> None:
         print(f"| {style} | {per_line * 1000:.0f} | {per_snippet * 1000:.1f} |")
 
 
+def benchmark_lmdb(directory: Path, count: int) -> Path:
+    """An LMDB of ``count`` rendered training words (as tools/make_synth.py writes them)."""
+    from ocrframe.data.lmdb_dataset import encoded_samples, write_lmdb
+    from ocrframe.data.synthetic import SynthWordDataset
+
+    path = directory / "words.lmdb"
+    if not (path / "data.mdb").is_file():
+        charset = Config.fromfile(CONFIG).charset
+        write_lmdb(path, encoded_samples(SynthWordDataset(charset, seed=0), count))
+    return path
+
+
+def runner(args) -> None:
+    """Images/s of training with the Runner (tools/train.py's path: config, hooks, logging, its
+    dataloader) against a bare PyTorch loop over the same model, data, optimizer and dataloader
+    settings. Rounds alternate; the best of each is kept. The first 3 iterations are warm-up."""
+    import tempfile
+
+    from mmengine.hooks import Hook
+
+    from ocrframe.data.transforms import pad_collate
+    from ocrframe.registry import DATASETS
+    from ocrframe.runner import build_runner, load_config
+
+    work = Path(tempfile.mkdtemp(prefix="ocrframe_bench_"))
+    lmdb_path = benchmark_lmdb(work, args.images)
+    options = {"train_cfg.max_iters": args.iters, "train_cfg.val_interval": 10**6,
+               "default_hooks.checkpoint.interval": 10**6, "default_hooks.checkpoint.save_last": False,
+               "default_hooks.logger.interval": 10}
+    warmup = 3
+
+    class Timer(Hook):
+        priority = "LOWEST"
+
+        def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+            if runner.iter + 1 == warmup:
+                self.start = time.perf_counter()
+            elif runner.iter + 1 == args.iters:
+                self.seconds = time.perf_counter() - self.start
+
+    def with_runner(round_: int) -> float:
+        cfg = load_config(CONFIG, schedule="cpu", work_dir=str(work / f"runner{round_}"), cfg_options=options,
+                          train_data=[str(lmdb_path)])
+        cfg.custom_hooks = []  # curve plot, worst errors, time budget: not per-iteration work
+        run = build_runner(cfg)
+        timer = Timer()
+        run.register_hook(timer)
+        run.train()
+        return cfg.train_dataloader.batch_size * (args.iters - warmup) / timer.seconds
+
+    def bare(round_: int) -> float:
+        cfg = load_config(CONFIG, schedule="cpu", train_data=[str(lmdb_path)])
+        loader_cfg = cfg.train_dataloader
+        torch.manual_seed(0)
+        model = MODELS.build(cfg.model).train()
+        optimizer = torch.optim.Adam(model.parameters(), 1e-3)
+        loader = torch.utils.data.DataLoader(
+            DATASETS.build(loader_cfg.dataset), batch_size=loader_cfg.batch_size, shuffle=True, drop_last=True,
+            num_workers=loader_cfg.num_workers, persistent_workers=loader_cfg.num_workers > 0,
+            collate_fn=pad_collate)
+        batches = itertools.chain.from_iterable(itertools.repeat(loader))
+        for step in range(args.iters):
+            if step == warmup:
+                start = time.perf_counter()
+            data = next(batches)
+            loss = model(data["inputs"], data["data_samples"], mode="loss")["loss"]
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)  # as the CPU schedule
+            optimizer.step()
+        return loader_cfg.batch_size * (args.iters - warmup) / (time.perf_counter() - start)
+
+    best = {"bare PyTorch loop": 0.0, "mmengine Runner (tools/train.py)": 0.0}
+    for round_ in range(args.rounds):
+        best["bare PyTorch loop"] = max(best["bare PyTorch loop"], bare(round_))
+        best["mmengine Runner (tools/train.py)"] = max(best["mmengine Runner (tools/train.py)"], with_runner(round_))
+    base = best["bare PyTorch loop"]
+    print(f"\npaper CRNN, CPU schedule, batch 64 from an LMDB of {args.images} images, "
+          f"{args.iters - warmup} timed iterations, best of {args.rounds} rounds, {torch.get_num_threads()} threads")
+    print("| loop | images/s | vs bare loop |\n|---|---|---|")
+    for name, rate in best.items():
+        print(f"| {name} | {rate:.1f} | {rate / base:.3f}x |")
+
+
+def data(args) -> None:
+    """Images/s one DataLoader worker reads, decodes and transforms from an LMDB, against the
+    images/s a training step consumes (paper CRNN, batch 64, all threads)."""
+    import tempfile
+
+    from ocrframe.data.transforms import pad_collate
+    from ocrframe.registry import DATASETS
+
+    cfg = Config.fromfile(CONFIG)
+    lmdb_path = benchmark_lmdb(Path(tempfile.mkdtemp(prefix="ocrframe_bench_")), args.images)
+    dataset = DATASETS.build(dict(type="LMDBDataset", path=str(lmdb_path), charset=cfg.charset,
+                                  pipeline=cfg.train_pipeline))
+    loader = torch.utils.data.DataLoader(dataset, batch_size=64, shuffle=True, num_workers=1, collate_fn=pad_collate)
+    iterator = iter(loader)
+    next(iterator)  # worker start-up
+    start, count = time.perf_counter(), 0
+    for batch in iterator:
+        count += len(batch["inputs"])
+    loading = count / (time.perf_counter() - start)
+
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model).train()
+    optimizer = torch.optim.Adam(model.parameters(), 1e-3)
+    batch = pad_collate([dataset[i] for i in range(64)])
+    for step in range(args.steps + 2):  # two warm-up steps
+        if step == 2:
+            start = time.perf_counter()
+        loss = model(batch["inputs"], batch["data_samples"], mode="loss")["loss"]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    training = 64 * args.steps / (time.perf_counter() - start)
+    print(f"LMDB of {args.images} rendered words, train pipeline (grayscale, resize to 100x32, tensor)")
+    print("| | images/s |\n|---|---|")
+    print(f"| 1 DataLoader worker: read + decode + transform | {loading:.0f} |")
+    print(f"| training step (paper CRNN, batch 64, fp32, {torch.get_num_threads()} threads) | {training:.0f} |")
+    print(f"| loading / training | {loading / training:.1f}x |")
+
+
+def distributed(args) -> None:
+    """Training images/s of 2 processes with gloo (tools/dist_train.sh, 1 thread each, batch 64 per
+    process) against 1 process (tools/train.py, 2 threads, batch 64), from the runner's own
+    per-iteration times (median after 3 warm-up iterations) on an LMDB."""
+    import json
+    import os
+    import subprocess
+    import tempfile
+
+    work = Path(tempfile.mkdtemp(prefix="ocrframe_bench_"))
+    lmdb_path = benchmark_lmdb(work, args.images)
+    options = ["--schedule", "cpu", "--no-test", "--data", str(lmdb_path), "--cfg-options",
+               f"train_cfg.max_iters={args.iters}", "train_cfg.val_interval=1000000",
+               "default_hooks.checkpoint.interval=1000000", "default_hooks.checkpoint.save_last=False",
+               "default_hooks.logger.interval=1", "custom_hooks=[]", "train_dataloader.num_workers=1"]
+    commands = {
+        "1 process, 2 threads": [sys.executable, "tools/train.py", CONFIG],
+        "2 processes (gloo), 1 thread each": ["tools/dist_train.sh", CONFIG, "2"],
+    }
+    rows = []
+    for name, command in commands.items():
+        work_dir = work / name.split(",")[0].replace(" ", "_")
+        env = dict(os.environ, PYTHON=sys.executable)
+        env.pop("OMP_NUM_THREADS", None)
+        subprocess.run([*command, "--work-dir", str(work_dir), *options], check=True, env=env,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        (scalars,) = work_dir.glob("*/vis_data/scalars.json")
+        times = sorted(r["time"] for r in map(json.loads, scalars.read_text().splitlines()) if r.get("iter", 0) > 3)
+        processes = 2 if "2 processes" in name else 1
+        rows.append((name, processes * 64 / times[len(times) // 2]))
+    print(f"paper CRNN, CPU schedule, batch 64 per process, LMDB of {args.images} images, {args.iters} iterations")
+    print("| training | images/s (all processes) | vs 1 process |\n|---|---|---|")
+    for name, rate in rows:
+        print(f"| {name} | {rate:.1f} | {rate / rows[0][1]:.2f}x |")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -171,6 +333,19 @@ def main(argv=None) -> int:
     p = sub.add_parser("omr-render")
     p.add_argument("--lines", type=int, default=20)
     p.set_defaults(func=omr_render)
+    p = sub.add_parser("runner")
+    p.add_argument("--iters", type=int, default=20, help="iterations per run (3 of them warm-up)")
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--images", type=int, default=1024, help="rendered words in the LMDB")
+    p.set_defaults(func=runner)
+    p = sub.add_parser("data")
+    p.add_argument("--images", type=int, default=2048)
+    p.add_argument("--steps", type=int, default=4, help="timed training steps")
+    p.set_defaults(func=data)
+    p = sub.add_parser("distributed")
+    p.add_argument("--iters", type=int, default=16)
+    p.add_argument("--images", type=int, default=1024)
+    p.set_defaults(func=distributed)
     args = parser.parse_args(argv)
     args.func(args)
     return 0

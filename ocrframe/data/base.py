@@ -136,13 +136,29 @@ class OcrDataset(Dataset):
         logger.warning("%s: skipped %s (%d skipped in this process)", self.describe(), bad,
                        self.skipped.total())
 
+    def sample_key(self, index: int) -> str:
+        """The key of sample ``index`` without loading it, for error messages."""
+        return f"#{index}"
+
     def __getitem__(self, index: int) -> dict:
         for attempt in range(len(self)):
             i = (index + attempt) % len(self)
+            key = None
             try:
                 sample = self.load(i)
-                sample["text"] = self.clean_label(sample["text"], sample["key"])
+                key = sample["key"]
+                sample["text"] = self.clean_label(sample["text"], key)
                 return self.pipeline(sample)
             except BadSample as bad:
                 self.skip(bad)
+            except Exception as exc:
+                # Raised in a DataLoader worker, the error reaches the training process as text:
+                # say there which dataset and sample it was.
+                raise SampleError(f"{self.describe()}: sample {key or self.sample_key(i)} (index {i}) failed: "
+                                  f"{type(exc).__name__}: {exc}") from exc
         raise RuntimeError(f"{self.describe()}: every sample is unusable: {self.skipped.summary()}")
+
+
+class SampleError(RuntimeError):
+    """A sample could not be loaded or transformed for a reason other than bad data (a bug in a
+    transform, an I/O error): names the dataset, the sample key and the cause."""

@@ -46,6 +46,9 @@ class GtFolderDataset(OcrDataset):
     def __len__(self) -> int:
         return len(self.entries)
 
+    def sample_key(self, index: int) -> str:
+        return self.entries[index].path
+
     def aspect_ratio(self, index: int) -> float:
         return image_aspect_ratio(self.root / self.entries[index].path)
 

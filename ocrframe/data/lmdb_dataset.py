@@ -80,6 +80,9 @@ class LMDBDataset(OcrDataset):
     def __len__(self) -> int:
         return len(self.samples)
 
+    def sample_key(self, index: int) -> str:
+        return f"image-{self.samples[index][0]:09d}"
+
     def aspect_ratio(self, index: int) -> float:
         with shared_reader(self.path).begin() as txn:
             return image_aspect_ratio(txn.get(f"image-{self.samples[index][0]:09d}".encode()) or b"")

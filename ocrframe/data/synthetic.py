@@ -39,6 +39,9 @@ class SynthWordDataset(OcrDataset):
             self._renderer = WordRenderer(discover_assets(self.assets), max_length=self.max_length)
         return self._renderer
 
+    def sample_key(self, index: int) -> str:
+        return f"{self.seed}-{index}"
+
     def load(self, index: int) -> dict:
         image, text = self.renderer.render(np.random.default_rng([self.seed, index]))
-        return dict(image=image, text=text, key=f"{self.seed}-{index}")
+        return dict(image=image, text=text, key=self.sample_key(index))

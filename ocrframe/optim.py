@@ -1,0 +1,89 @@
+"""Optimizer wrappers that skip a step whose loss is not finite, and the mixed-precision choice.
+
+A NaN or infinite loss back-propagated once turns every weight into NaN. The model logs which
+samples gave it (see ``Recognizer.loss``); :class:`SkipNonFiniteLoss` then leaves the weights and
+the optimizer state alone for that step. Under DDP all ranks agree (one all-reduce of a flag), so
+either every rank steps or none does -- a rank that skipped alone would leave the others waiting
+in the gradient all-reduce.
+"""
+from __future__ import annotations
+
+import logging
+
+import torch
+import torch.distributed as dist
+from mmengine.logging import print_log
+from mmengine.optim import AmpOptimWrapper, OptimWrapper
+
+from ocrframe.registry import OPTIM_WRAPPERS
+
+
+class NonFiniteLossError(RuntimeError):
+    pass
+
+
+def finite_everywhere(loss: torch.Tensor) -> bool:
+    """Whether the loss is finite on this rank and, in distributed training, on every rank."""
+    flag = torch.isfinite(loss.detach()).all().to(torch.float32).reshape(1)
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+    return bool(flag.item())
+
+
+class SkipNonFiniteLoss:
+    """Mixin for an mmengine OptimWrapper: ``update_params`` skips backward and step when the loss
+    is NaN or infinite (on any rank), logs it, and counts it. ``max_consecutive`` skips in a row
+    mean the weights or the learning rate have diverged: training stops with an error."""
+
+    def __init__(self, *args, max_consecutive_skips: int = 20, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.max_consecutive_skips = max_consecutive_skips
+        self.skipped_steps = 0
+        self._skips_in_a_row = 0
+
+    def update_params(self, loss: torch.Tensor, step_kwargs=None, zero_kwargs=None) -> None:
+        if finite_everywhere(loss):
+            self._skips_in_a_row = 0
+            return super().update_params(loss, step_kwargs, zero_kwargs)
+        self.skipped_steps += 1
+        self._skips_in_a_row += 1
+        self._inner_count += 1  # keeps gradient accumulation in step with the iterations
+        self.zero_grad(**(zero_kwargs or {}))
+        print_log(f"skipped an optimizer step: the loss is {float(loss):.4g} (on this or another rank; the "
+                  f"samples are logged above); {self.skipped_steps} step(s) skipped so far",
+                  logger="current", level=logging.WARNING)
+        if self._skips_in_a_row >= self.max_consecutive_skips:
+            raise NonFiniteLossError(
+                f"the loss was not finite for {self._skips_in_a_row} steps in a row: the weights or the learning "
+                "rate have diverged. Lower the learning rate, add clip_grad to the optim_wrapper, or resume from an "
+                "earlier checkpoint")
+
+
+@OPTIM_WRAPPERS.register_module()
+class GuardedOptimWrapper(SkipNonFiniteLoss, OptimWrapper):
+    """mmengine's OptimWrapper (fp32) that skips steps with a non-finite loss."""
+
+
+@OPTIM_WRAPPERS.register_module()
+class GuardedAmpOptimWrapper(SkipNonFiniteLoss, AmpOptimWrapper):
+    """mmengine's AmpOptimWrapper (CUDA: fp16 with dynamic loss scaling, or bf16) that also skips
+    steps with a non-finite loss. CUDA only, untested on this CPU-only machine."""
+
+
+def use_mixed_precision(cfg) -> str:
+    """Switch a config's optimizer wrapper to mixed precision on this device; returns what was chosen.
+
+    CUDA: :class:`GuardedAmpOptimWrapper`, bf16 where the GPU has it, else fp16 with loss scaling.
+    CPU: ``AutocastOptimWrapper`` with bf16, which itself trains in fp32 where the CPU has no fast
+    bf16 kernels. Either way the CTC loss is computed in fp32 (see the CTC head).
+    """
+    wrapper = cfg.optim_wrapper
+    keep = {k: v for k, v in wrapper.items() if k in ("optimizer", "clip_grad", "accumulative_counts",
+                                                        "paramwise_cfg", "max_consecutive_skips")}
+    if torch.cuda.is_available():  # untested here: no GPU on this machine
+        dtype = "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+        cfg.optim_wrapper = dict(type="GuardedAmpOptimWrapper", dtype=dtype,
+                                 loss_scale="dynamic" if dtype == "float16" else 1.0, **keep)
+        return f"CUDA AMP {dtype}" + (" with dynamic loss scaling" if dtype == "float16" else "")
+    cfg.optim_wrapper = dict(type="AutocastOptimWrapper", dtype="bfloat16", **keep)
+    return "CPU bf16 autocast (fp32 where this CPU has no fast bf16 kernels)"

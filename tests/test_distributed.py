@@ -1,0 +1,127 @@
+"""Data-parallel training on CPU with gloo, in real processes: 2 ranks started by
+tools/dist_train.sh (torchrun) on the LMDB, and 2 ranks started as srun would (Slurm's environment)
+on the synthetic words. Afterwards the ranks hold identical parameters, which training changed,
+and within an epoch each sample was seen exactly once, by one rank.
+
+Multi-GPU / NCCL cannot run here (no GPU): the CUDA branch of ocrframe/distributed.py is untested."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import CONFIG, REPO, TESTS
+
+WORLD = 2
+ITERS = 4
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def probe_config(tmp_path: Path) -> Path:
+    """The paper config (ADADELTA; its dist_cfg says nccl, which must become gloo here) with a
+    small BiLSTM, no validation, and the rank probe hook."""
+    path = tmp_path / "probe_config.py"
+    path.write_text(f"""
+_base_ = [{str(CONFIG)!r}]
+custom_imports = dict(imports=["rank_probe"], allow_failed_imports=False)
+custom_hooks = [dict(type="RankProbeHook", out_dir={str(tmp_path / "probe")!r})]
+model = dict(sequence_encoder=dict(hidden_size=32))
+train_cfg = dict(max_iters={ITERS}, val_interval=1000)
+default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=1000))
+train_dataloader = dict(num_workers=0, persistent_workers=False)
+""")
+    return path
+
+
+def environment(**extra) -> dict:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
+               OMP_NUM_THREADS="1", **extra)
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(name, None)
+    return env
+
+
+def common_args(tmp_path: Path) -> list[str]:
+    return ["--work-dir", str(tmp_path / "work"), "--schedule", "paper", "--no-test"]
+
+
+def read_probe(tmp_path: Path) -> list[dict]:
+    ranks = []
+    for rank in range(WORLD):
+        record = json.loads((tmp_path / "probe" / f"keys_rank{rank}.json").read_text())
+        record.update(torch.load(tmp_path / "probe" / f"params_rank{rank}.pt", weights_only=True))
+        ranks.append(record)
+    return ranks
+
+
+def check_ranks(ranks: list[dict], all_keys: set[str], batch_size: int) -> None:
+    for rank, record in enumerate(ranks):
+        assert (record["rank"], record["world_size"], record["backend"]) == (rank, WORLD, "gloo")
+        assert record["wrapper"] == "AnyDeviceDDP"
+        assert [len(batch) for batch in record["keys"]] == [batch_size] * ITERS
+    # identical parameters on every rank, and training moved them
+    first = ranks[0]["final"]
+    for record in ranks[1:]:
+        assert first.keys() == record["final"].keys()
+        for name, tensor in first.items():
+            assert torch.equal(tensor, record["final"][name]), name
+    assert any(not torch.equal(first[n], ranks[0]["initial"][n]) for n in first)
+    # one epoch = ITERS iterations of WORLD x batch_size: every sample exactly once, by one rank
+    seen = [key for record in ranks for batch in record["keys"] for key in batch]
+    assert len(seen) == len(all_keys) == WORLD * batch_size * ITERS
+    assert set(seen) == all_keys
+    per_rank = [{k for batch in r["keys"] for k in batch} for r in ranks]
+    assert not per_rank[0] & per_rank[1]
+
+
+def test_torchrun_two_cpu_processes_on_the_lmdb(tmp_path, train_lmdb):
+    command = [str(REPO / "tools" / "dist_train.sh"), str(probe_config(tmp_path)), str(WORLD), *common_args(tmp_path),
+               "--data", str(train_lmdb), "--cfg-options", "train_dataloader.batch_size=8"]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=240,
+                            env=environment(PYTHON=sys.executable, PORT=str(free_port())))
+    assert result.returncode == 0, result.stderr[-4000:]
+    check_ranks(read_probe(tmp_path), {f"image-{i:09d}" for i in range(1, 65)}, batch_size=8)
+    assert "distributed backend gloo instead of the config's nccl" in result.stdout + result.stderr
+
+
+def test_slurm_launcher_two_cpu_processes_on_synthetic_words(tmp_path):
+    port = str(free_port())
+    ranks = [subprocess.Popen(
+        [sys.executable, str(REPO / "tools" / "train.py"), str(probe_config(tmp_path)), "--launcher", "slurm",
+         *common_args(tmp_path), "--cfg-options", "train_dataloader.batch_size=4", "train_dataloader.dataset.length=32"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path,
+        env=environment(SLURM_PROCID=str(rank), SLURM_LOCALID=str(rank), SLURM_NTASKS=str(WORLD),
+                        MASTER_ADDR="127.0.0.1", MASTER_PORT=port))
+        for rank in range(WORLD)]
+    outputs = [process.communicate(timeout=240)[0] for process in ranks]
+    for process, output in zip(ranks, outputs):
+        assert process.returncode == 0, output[-4000:]
+    check_ranks(read_probe(tmp_path), {f"0-{i}" for i in range(32)}, batch_size=4)
+
+
+def test_slurm_launcher_outside_srun_says_how_to_start_it(tmp_path, monkeypatch):
+    from ocrframe.distributed import init_cpu_process_group
+
+    for name in ("SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(RuntimeError, match=r"--launcher slurm needs SLURM_PROCID.*tools/slurm_train.sh"):
+        init_cpu_process_group("slurm")
+
+
+def test_pytorch_launcher_outside_torchrun_says_how_to_start_it(monkeypatch):
+    from ocrframe.distributed import init_cpu_process_group
+
+    monkeypatch.delenv("RANK", raising=False)
+    with pytest.raises(RuntimeError, match=r"--launcher pytorch needs \$RANK.*tools/dist_train.sh"):
+        init_cpu_process_group("pytorch")

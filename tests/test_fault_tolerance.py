@@ -1,0 +1,240 @@
+"""Surviving faults: a training process killed with SIGKILL resumes where its last checkpoint left
+it (same weights as a run never interrupted); checkpoints are written atomically and the last K
+kept; a crafted checkpoint is refused on resume; a non-finite loss skips the step and names the
+samples; an exception in a data worker names the dataset, the sample and the cause."""
+from __future__ import annotations
+
+import logging
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from conftest import CONFIG, REPO, TINY_RUN
+from ocrframe.checkpoint import atomic_write, load_checkpoint
+
+ITERS = 12
+# The CPU schedule (Adam, warm-up then cosine LR) with a small BiLSTM, checkpoints every 2
+# iterations (the last 2 kept), no validation; the LMDB's 64 images reshuffled every epoch of 8 batches.
+OPTIONS = [*TINY_RUN, f"train_cfg.max_iters={ITERS}", "train_cfg.val_interval=1000",
+           "model.sequence_encoder.hidden_size=32", "default_hooks.checkpoint.max_keep_ckpts=2",
+           "param_scheduler.0.end=6", "param_scheduler.1.begin=6"]
+
+
+def train_command(work_dir: Path, train_lmdb: Path, *extra: str) -> list[str]:
+    return [sys.executable, str(REPO / "tools" / "train.py"), str(CONFIG), "--schedule", "cpu", "--work-dir",
+            str(work_dir), "--data", str(train_lmdb), "--no-test", *extra, "--cfg-options", *OPTIONS]
+
+
+def run(command: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    result = subprocess.run(command, capture_output=True, text=True, cwd=cwd, timeout=300,
+                            env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def kill_after_checkpoint(command: list[str], work_dir: Path, iteration: int) -> int:
+    """Start training, SIGKILL it as soon as the checkpoint of ``iteration`` is in place; return the
+    iteration of the checkpoint it left as the last one."""
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=work_dir.parent,
+                               env=dict(os.environ, OMP_NUM_THREADS="1"))
+    deadline = time.monotonic() + 240
+    while not (work_dir / "last_checkpoint").is_file() or \
+            not (work_dir / "last_checkpoint").read_text().endswith(f"iter_{iteration}.pth"):
+        assert process.poll() is None, f"training ended before iteration {iteration}: {process.stderr.read()[-3000:]}"
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL
+    last = (work_dir / "last_checkpoint").read_text()
+    return int(re.search(r"iter_(\d+)\.pth$", last).group(1))
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, train_lmdb) -> Path:
+    work_dir = tmp_path_factory.mktemp("straight") / "work"
+    run(train_command(work_dir, train_lmdb), work_dir.parent)
+    return work_dir
+
+
+@pytest.fixture(scope="module")
+def killed_and_resumed(tmp_path_factory, train_lmdb) -> tuple[Path, int, str]:
+    work_dir = tmp_path_factory.mktemp("killed") / "work"
+    resumed_from = kill_after_checkpoint(train_command(work_dir, train_lmdb), work_dir, iteration=4)
+    for checkpoint in work_dir.glob("*.pth"):  # whatever the kill interrupted, what is there loads
+        load_checkpoint(checkpoint)
+    result = run(train_command(work_dir, train_lmdb, "--resume"), work_dir.parent)
+    return work_dir, resumed_from, result.stdout + result.stderr
+
+
+def test_resume_after_sigkill_reaches_the_same_weights_as_an_uninterrupted_run(uninterrupted, killed_and_resumed):
+    work_dir, resumed_from, log = killed_and_resumed
+    assert resumed_from >= 4
+    assert re.search(rf"resumed epoch: 0, iter: {resumed_from}\b", log)
+    assert f"Advance dataloader {resumed_from} steps" in log  # the data position is restored
+    straight = load_checkpoint(uninterrupted / f"iter_{ITERS}.pth")
+    resumed = load_checkpoint(work_dir / f"iter_{ITERS}.pth")
+    assert resumed["meta"]["iter"] == straight["meta"]["iter"] == ITERS
+    # optimizer state: Adam's step counts and moments continue, not restart
+    assert {float(s["step"]) for s in resumed["optimizer"]["state"].values()} == {float(ITERS)}
+    for a, b in zip(straight["optimizer"]["state"].values(), resumed["optimizer"]["state"].values()):
+        torch.testing.assert_close(a["exp_avg_sq"], b["exp_avg_sq"], rtol=1e-4, atol=1e-9)
+    # scheduler state: the warm-up and the cosine decay are where they were
+    assert [s["last_step"] for s in resumed["param_schedulers"]] == [s["last_step"] for s in straight["param_schedulers"]]
+    lr = [g["lr"] for g in resumed["optimizer"]["param_groups"]]
+    assert lr == pytest.approx([g["lr"] for g in straight["optimizer"]["param_groups"]])
+    # the same samples in the same order after the kill: the weights agree
+    for name, tensor in straight["state_dict"].items():
+        torch.testing.assert_close(resumed["state_dict"][name], tensor, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_only_the_last_k_checkpoints_are_kept_and_last_checkpoint_points_at_the_newest(uninterrupted, killed_and_resumed):
+    for work_dir in (uninterrupted, killed_and_resumed[0]):
+        assert sorted(p.name for p in work_dir.glob("iter_*.pth")) == [f"iter_{ITERS - 2}.pth", f"iter_{ITERS}.pth"]
+        assert (work_dir / "last_checkpoint").read_text().endswith(f"iter_{ITERS}.pth")
+        assert not [p.name for p in work_dir.iterdir() if ".tmp-" in p.name]
+
+
+def test_an_interrupted_write_leaves_the_previous_file_whole(tmp_path, monkeypatch):
+    target = tmp_path / "latest.pth"
+    atomic_write(target, b"complete old checkpoint")
+
+    def crash(fd):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "fsync", crash)
+    with pytest.raises(OSError, match="disk full"):
+        atomic_write(target, b"new checkpoint that never finishes")
+    assert target.read_bytes() == b"complete old checkpoint"
+    assert [p.name for p in tmp_path.iterdir()] == ["latest.pth"]  # no temporary file left behind
+
+
+def test_resume_from_a_crafted_pickle_is_refused_and_its_code_never_runs(tmp_path, train_lmdb):
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    evil = tmp_path / "evil.pth"
+    torch.save({"state_dict": {}, "meta": Payload()}, evil)
+    result = subprocess.run(train_command(tmp_path / "work", train_lmdb, "--resume", str(evil)),
+                            capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert result.returncode != 0
+    assert f"refused to load {evil}" in result.stderr
+    assert not marker.exists()
+
+
+# -- non-finite losses -------------------------------------------------------------------------
+
+@pytest.fixture
+def small_model():
+    from mmengine.config import Config
+
+    from ocrframe.registry import MODELS
+
+    cfg = Config.fromfile(str(CONFIG))
+    torch.manual_seed(0)
+    return MODELS.build(dict(cfg.model, sequence_encoder=dict(type="BiLSTM", hidden_size=16, num_layers=1)))
+
+
+def wrapper_for(model, **kwargs):
+    from ocrframe.optim import GuardedOptimWrapper
+
+    return GuardedOptimWrapper(optimizer=torch.optim.Adam(model.parameters(), 1e-3), **kwargs)
+
+
+def batch(texts: list[str], width: int = 100, nan_in: int | None = None) -> dict:
+    images = torch.randn(len(texts), 1, 32, width)
+    if nan_in is not None:
+        images[nan_in, 0, 5, 5] = float("nan")
+    return dict(inputs=images, data_samples=dict(texts=texts, keys=[f"key-{t}" for t in texts],
+                                                  widths=torch.full((len(texts),), width)))
+
+
+def snapshot(model) -> dict:
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def test_a_label_longer_than_the_frames_is_left_out_by_key_and_the_step_still_taken(small_model, caplog):
+    optim = wrapper_for(small_model)
+    frames = small_model.backbone.num_frames(24)  # 7 frames: a 10-letter label cannot fit
+    before = snapshot(small_model)
+    with caplog.at_level(logging.WARNING):
+        log_vars = small_model.train_step(batch(["ab", "abcdefghij", "cd"], width=24), optim)
+    assert frames < 10
+    assert torch.isfinite(log_vars["loss"])
+    assert "key-abcdefghij" in caplog.text and "longer than the frames" in caplog.text
+    assert optim.skipped_steps == 0
+    after = small_model.state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    assert all(torch.isfinite(v).all() for v in after.values() if v.is_floating_point())
+
+
+def test_a_non_finite_loss_names_the_sample_and_skips_the_step(small_model, caplog):
+    optim = wrapper_for(small_model)
+    before = snapshot(small_model)
+    with caplog.at_level(logging.WARNING):
+        small_model.train_step(batch(["ab", "cd", "ef"], nan_in=1), optim)
+    assert "key-cd" in caplog.text and "key-ab" not in caplog.text
+    assert "skipped an optimizer step" in caplog.text
+    assert optim.skipped_steps == 1
+    after = small_model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # weights and batch-norm statistics
+    assert not optim.optimizer.state  # Adam never stepped
+    small_model.train_step(batch(["ab", "cd", "ef"]), optim)  # the next good batch trains
+    assert any(not torch.equal(before[k], v) for k, v in small_model.state_dict().items())
+
+
+def test_a_diverged_run_stops_with_advice_instead_of_skipping_forever(small_model):
+    from ocrframe.optim import NonFiniteLossError
+
+    optim = wrapper_for(small_model, max_consecutive_skips=3)
+    for _ in range(2):
+        small_model.train_step(batch(["ab"], nan_in=0), optim)
+    with pytest.raises(NonFiniteLossError, match="3 steps in a row.*Lower the learning rate"):
+        small_model.train_step(batch(["ab"], nan_in=0), optim)
+
+
+# -- data workers ------------------------------------------------------------------------------
+
+class FailsOn:
+    """A transform with a bug that shows on one sample only."""
+
+    def __init__(self, key: str):
+        self.key = key
+
+    def __call__(self, sample: dict) -> dict:
+        if sample["key"] == self.key:
+            return {"ratio": 1 / 0}
+        return sample
+
+
+@pytest.mark.parametrize("dataset_type", ["LMDBDataset", "SynthWordDataset"])
+def test_an_exception_in_a_data_worker_names_dataset_sample_and_cause(dataset_type, train_lmdb):
+    from mmengine.config import Config
+
+    from ocrframe.registry import DATASETS
+
+    charset = Config.fromfile(str(CONFIG)).charset
+    if dataset_type == "LMDBDataset":
+        dataset = DATASETS.build(dict(type="LMDBDataset", path=str(train_lmdb), charset=charset))
+        key, name = "image-000000003", f"LMDB {train_lmdb}"
+    else:
+        dataset = DATASETS.build(dict(type="SynthWordDataset", charset=charset, length=8, seed=5))
+        key, name = "5-2", "synthetic words (train assets, seed 5)"
+    dataset.pipeline.transforms.append(FailsOn(key))
+    loader = DataLoader(dataset, batch_size=4, num_workers=1, collate_fn=list)
+    with pytest.raises(Exception) as error:
+        list(loader)
+    message = str(error.value)
+    assert "DataLoader worker" in message
+    assert f"{name}: sample {key} (index 2) failed: ZeroDivisionError: division by zero" in message
