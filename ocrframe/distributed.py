@@ -46,14 +46,18 @@ def prepare(cfg, launcher: str) -> None:
     cfg.launcher = launcher
     if launcher == "none":
         return
-    env_cfg = cfg.setdefault("env_cfg", {})
-    dist_cfg = env_cfg.setdefault("dist_cfg", {})
+    if cfg.get("env_cfg") is None:
+        cfg.env_cfg = {}
+    if cfg.env_cfg.get("dist_cfg") is None:
+        cfg.env_cfg.dist_cfg = {}
+    dist_cfg = cfg.env_cfg.dist_cfg
     backend = "nccl" if uses_cuda() else "gloo"
     if dist_cfg.get("backend") not in (None, backend):
         print_log(f"distributed backend {backend} instead of the config's {dist_cfg['backend']} "
                   f"({'a GPU' if uses_cuda() else 'no GPU'} here)", logger="current", level=logging.INFO)
     dist_cfg["backend"] = backend
-    cfg.setdefault("model_wrapper_cfg", dict(type="AnyDeviceDDP"))
+    if cfg.get("model_wrapper_cfg") is None:
+        cfg.model_wrapper_cfg = dict(type="AnyDeviceDDP")
     if not uses_cuda() and not dist.is_initialized():
         init_cpu_process_group(launcher, timeout=dist_cfg.get("timeout"))
 

@@ -96,17 +96,24 @@ def test_torchrun_two_cpu_processes_on_the_lmdb(tmp_path, train_lmdb):
 
 
 def test_slurm_launcher_two_cpu_processes_on_synthetic_words(tmp_path):
-    port = str(free_port())
-    ranks = [subprocess.Popen(
-        [sys.executable, str(REPO / "tools" / "train.py"), str(probe_config(tmp_path)), "--launcher", "slurm",
-         *common_args(tmp_path), "--cfg-options", "train_dataloader.batch_size=4", "train_dataloader.dataset.length=32"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path,
-        env=environment(SLURM_PROCID=str(rank), SLURM_LOCALID=str(rank), SLURM_NTASKS=str(WORLD),
-                        MASTER_ADDR="127.0.0.1", MASTER_PORT=port))
-        for rank in range(WORLD)]
-    outputs = [process.communicate(timeout=240)[0] for process in ranks]
-    for process, output in zip(ranks, outputs):
-        assert process.returncode == 0, output[-4000:]
+    port, config = str(free_port()), probe_config(tmp_path)
+    ranks = []
+    for rank in range(WORLD):  # as srun starts them: same command, rank in SLURM_PROCID
+        with open(tmp_path / f"rank{rank}.log", "w") as log:
+            ranks.append(subprocess.Popen(
+                [sys.executable, str(REPO / "tools" / "train.py"), str(config), "--launcher", "slurm",
+                 *common_args(tmp_path), "--cfg-options", "train_dataloader.batch_size=4",
+                 "train_dataloader.dataset.length=32"],
+                stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path,
+                env=environment(SLURM_PROCID=str(rank), SLURM_LOCALID=str(rank), SLURM_NTASKS=str(WORLD),
+                                MASTER_ADDR="127.0.0.1", MASTER_PORT=port)))
+    try:
+        for rank, process in enumerate(ranks):
+            assert process.wait(timeout=240) == 0, (tmp_path / f"rank{rank}.log").read_text()[-4000:]
+    finally:
+        for process in ranks:  # a rank left waiting for a failed peer
+            if process.poll() is None:
+                process.kill()
     check_ranks(read_probe(tmp_path), {f"0-{i}" for i in range(32)}, batch_size=4)
 
 
