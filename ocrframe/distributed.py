@@ -19,10 +19,7 @@ import torch
 import torch.distributed as dist
 from mmengine.logging import print_log
 from mmengine.model import MMDistributedDataParallel
-
-from ocrframe.registry import _MIRRORS
-
-MODEL_WRAPPERS = _MIRRORS["MODEL_WRAPPERS"]
+from mmengine.registry import MODEL_WRAPPERS  # mmengine's own: the Runner looks wrappers up there, unscoped
 
 
 def uses_cuda() -> bool:

@@ -30,7 +30,7 @@ def free_port() -> int:
 
 def probe_config(tmp_path: Path) -> Path:
     """The paper config (ADADELTA; its dist_cfg says nccl, which must become gloo here) with a
-    small BiLSTM, no validation, and the rank probe hook."""
+    small BiLSTM, the rank probe hook, and a validation of 16 images at the end."""
     path = tmp_path / "probe_config.py"
     path.write_text(f"""
 _base_ = [{str(CONFIG)!r}]
@@ -40,16 +40,16 @@ model = dict(sequence_encoder=dict(hidden_size=32))
 train_cfg = dict(max_iters={ITERS}, val_interval=1000)
 default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=1000))
 train_dataloader = dict(num_workers=0, persistent_workers=False)
+val_dataloader = dict(num_workers=0, persistent_workers=False, dataset=dict(length=16))
 """)
     return path
 
 
 def environment(**extra) -> dict:
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
-               OMP_NUM_THREADS="1", **extra)
-    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
-        env.pop(name, None)
-    return env
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT") and not k.startswith("SLURM_")}
+    return dict(env, PYTHONPATH=os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
+                OMP_NUM_THREADS="1", **extra)
 
 
 def common_args(tmp_path: Path) -> list[str]:

@@ -22,15 +22,18 @@ from ocrframe.checkpoint import atomic_write, load_checkpoint
 
 ITERS = 12
 # The CPU schedule (Adam, warm-up then cosine LR) with a small BiLSTM, checkpoints every 2
-# iterations (the last 2 kept), no validation; the LMDB's 64 images reshuffled every epoch of 8 batches.
+# iterations (the last 2 kept), validation only at the end; the LMDB's 64 images reshuffled every
+# epoch of 8 batches.
 OPTIONS = [*TINY_RUN, f"train_cfg.max_iters={ITERS}", "train_cfg.val_interval=1000",
            "model.sequence_encoder.hidden_size=32", "default_hooks.checkpoint.max_keep_ckpts=2",
            "param_scheduler.0.end=6", "param_scheduler.1.begin=6"]
 
 
-def train_command(work_dir: Path, train_lmdb: Path, *extra: str) -> list[str]:
+def train_command(work_dir: Path, data: tuple[Path, Path], *extra: str) -> list[str]:
+    """tools/train.py on (train LMDB, validation LMDB); the loop validates once, at the end."""
     return [sys.executable, str(REPO / "tools" / "train.py"), str(CONFIG), "--schedule", "cpu", "--work-dir",
-            str(work_dir), "--data", str(train_lmdb), "--no-test", *extra, "--cfg-options", *OPTIONS]
+            str(work_dir), "--data", str(data[0]), "--val-data", str(data[1]), "--no-test", *extra,
+            "--cfg-options", *OPTIONS]
 
 
 def run(command: list[str], cwd: Path) -> subprocess.CompletedProcess:
@@ -61,19 +64,19 @@ def kill_after_checkpoint(command: list[str], work_dir: Path, iteration: int) ->
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory, train_lmdb) -> Path:
+def uninterrupted(tmp_path_factory, train_lmdb, val_lmdb) -> Path:
     work_dir = tmp_path_factory.mktemp("straight") / "work"
-    run(train_command(work_dir, train_lmdb), work_dir.parent)
+    run(train_command(work_dir, (train_lmdb, val_lmdb)), work_dir.parent)
     return work_dir
 
 
 @pytest.fixture(scope="module")
-def killed_and_resumed(tmp_path_factory, train_lmdb) -> tuple[Path, int, str]:
+def killed_and_resumed(tmp_path_factory, train_lmdb, val_lmdb) -> tuple[Path, int, str]:
     work_dir = tmp_path_factory.mktemp("killed") / "work"
-    resumed_from = kill_after_checkpoint(train_command(work_dir, train_lmdb), work_dir, iteration=4)
+    resumed_from = kill_after_checkpoint(train_command(work_dir, (train_lmdb, val_lmdb)), work_dir, iteration=4)
     for checkpoint in work_dir.glob("*.pth"):  # whatever the kill interrupted, what is there loads
         load_checkpoint(checkpoint)
-    result = run(train_command(work_dir, train_lmdb, "--resume"), work_dir.parent)
+    result = run(train_command(work_dir, (train_lmdb, val_lmdb), "--resume"), work_dir.parent)
     return work_dir, resumed_from, result.stdout + result.stderr
 
 
@@ -101,6 +104,7 @@ def test_resume_after_sigkill_reaches_the_same_weights_as_an_uninterrupted_run(u
 def test_only_the_last_k_checkpoints_are_kept_and_last_checkpoint_points_at_the_newest(uninterrupted, killed_and_resumed):
     for work_dir in (uninterrupted, killed_and_resumed[0]):
         assert sorted(p.name for p in work_dir.glob("iter_*.pth")) == [f"iter_{ITERS - 2}.pth", f"iter_{ITERS}.pth"]
+        assert [p.name for p in work_dir.glob("best_*.pth")] == [f"best_word_acc_iter_{ITERS}.pth"]
         assert (work_dir / "last_checkpoint").read_text().endswith(f"iter_{ITERS}.pth")
         assert not [p.name for p in work_dir.iterdir() if ".tmp-" in p.name]
 
@@ -119,7 +123,7 @@ def test_an_interrupted_write_leaves_the_previous_file_whole(tmp_path, monkeypat
     assert [p.name for p in tmp_path.iterdir()] == ["latest.pth"]  # no temporary file left behind
 
 
-def test_resume_from_a_crafted_pickle_is_refused_and_its_code_never_runs(tmp_path, train_lmdb):
+def test_resume_from_a_crafted_pickle_is_refused_and_its_code_never_runs(tmp_path, train_lmdb, val_lmdb):
     marker = tmp_path / "pwned"
 
     class Payload:
@@ -128,7 +132,7 @@ def test_resume_from_a_crafted_pickle_is_refused_and_its_code_never_runs(tmp_pat
 
     evil = tmp_path / "evil.pth"
     torch.save({"state_dict": {}, "meta": Payload()}, evil)
-    result = subprocess.run(train_command(tmp_path / "work", train_lmdb, "--resume", str(evil)),
+    result = subprocess.run(train_command(tmp_path / "work", (train_lmdb, val_lmdb), "--resume", str(evil)),
                             capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert result.returncode != 0
     assert f"refused to load {evil}" in result.stderr
