@@ -284,13 +284,22 @@ def _the_lexicon_decoder() -> str:
 
 
 def read_lexicon(source) -> list[str]:
-    """Words from a list, or from a file of words (whitespace- or line-separated)."""
+    """Words from a list, or from a file of words (whitespace- or line-separated). A Hunspell
+    dictionary (``.dic``, e.g. /usr/share/hunspell/en_US.dic) loses its first line (the word
+    count) and each word's affix flags (``word/FLAGS``)."""
     if isinstance(source, (list, tuple)):
         return list(source)
     path = Path(source)
     if not path.is_file():
         raise FileNotFoundError(f"lexicon file {path} does not exist (one word per line)")
-    words = path.read_text(encoding="utf-8").split()
+    if path.suffix == ".dic":
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+        if lines and lines[0].strip().isdigit():
+            lines = lines[1:]
+        words = [line.split("/", 1)[0].strip() for line in lines]
+        words = [w for w in words if w]
+    else:
+        words = path.read_text(encoding="utf-8").split()
     if not words:
         raise ValueError(f"lexicon file {path} holds no words")
     return words
