@@ -275,8 +275,15 @@ def _lexicon_decoders() -> list[str]:
     return [name for name in _decoder_names() if takes_lexicon(DECODERS.module_dict[name])]
 
 
+PREFERRED_LEXICON_DECODER = "LexiconDecoder"  # the CTC plugin's: the paper's lexicon-based transcription
+
+
 def _the_lexicon_decoder() -> str:
+    """The decoder used for a lexicon given without one: LexiconDecoder when installed, else the
+    only decoder that takes a lexicon."""
     found = _lexicon_decoders()
+    if PREFERRED_LEXICON_DECODER in found:
+        return PREFERRED_LEXICON_DECODER
     if len(found) != 1:
         raise ValueError("a lexicon was given without a decoder; choose one that uses a lexicon: "
                          + (", ".join(found) if found else "none is installed"))

@@ -59,6 +59,8 @@ class BeamSearchDecoder:
     def __init__(self, charset: Charset, beam_width: int = 10, lexicon=None):
         if beam_width < 1:
             raise ValueError(f"beam_width must be at least 1, not {beam_width}")
+        if charset.num_classes > 2**15 - 1:  # prefixes are held as int16 symbols
+            raise ValueError(f"BeamSearchDecoder handles up to 32766 symbols; the charset has {len(charset)}")
         self.charset, self.beam_width = charset, beam_width
         self.trie = None
         if lexicon is not None:
@@ -84,7 +86,8 @@ class _Beam:
 
     def __init__(self, n: int, width: int, max_len: int, blank: int, trie: PrefixTrie | None):
         self.n, self.width, self.blank, self.trie = n, width, blank, trie
-        self.tokens = torch.full((n, width, max_len + 1), -1, dtype=torch.long)
+        # int16 symbols, 4 to an int64 when prefixes are compared (see relations())
+        self.tokens = torch.full((n, width, -(-(max_len + 1) // 4) * 4), -1, dtype=torch.int16)
         self.lengths = torch.zeros(n, width, dtype=torch.long)
         self.blank_ended = torch.ones(n, width, dtype=torch.bool)  # the empty prefix counts as blank-ended
         self.scores = torch.full((n, width), -torch.inf)
@@ -95,12 +98,13 @@ class _Beam:
         """(ids, last, is_child): ``ids`` (N, B) the first entry holding the same prefix, so that
         equal prefixes share one id; ``last`` (N, B) each prefix's last symbol (-1 if empty);
         ``is_child`` (N, B, B) [n, j, i]: j's prefix is i's plus one symbol."""
-        used = int(self.lengths.max()) + 1  # columns beyond are -1 everywhere
+        used = -(-(int(self.lengths.max()) + 1) // 4) * 4  # columns beyond are -1 everywhere
         tokens = self.tokens[:, :, :used]
         end = (self.lengths - 1).clamp(min=0)[..., None]
-        last = tokens.gather(2, end)[..., 0]
+        last = tokens.gather(2, end)[..., 0].long()
         parents = tokens.scatter(2, end, -1)  # each prefix without its last symbol
-        equal = (torch.cat([tokens, parents], 1)[:, :, None] == tokens[:, None]).all(-1)  # (N, 2B, B)
+        packed = torch.cat([tokens, parents], 1).contiguous().view(torch.int64)  # 4 symbols per number
+        equal = (packed[:, :, None] == packed[:, None, : self.width]).all(-1)  # (N, 2B, B)
         ids = equal[:, : self.width].int().argmax(-1)
         is_child = equal[:, self.width:] & (self.lengths > 0)[..., None]
         return ids, last, is_child
@@ -128,8 +132,9 @@ class _Beam:
             allowed = self.trie.next[self.nodes] >= 0                            # (N, B, K)
             scores = scores.masked_fill(~(stays | allowed), -torch.inf)
         keys = (prefix_key * 2 + is_blank).view(n, -1)                           # (prefix, ends in blank)
-        merged = _logsumexp_by_key(scores.view(n, -1), keys, 2 * width * (classes + 1))
-        best, key = merged.topk(width, dim=1)
+        merged = _merge_by_key(scores.view(n, -1), keys, 2 * width * (classes + 1))
+        best, chosen = merged.topk(width, dim=1)
+        key = keys.gather(1, chosen)
         ended_blank, prefix = key % 2 == 1, key // 2
         extended = prefix >= width
         source = torch.where(extended, (prefix - width) // classes, prefix)
@@ -137,7 +142,7 @@ class _Beam:
         tokens = self.tokens.gather(1, source[..., None].expand(-1, -1, self.tokens.shape[2]))
         lengths = self.lengths.gather(1, source)
         rows = extended.nonzero()
-        tokens[rows[:, 0], rows[:, 1], lengths[extended]] = symbol[extended]
+        tokens[rows[:, 0], rows[:, 1], lengths[extended]] = symbol[extended].to(tokens.dtype)
         nodes = self.nodes.gather(1, source)
         if self.trie is not None:
             nodes = torch.where(extended, self.trie.next[nodes, symbol.clamp(min=0)].clamp(min=0), nodes)
@@ -156,7 +161,7 @@ class _Beam:
     def finish(self, charset: Charset) -> list[Prediction]:
         """Add up the two endings of each prefix and return the most probable prefix per row."""
         ids = self.relations()[0]
-        totals = _logsumexp_by_key(self.scores, ids, self.width)      # indexed by canonical id
+        totals = _merge_by_key(self.scores, ids, self.width)  # the two endings of a prefix added up
         in_lexicon = torch.ones_like(totals, dtype=torch.bool)
         if self.trie is not None:
             in_lexicon = self.trie.is_word[self.nodes]
@@ -172,12 +177,15 @@ class _Beam:
         return predictions
 
 
-def _logsumexp_by_key(values: torch.Tensor, keys: torch.Tensor, num_keys: int) -> torch.Tensor:
-    """(N, num_keys): log-sum-exp of ``values`` (N, M) grouped by integer ``keys`` (N, M); -inf
-    where a key has no value."""
-    n = len(values)
+def _merge_by_key(values: torch.Tensor, keys: torch.Tensor, num_keys: int) -> torch.Tensor:
+    """(N, M): for each group of equal ``keys`` (integers below ``num_keys``) in a row, the
+    log-sum-exp of the group's ``values`` at the group's first position, -inf elsewhere."""
+    n, m = values.shape
     peak = torch.full((n, num_keys), -torch.inf).scatter_reduce(1, keys, values, "amax")
     shift = peak.gather(1, keys)
-    weights = torch.exp(values - torch.where(torch.isinf(shift), 0.0, shift))
-    total = torch.zeros(n, num_keys).scatter_add_(1, keys, weights)
-    return torch.where(torch.isinf(peak), peak, peak + total.log())
+    finite_shift = torch.where(torch.isinf(shift), 0.0, shift)
+    total = torch.zeros(n, num_keys).scatter_add_(1, keys, torch.exp(values - finite_shift))
+    position = torch.arange(m).expand(n, m)
+    first = torch.full((n, num_keys), m).scatter_reduce(1, keys, position, "amin")
+    merged = finite_shift + total.gather(1, keys).log()
+    return torch.where((first.gather(1, keys) == position) & ~torch.isinf(shift), merged, -torch.inf)
