@@ -71,21 +71,22 @@ def test_a_beam_that_never_prunes_finds_the_most_probable_labelling(blank, frame
 
 
 def test_beam_search_finds_the_labelling_whose_paths_add_up_where_best_path_does_not():
-    # Best path is "-" (blank twice, p=0.36) -> "", but "a" collects a-, -a, aa: 0.16*3 = 0.48.
+    # Best path is "--" (p=0.36) -> "", but "a" collects a-, -a and aa: 0.24 + 0.24 + 0.16 = 0.64.
     charset = Charset("a", blank="first")
     frame = torch.tensor([0.6, 0.4]).log()
     log_probs = torch.stack([frame, frame])[None]
     lengths = torch.tensor([2])
     assert GreedyDecoder(charset).decode(log_probs, lengths)[0].text == ""
     prediction = BeamSearchDecoder(charset, beam_width=4).decode(log_probs, lengths)[0]
-    assert prediction.text == "a" and prediction.score == pytest.approx(math.log(0.48), abs=1e-6)
+    assert prediction.text == "a" and prediction.score == pytest.approx(math.log(0.64), abs=1e-6)
 
 
 def test_beam_with_a_lexicon_only_writes_lexicon_words():
     charset = Charset("abc", blank="first")
     log_probs = random_log_probs(3, 8, 6, charset.num_classes)
     words = ["ab", "cab", "ba"]
-    predictions = BeamSearchDecoder(charset, beam_width=8, lexicon=words).decode(log_probs, torch.full((8,), 6))
+    # 8 prefixes of the trie, two endings each: a beam of 16 never prunes, so the search is exact
+    predictions = BeamSearchDecoder(charset, beam_width=16, lexicon=words).decode(log_probs, torch.full((8,), 6))
     assert all(p.text in words and p.extras["in_lexicon"] for p in predictions)
     for row, prediction in enumerate(predictions):  # the most probable of the three, as scored by CTC
         probabilities = labelling_probabilities(log_probs[row], 6, charset)

@@ -57,7 +57,7 @@ class Lexicon:
                 words.append(form)
         lexicon = cls(words, adjusted, dropped)
         if warn and (adjusted or dropped):
-            logger.warning("%s: %s", source if isinstance(source, str) else name, lexicon.charset_report())
+            logger.warning("%s: %s", name if isinstance(source, (list, tuple)) else source, lexicon.charset_report())
         return lexicon
 
     def charset_report(self) -> str:
