@@ -120,40 +120,54 @@ class BKTree:
 
 class BandedIndex:
     """Words grouped by length; :meth:`search_many` compares a batch of queries with the words
-    of lengths within ``radius`` of each query's, with rapidfuzz's Levenshtein distance."""
+    of lengths within ``radius`` of each query's, with rapidfuzz's Levenshtein distance on
+    ``workers`` threads (-1: all cores)."""
 
-    def __init__(self, words: list[str], workers: int = 1):
+    GROUP = 128
+
+    def __init__(self, words: list[str], workers: int = -1):
         self.words = list(words)
         self.workers = workers
         lengths = np.fromiter((len(w) for w in self.words), dtype=np.int64, count=len(self.words))
         self.by_length = {int(n): np.flatnonzero(lengths == n) for n in np.unique(lengths)}
+        self.bands: dict[tuple[int, int], tuple[np.ndarray, list[str]]] = {}
 
-    def band(self, length: int, radius: int) -> np.ndarray:
-        parts = [self.by_length[n] for n in range(max(length - radius, 0), length + radius + 1) if n in self.by_length]
-        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+    def band(self, shortest: int, longest: int) -> tuple[np.ndarray, list[str]]:
+        """Indices and words of the lengths ``shortest`` to ``longest`` (cached)."""
+        if (shortest, longest) not in self.bands:
+            parts = [self.by_length[n] for n in range(max(shortest, 0), longest + 1) if n in self.by_length]
+            indices = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+            self.bands[shortest, longest] = indices, [self.words[i] for i in indices]
+        return self.bands[shortest, longest]
 
     def search_many(self, queries: list[str], radius: int) -> list[list[int]]:
-        """For each query, the sorted indices of the words within ``radius``."""
+        """For each query, the sorted indices of the words within ``radius``.
+
+        Queries are sorted by length and compared in groups of neighbouring lengths with the
+        words of those lengths +- radius. Groups hold at least ``GROUP`` queries where there are
+        that many: rapidfuzz compares several short queries with a word at once (SIMD), so few
+        large calls beat many small ones."""
         from rapidfuzz import process
         from rapidfuzz.distance import Levenshtein
 
         results: list[list[int]] = [[] for _ in queries]
-        by_length: dict[int, list[int]] = {}
-        for q, query in enumerate(queries):
-            by_length.setdefault(len(query), []).append(q)
-        for length, members in by_length.items():
-            band = self.band(length, radius)
-            if len(band) == 0:
+        order = sorted(range(len(queries)), key=lambda q: len(queries[q]))
+        groups, start = [], 0
+        for end in range(1, len(order) + 1):
+            boundary = end == len(order) or len(queries[order[end]]) != len(queries[order[end - 1]])
+            if boundary and (end - start >= self.GROUP or end == len(order)):
+                groups.append(order[start:end])
+                start = end
+        for members in groups:
+            indices, words = self.band(len(queries[members[0]]) - radius, len(queries[members[-1]]) + radius)
+            if not words:
                 continue
-            distances = process.cdist([queries[q] for q in members], [self.words[i] for i in band],
-                                      scorer=Levenshtein.distance, score_cutoff=radius, dtype=np.int32,
-                                      workers=self.workers)
-            rows, cols = np.nonzero(distances <= radius)
-            for q in members:
-                results[q] = []
-            for row, col in zip(rows.tolist(), cols.tolist()):
-                results[members[row]].append(int(band[col]))
-        return [sorted(r) for r in results]
+            # distances above the cut-off come back as radius + 1, so 8 bits always suffice
+            distances = process.cdist([queries[q] for q in members], words, scorer=Levenshtein.distance,
+                                      score_cutoff=min(radius, 254), dtype=np.uint8, workers=self.workers)
+            for row, found in zip(members, distances <= radius):
+                results[row] = np.sort(indices[found]).tolist()
+        return results
 
     def search(self, query: str, radius: int) -> list[int]:
         return self.search_many([query], radius)[0]
