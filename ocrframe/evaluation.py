@@ -104,6 +104,21 @@ def per_image_lexicons(outputs: Outputs, mode: str) -> list[list[str]]:
     return lexicons
 
 
+def decoding_chunks(batches, size: int = 1024):
+    """The network's batches joined into chunks of about ``size`` samples, frames padded to the
+    longest (decoders ignore frames past each sample's length): the lexicon search answers a
+    large batch of queries much faster per query than a small one."""
+    chunk: list[tuple[torch.Tensor, torch.Tensor]] = []
+    for batch in batches + [None]:
+        if chunk and (batch is None or sum(len(lp) for lp, _ in chunk) + len(batch[0]) > size):
+            frames = max(lp.shape[1] for lp, _ in chunk)
+            padded = [torch.nn.functional.pad(lp, (0, 0, 0, frames - lp.shape[1])) for lp, _ in chunk]
+            yield torch.cat(padded), torch.cat([lengths for _, lengths in chunk])
+            chunk = []
+        if batch is not None:
+            chunk.append(batch)
+
+
 def decode_column(model, outputs: Outputs, mode: str, delta: int, file_decoders: dict):
     """(predictions, decoding seconds, note) of one lexicon column on one dataset."""
     from ocrframe.inference import build_decoder
@@ -123,7 +138,7 @@ def decode_column(model, outputs: Outputs, mode: str, delta: int, file_decoders:
             file_decoders[mode] = build_decoder(dict(type="LexiconDecoder", lexicon=mode, delta=delta), charset)
         decoder = file_decoders[mode]
     predictions, start, began = [], 0, time.perf_counter()
-    for log_probs, lengths in outputs.batches:
+    for log_probs, lengths in decoding_chunks(outputs.batches):
         kwargs = {} if lexicons is None else dict(lexicons=lexicons[start:start + len(log_probs)])
         predictions += decoder.decode(log_probs, lengths, **kwargs)
         start += len(log_probs)

@@ -98,3 +98,22 @@ def test_the_recognizer_hands_an_lmdbs_lexicons_to_a_lexicon_decoder(data):
         predictions = model(batch["inputs"], batch["data_samples"], mode="predict")
     assert all(p["pred"] in LEXICONS[i] for i, p in enumerate(predictions))
     assert all(p["candidates"] == 3 for p in predictions)  # every word of the image's lexicon was scored
+
+
+def test_batches_joined_for_decoding_read_as_they_do_apart():
+    from ocrframe_ctc import BeamSearchDecoder, GreedyDecoder
+
+    from ocrframe import Charset
+    from ocrframe.evaluation import decoding_chunks
+
+    charset = Charset("abc")
+    generator = torch.Generator().manual_seed(0)
+    batches = [((3 * torch.randn(n, frames, 4, generator=generator)).log_softmax(-1),
+                torch.randint(1, frames + 1, (n,), generator=generator)) for n, frames in [(3, 5), (2, 9), (4, 2)]]
+    for decoder in (GreedyDecoder(charset), BeamSearchDecoder(charset, beam_width=4)):
+        apart = [(p.text, p.score) for lp, lengths in batches for p in decoder.decode(lp, lengths)]
+        chunks = list(decoding_chunks(batches, size=5))
+        assert [len(lp) for lp, _ in chunks] == [5, 4]
+        joined = [(p.text, p.score) for lp, lengths in chunks for p in decoder.decode(lp, lengths)]
+        assert [t for t, _ in joined] == [t for t, _ in apart]
+        assert [s for _, s in joined] == pytest.approx([s for _, s in apart], abs=1e-4)
