@@ -9,6 +9,7 @@ per seed and the trained model is evaluated with each decoder.
 from __future__ import annotations
 
 import copy
+import gc
 import json
 import math
 import re
@@ -52,7 +53,7 @@ class SweepRecorder(Hook):
 
     priority = "VERY_LOW"
 
-    def __init__(self, skip: int = 2):
+    def __init__(self, skip: int = 1):
         self.skip = skip
         self.train_seconds, self.train_images = 0.0, 0
         self.last_iter_end = None
@@ -226,6 +227,8 @@ class Sweep:
             log(f"seed {seed}: {name}: word accuracy {result['metrics']['word_acc']:.1%}, "
                 f"1-NED {result['metrics']['one_minus_ned']:.3f} after {runner.iter} iterations")
         model.decoder = trained_decoder
+        del runner, model
+        gc.collect()  # the runner's reference cycles hold its dataloader workers until collected
 
     def run_config(self, name: str, seed: int):
         """The config of one run: its seed, work dir, budget; one validation, at the end; no checkpoints."""
