@@ -183,7 +183,7 @@ class Sweep:
                     log(f"seed {seed}: {', '.join(done)} finished earlier, not repeated")
                 if todo:
                     self._run_group(group, todo, seed, log)
-                    write_report(self, log)
+                    write_report(self, log=lambda message: None)  # a table so far, should the sweep stop
         return write_report(self, log)
 
     def _check_budget_of_earlier_runs(self) -> None:
@@ -323,11 +323,13 @@ def _number(value: float | None, digits: int = 0) -> str:
 
 def report_markdown(sweep: Sweep, rows: list[Row]) -> str:
     first = sweep.cfgs[sweep.names[0]]
-    data = describe_value(first.train_dataloader.dataset, limit=200)
-    val = describe_value(first.val_dataloader.dataset, limit=200)
+    data, val = (describe_value({k: v for k, v in loader.dataset.items() if k not in ("charset", "pipeline")},
+                                limit=200) for loader in (first.train_dataloader, first.val_dataloader))
     lines = [
         "# Ablation results", "",
-        f"Every run: {sweep.budget} of training (schedule `{first.schedule}`), then one evaluation.",
+        (f"Every run: {sweep.budget} for training and its evaluation (TimeBudgetHook sets the iterations)"
+         if sweep.budget.minutes else f"Every run: {sweep.budget} of training, then one evaluation")
+        + f"; schedule `{first.schedule}`.",
         f"Training data: `{data}`.", f"Validation: `{val}`.",
         f"Seeds per config: {sweep.seeds}; accuracy is the mean ± standard deviation over seeds.",
     ]
