@@ -5,7 +5,7 @@
 # batch 64. The paper trains on Synth90k for ~50 h on a GPU: `tools/train.py CONFIG --data LMDB`
 # trains on an LMDB instead of the embedded synthetic words.
 #
-# Without a GPU, tools/train.py applies `schedules['cpu']` (it says so in the log): Adam with
+# Without a GPU, tools/train.py applies `schedules['cpu']` (it says so in the log): Adam with a short
 # warm-up and cosine decay, bf16 autocast where the CPU has fast bf16 kernels, sized to finish
 # within 30 minutes on the machine at hand. `--schedule cpu-long` is a 3-hour CPU run;
 # `--schedule paper` keeps the paper's settings anyway.
@@ -77,8 +77,8 @@ schedules = dict(cpu=dict(
     train_cfg=dict(max_iters=20_000, val_interval=1000),
     optim_wrapper=dict(_delete_=True, type="AutocastOptimWrapper", dtype="bfloat16",
                        optimizer=dict(type="Adam", lr=1e-3), clip_grad=dict(max_norm=5.0)),
-    param_scheduler=[dict(type="LinearLR", start_factor=0.01, by_epoch=False, begin=0, end=300),
-                     dict(type="CosineAnnealingLR", eta_min=1e-5, by_epoch=False, begin=300, end=20_000)],
+    param_scheduler=[dict(type="LinearLR", start_factor=0.01, by_epoch=False, begin=0, end=100),
+                     dict(type="CosineAnnealingLR", eta_min=1e-5, by_epoch=False, begin=100, end=20_000)],
     custom_hooks=[*custom_hooks, dict(type="TimeBudgetHook", minutes=27, validations=5)],
     env_cfg=dict(cudnn_benchmark=False, dist_cfg=dict(backend="gloo")),
 ))
