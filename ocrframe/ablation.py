@@ -20,6 +20,8 @@ from pathlib import Path
 
 from mmengine.hooks import Hook
 
+from ocrframe.engine import training_curves
+from ocrframe.registry import DECODERS, MODELS
 from ocrframe.runner import build_runner, load_config
 
 CHANGES_IGNORED = {"work_dir", "experiment_name", "randomness", "schedule"}  # set per run by the sweep
@@ -159,6 +161,8 @@ class Sweep:
                                        train_data=self.train_data, val_data=self.val_data)
                      for name, path in zip(names, self.configs)}
         self.names = names
+        for cfg in self.cfgs.values():  # a component that is not installed fails now, not hours into the sweep
+            MODELS.build(cfg.model)
         reference = self.cfgs[names[0]]
         self.changes = {name: describe_changes(reference, cfg) for name, cfg in self.cfgs.items()}
         groups: dict[str, list[str]] = {}
@@ -197,8 +201,6 @@ class Sweep:
     def _run_group(self, group: list[str], todo: list[str], seed: int, log) -> None:
         """Train the group's first config (even if its own result exists: the others must be
         evaluated on the same training), then evaluate every config of ``todo`` on it."""
-        from ocrframe.registry import DECODERS
-
         trained = group[0]
         cfg = self.run_config(trained, seed)
         log(f"seed {seed}: training {trained} for {self.budget}"
@@ -286,6 +288,17 @@ class Row:
         values = [r[key] for r in self.runs if r.get(key) is not None]
         return statistics.fmean(values) if values else None
 
+    def last_loss(self) -> float | None:
+        """The training loss at the last logged iteration (mmengine's moving average), from the
+        runs' logs; None when the work dirs are gone."""
+        values = []
+        for run in self.runs:
+            try:
+                values.append(training_curves(run["work_dir"])[0][-1]["loss"])
+            except (FileNotFoundError, IndexError):
+                pass
+        return statistics.fmean(values) if values else None
+
 
 def collect_rows(sweep: Sweep) -> list[Row]:
     rows = []
@@ -336,8 +349,8 @@ def report_markdown(sweep: Sweep, rows: list[Row]) -> str:
     if sweep.command:
         lines += ["", "```", sweep.command, "```"]
     lines += ["", "| config | changed (vs the first config) | params | iterations | train images/s | "
-                  "eval images/s | word accuracy | 1 − NED | seeds |",
-              "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+                  "eval images/s | last train loss | word accuracy | 1 − NED | seeds |",
+              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     shared = False
     for row in rows:
         run = row.runs[0]
@@ -349,7 +362,7 @@ def report_markdown(sweep: Sweep, rows: list[Row]) -> str:
         lines.append(
             f"| {row.name} | {changed} | {run['params'] / 1e6:.2f}M | {_number(row.mean_of('iterations'))} "
             f"| {_number(row.mean_of('train_images_per_s'))} | {_number(row.mean_of('eval_images_per_s'))} "
-            f"| {_percent(*row.mean_std('word_acc'))} | {_fraction(*row.mean_std('one_minus_ned'))} "
+            f"| {_number(row.last_loss(), 2)} | {_percent(*row.mean_std('word_acc'))} | {_fraction(*row.mean_std('one_minus_ned'))} "
             f"| {len(row.runs)} |")
     missing = [f"{n} seed {s}" for n in sweep.names for s in range(sweep.seeds)
                if not sweep.result_path(n, s).is_file()]

@@ -54,9 +54,9 @@ def data(train_lmdb, val_lmdb):
 @pytest.mark.parametrize("config", ABLATIONS, ids=[c.stem for c in ABLATIONS])
 def test_ablation_config_changes_one_setting_and_trains(config, data, tmp_path):
     schedule = SCHEDULE.get(config.stem, "auto")
+    skip_unless_decoder_registered(load_config(str(config)))
     sweep = tiny_sweep([config], tmp_path, data, schedule=schedule)
     cfg = sweep.cfgs[config.stem]
-    skip_unless_decoder_registered(cfg)
     assert config.read_text().splitlines()[1].startswith("# "), "the second line says what changes and why"
     reference = load_config(str(CONFIG), schedule=schedule, cfg_options=dict(TINY), train_data=sweep.train_data,
                             val_data=sweep.val_data)  # loaded as the sweep loads its configs
@@ -131,9 +131,11 @@ def test_sweep_table_holds_each_config_with_mean_and_std_over_seeds(two_config_s
         assert cells[2] == f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M"
         assert cells[3] == "2"  # iterations
         assert float(cells[4].replace(",", "")) > 0  # train images/s
-        assert cells[6] == f"{statistics.fmean(accuracy):.1%} ± {statistics.stdev(accuracy):.1%}"
-        assert cells[7] == f"{statistics.fmean(ned):.3f} ± {statistics.stdev(ned):.3f}"
-        assert cells[8] == "2"
+        losses = [training_curves(r["work_dir"])[0][-1]["loss"] for r in runs]  # logged at every iteration here
+        assert cells[6] == f"{statistics.fmean(losses):.2f}"
+        assert cells[7] == f"{statistics.fmean(accuracy):.1%} ± {statistics.stdev(accuracy):.1%}"
+        assert cells[8] == f"{statistics.fmean(ned):.3f} ± {statistics.stdev(ned):.3f}"
+        assert cells[9] == "2"
     assert "reference" in rows["crnn_vgg_bilstm_ctc"]
     assert "`model.sequence_encoder: BiLSTM(hidden_size=256, num_layers=2) → Identity()`" in rows["encoder_identity"]
     assert "Not run yet" not in table
@@ -165,6 +167,14 @@ def test_decoder_only_ablation_is_evaluated_on_the_same_training(tmp_path, data,
     assert confidence["trained_with"] == "crnn_vgg_bilstm_ctc"
     assert confidence["metrics"] == greedy["metrics"]
     assert "† Only the decoder differs" in (sweep.out / "results.md").read_text()
+
+
+def test_sweep_naming_a_missing_component_fails_before_any_training(tmp_path, data):
+    config = tmp_path / "decoder_missing.py"
+    config.write_text(f'_base_ = ["{CONFIG}"]\nmodel = dict(decoder=dict(_delete_=True, type="NoSuchDecoder"))\n')
+    with pytest.raises(KeyError, match="'NoSuchDecoder' is not a registered decoder"):
+        tiny_sweep([CONFIG, config], tmp_path / "out", data)
+    assert not (tmp_path / "out").exists()
 
 
 def test_budget_parses_times_and_iterations():
