@@ -375,20 +375,24 @@ def report_markdown(sweep: Sweep, rows: list[Row]) -> str:
 
 
 def plot_results(rows: list[Row], out: Path, title: str) -> Path:
-    """Word accuracy and 1 - NED per config, with the standard deviation over seeds as error bars."""
+    """Word accuracy and 1 - NED per config, with the standard deviation over seeds as error bars,
+    and training images/s."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 0.45 * len(rows) + 1.4), sharey=True)
+    fig, axes = plt.subplots(1, 3, figsize=(14, 0.45 * len(rows) + 1.4), sharey=True)
     positions = range(len(rows))
-    for ax, key, label in ((axes[0], "word_acc", "word accuracy"), (axes[1], "one_minus_ned", "1 − NED")):
-        stats = [row.mean_std(key) for row in rows]
+    panels = [(row.mean_std("word_acc") for row in rows), (row.mean_std("one_minus_ned") for row in rows),
+              ((row.mean_of("train_images_per_s") or 0, None) for row in rows)]
+    for ax, stats, label, limit, digits in zip(axes, map(list, panels), ("word accuracy", "1 − NED", "train images/s"),
+                                               (1.1, 1.1, None), (3, 3, 0)):
         ax.barh(positions, [m for m, _ in stats], xerr=[s or 0 for _, s in stats], color="#4c78a8", capsize=3)
         for y, (mean, _) in zip(positions, stats):
-            ax.text(mean, y, f" {mean:.3f}", va="center", fontsize=8)
-        ax.set(xlim=(0, 1.1), xlabel=label)
+            ax.text(mean, y, f" {mean:.{digits}f}", va="center", fontsize=8)
+        ax.set(xlabel=label)
+        ax.set_xlim(0, limit or 1.2 * max([m for m, _ in stats] + [1]))
     axes[0].set_yticks(list(positions), [row.name for row in rows])
     axes[0].invert_yaxis()
     fig.suptitle(f"Ablations ({title})", fontsize=10)
