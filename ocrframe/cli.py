@@ -60,6 +60,8 @@ def cmd_test(args) -> int:
     from ocrframe.runner import build_runner, load_config
 
     cfg = load_config(args.config, schedule=args.schedule, work_dir=args.work_dir, cfg_options=args.cfg_options)
+    if args.lexicon:
+        return lexicon_table(args, cfg)
     if args.data:
         from ocrframe.runner import use_data
 
@@ -68,6 +70,38 @@ def cmd_test(args) -> int:
     cfg.launcher = args.launcher
     metrics = build_runner(cfg).test()
     print(json.dumps({k: round(float(v), 4) for k, v in metrics.items()}))
+    return 0
+
+
+def lexicon_table(args, cfg) -> int:
+    """`ocrframe test --lexicon ...`: the paper's Table 2 (ocrframe/evaluation.py)."""
+    import torch
+    from mmengine.registry import init_default_scope
+
+    from ocrframe.evaluation import column_name, evaluate, format_table
+    from ocrframe.inference import load_model_config
+    from ocrframe.registry import DATASETS, MODELS
+    from ocrframe.runner import dataset_for
+
+    for mode in args.lexicon:
+        if mode not in ("none", "sample", "full") and not Path(mode).is_file():
+            raise FileNotFoundError(f"--lexicon {mode}: not none, sample or full, and no such word file")
+    if len({column_name(m) for m in args.lexicon}) != len(args.lexicon):
+        raise ValueError(f"--lexicon {' '.join(args.lexicon)}: two columns would have the same name")
+    init_default_scope("ocrframe")
+    _, weights = load_model_config(args.checkpoint, args.config)
+    model = MODELS.build(cfg.model)
+    model.load_state_dict(weights)
+    model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
+    if args.data:
+        datasets = {Path(p).name: DATASETS.build(dataset_for([p], cfg, cfg.test_pipeline)) for p in args.data}
+    else:
+        datasets = {"test set": DATASETS.build(cfg.test_dataloader.dataset)}
+    out = Path(args.predictions or Path(cfg.work_dir) / "predictions.tsv")
+    table = evaluate(model, datasets, args.lexicon, delta=args.delta, batch_size=args.batch_size,
+                     predictions_file=out)
+    print(format_table(table, args.lexicon))
+    print(f"predictions (dataset, lexicon, key, truth, prediction, score, correct): {out}")
     return 0
 
 
@@ -263,6 +297,16 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_arguments(p)
     p.add_argument("checkpoint")
     p.add_argument("--data", nargs="+", help="LMDBs / gt.txt folders to evaluate instead of the config's test set")
+    p.add_argument("--lexicon", nargs="+", metavar="none|sample|full|FILE",
+                   help="print the paper's Table 2 instead: one row per --data set, one column per lexicon: none "
+                        "(lexicon-free), sample (each image's own lexicon), full (union of a set's image lexicons), "
+                        "a word file (e.g. /usr/share/hunspell/en_US.dic) or a .jsonl of {key, lexicon} lines")
+    p.add_argument("--delta", type=int, default=3,
+                   help="with --lexicon full / FILE: score the words within this edit distance of the "
+                        "lexicon-free reading (the paper's delta; default 3)")
+    p.add_argument("--predictions", type=Path, help="with --lexicon: where the predictions go (TSV; default "
+                                                    "WORK_DIR/predictions.tsv)")
+    p.add_argument("--batch-size", type=int, default=64, help="with --lexicon: images per forward pass")
     p.add_argument("--schedule", default="auto", help=argparse.SUPPRESS)
     p.add_argument("--launcher", default="none", choices=["none", "pytorch", "slurm"])
     p.set_defaults(func=cmd_test)

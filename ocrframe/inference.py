@@ -275,8 +275,15 @@ def _lexicon_decoders() -> list[str]:
     return [name for name in _decoder_names() if takes_lexicon(DECODERS.module_dict[name])]
 
 
+PREFERRED_LEXICON_DECODER = "LexiconDecoder"  # the CTC plugin's: the paper's lexicon-based transcription
+
+
 def _the_lexicon_decoder() -> str:
+    """The decoder used for a lexicon given without one: LexiconDecoder when installed, else the
+    only decoder that takes a lexicon."""
     found = _lexicon_decoders()
+    if PREFERRED_LEXICON_DECODER in found:
+        return PREFERRED_LEXICON_DECODER
     if len(found) != 1:
         raise ValueError("a lexicon was given without a decoder; choose one that uses a lexicon: "
                          + (", ".join(found) if found else "none is installed"))
@@ -284,13 +291,22 @@ def _the_lexicon_decoder() -> str:
 
 
 def read_lexicon(source) -> list[str]:
-    """Words from a list, or from a file of words (whitespace- or line-separated)."""
+    """Words from a list, or from a file of words (whitespace- or line-separated). A Hunspell
+    dictionary (``.dic``, e.g. /usr/share/hunspell/en_US.dic) loses its first line (the word
+    count) and each word's affix flags (``word/FLAGS``)."""
     if isinstance(source, (list, tuple)):
         return list(source)
     path = Path(source)
     if not path.is_file():
         raise FileNotFoundError(f"lexicon file {path} does not exist (one word per line)")
-    words = path.read_text(encoding="utf-8").split()
+    if path.suffix == ".dic":
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+        if lines and lines[0].strip().isdigit():
+            lines = lines[1:]
+        words = [line.split("/", 1)[0].strip() for line in lines]
+        words = [w for w in words if w]
+    else:
+        words = path.read_text(encoding="utf-8").split()
     if not words:
         raise ValueError(f"lexicon file {path} holds no words")
     return words

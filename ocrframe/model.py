@@ -11,6 +11,7 @@ Each stage gets its input size from the one before, so swapping a component is o
 """
 from __future__ import annotations
 
+import inspect
 import logging
 from dataclasses import dataclass, field
 
@@ -68,12 +69,22 @@ class Recognizer(BaseModel):
         if mode == "loss":
             return self.loss(log_probs, lengths, data_samples)
         if mode == "predict":
-            predictions = self.decoder.decode(log_probs.float(), lengths)
+            predictions = self.decoder.decode(log_probs.float(), lengths, **self.lexicon_kwargs(data_samples))
             unknown = [None] * len(predictions)
             return [dict(pred=p.text, score=p.score, gt=gt, key=key, **p.extras)
                     for p, gt, key in zip(predictions, data_samples.get("texts", unknown),
                                           data_samples.get("keys", unknown))]
         raise ValueError(f"mode must be 'tensor', 'loss' or 'predict', not {mode!r}")
+
+    def lexicon_kwargs(self, data_samples: dict) -> dict:
+        """The images' own lexicons (a dataset's ``lexicon`` field), for a decoder whose
+        ``decode`` takes ``lexicons``, when every image of the batch has one."""
+        lexicons = data_samples.get("lexicons")
+        if lexicons is None or any(words is None for words in lexicons):
+            return {}
+        if "lexicons" not in inspect.signature(self.decoder.decode).parameters:
+            return {}
+        return dict(lexicons=lexicons)
 
     def loss(self, log_probs, lengths, data_samples) -> dict:
         targets = [self.charset.encode(t) for t in data_samples["texts"]]

@@ -209,9 +209,10 @@ def _slot_interfaces():
         },
     )
     decoder = Interface(
-        "turns log-probabilities into text: decode(log_probs (N, T, C), frame_lengths (N,)) -> list[Prediction]",
+        "turns log-probabilities into text: decode(log_probs (N, T, C), frame_lengths (N,)) -> list[Prediction]; "
+        "a decoder that uses per-image lexicons also takes decode(..., lexicons=[one word list per image])",
         init_params={"charset": "the model's Charset, passed by the recognizer"},
-        methods={"decode": "decode(log_probs, frame_lengths) -> list[Prediction]"},
+        methods={"decode": "decode(log_probs, frame_lengths[, lexicons=None]) -> list[Prediction]"},
     )
     dataset = Interface(
         "a map-style dataset of samples dict(image=..., text=str, key=str)",

@@ -185,14 +185,14 @@ def test_decoders_are_found_by_a_unique_part_of_their_name(reader):
 
 
 def test_ambiguous_decoder_part_lists_the_candidates(lexicon_decoders):
-    with pytest.raises(ComponentError, match="'decoder' is ambiguous: it matches BestWordDecoder, GreedyDecoder"):
+    with pytest.raises(ComponentError, match="'decoder' is ambiguous: it matches BeamSearchDecoder, BestWordDecoder, GreedyDecoder, LexiconDecoder"):
         find_decoder("decoder")
 
 
 def test_per_image_lexicons_follow_their_images_through_the_width_buckets(reader, lexicon_decoders):
     images = [render_word(w) for w in WORDS]
     lexicons = [[w] for w in WORDS]  # one word each: the result can only be that word
-    predictions = reader.read(images, lexicon=lexicons)  # the one lexicon decoder is chosen by itself
+    predictions = reader.read(images, lexicon=lexicons)  # the CTC plugin's LexiconDecoder is chosen by itself
     assert [p.text for p in predictions] == WORDS
 
 
@@ -219,7 +219,7 @@ def test_a_global_lexicon_goes_to_the_constructor_of_a_decoder_that_takes_one(re
 
 
 def test_a_lexicon_with_a_decoder_that_ignores_lexicons_is_an_error(reader, lexicon_decoders):
-    with pytest.raises(ValueError, match="GreedyDecoder does not use a lexicon; decoders that do: BestWordDecoder"):
+    with pytest.raises(ValueError, match="GreedyDecoder does not use a lexicon; decoders that do: BeamSearchDecoder, BestWordDecoder, LexiconDecoder"):
         reader.read([render_word("open")], decoder="greedy", lexicon=["open"])
     with pytest.raises(ValueError, match="2 per-image lexicons for 1 images"):
         reader.read([render_word("open")], lexicon=[["open"], ["mile"]])

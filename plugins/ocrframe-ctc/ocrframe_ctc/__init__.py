@@ -1,5 +1,6 @@
 """CTC transcription (CRNN's transcription layer) as an ocrframe plugin."""
-from ocrframe_ctc.decoders import GreedyDecoder
+from ocrframe_ctc.beam import BeamSearchDecoder
+from ocrframe_ctc.decoders import GreedyDecoder, LexiconDecoder
 from ocrframe_ctc.head import CTCHead
 
-__all__ = ["CTCHead", "GreedyDecoder"]
+__all__ = ["BeamSearchDecoder", "CTCHead", "GreedyDecoder", "LexiconDecoder"]

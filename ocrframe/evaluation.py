@@ -1,0 +1,201 @@
+"""The paper's Table 2 in one run: word accuracy per dataset (rows) and lexicon (columns).
+
+Each dataset goes through the network once; its log-probabilities are then transcribed once per
+lexicon column:
+
+    none     the model's own decoder (lexicon-free)
+    sample   each image's own lexicon (LMDB ``lexicon-%09d``, third gt.txt column), every word
+             scored with CTC (the IIIT5k 50 / 1k and SVT 50 columns)
+    full     the union of the dataset's per-image lexicons, one lexicon for every image (IC03 full)
+    FILE     a word file for every image (e.g. the 50k-word Hunspell dictionary) or, for a
+             ``.jsonl`` file of {"key": ..., "lexicon": [...]} lines, a lexicon per image key
+
+``full`` and word files use the paper's search: the words within edit distance ``delta`` of the
+lexicon-free reading, the most probable by CTC (``LexiconDecoder``). Word accuracy follows the
+benchmark protocol (case-insensitive alphanumerics, ocrframe.metrics); time per sample is the
+network's share plus the decoding of that column.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ocrframe.metrics import score_pairs
+
+
+@dataclass
+class Outputs:
+    """The network's outputs over one dataset, in batches."""
+
+    name: str
+    batches: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)  # (log_probs, frame lengths)
+    keys: list[str] = field(default_factory=list)
+    truths: list[str] = field(default_factory=list)
+    lexicons: list[list[str] | None] = field(default_factory=list)
+    seconds: float = 0.0
+    skipped: str = ""
+
+
+@dataclass
+class Cell:
+    word_acc: float
+    one_minus_ned: float
+    ms_per_sample: float
+    note: str = ""
+
+
+@torch.inference_mode()
+def run_network(model, dataset, name: str, batch_size: int = 64) -> Outputs:
+    """Log-probabilities of every sample, batched by similar width (little padding)."""
+    from ocrframe.data.transforms import pad_collate
+
+    outputs = Outputs(name)
+    order = list(range(len(dataset)))
+    if hasattr(dataset, "aspect_ratio"):
+        order.sort(key=dataset.aspect_ratio)
+    device = next(model.parameters()).device
+    for start in range(0, len(order), batch_size):
+        samples = [dataset[i] for i in order[start:start + batch_size]]
+        began = time.perf_counter()
+        batch = pad_collate(samples)
+        log_probs = model(batch["inputs"].to(device)).float().cpu()
+        lengths = model.frame_lengths(batch["data_samples"]["widths"]).clamp(max=log_probs.shape[1])
+        outputs.seconds += time.perf_counter() - began
+        outputs.batches.append((log_probs, lengths))
+        outputs.keys += [s["key"] for s in samples]
+        outputs.truths += [s["text"] for s in samples]
+        outputs.lexicons += [s.get("lexicon") for s in samples]
+    skipped = getattr(dataset, "skipped", None)
+    if skipped is not None and skipped.total():
+        outputs.skipped = skipped.summary()
+    return outputs
+
+
+def column_name(mode: str) -> str:
+    return mode if mode in ("none", "sample", "full") else Path(mode).name
+
+
+def per_image_lexicons(outputs: Outputs, mode: str) -> list[list[str]]:
+    """Each image's lexicon for the ``sample`` column or a ``.jsonl`` file; an error naming the
+    images that have none."""
+    if mode == "sample":
+        lexicons = outputs.lexicons
+        source = "no lexicon of its own (LMDB lexicon-%09d key, or a third gt.txt column)"
+    else:
+        by_key = {}
+        with open(mode, encoding="utf-8") as lines:
+            for number, line in enumerate(lines, 1):
+                if line.strip():
+                    record = json.loads(line)
+                    if "key" not in record or "lexicon" not in record:
+                        raise ValueError(f"{mode}:{number}: expected {{\"key\": ..., \"lexicon\": [...]}}")
+                    by_key[record["key"]] = record["lexicon"]
+        lexicons = [by_key.get(key) for key in outputs.keys]
+        source = f"no line in {mode}"
+    missing = [key for key, lexicon in zip(outputs.keys, lexicons) if not lexicon]
+    if missing:
+        raise ValueError(f"{outputs.name}: {len(missing)} of {len(lexicons)} images have {source}, "
+                         f"e.g. {missing[:3]}; leave the column out for this dataset")
+    return lexicons
+
+
+def decoding_chunks(batches, size: int = 1024):
+    """The network's batches joined into chunks of about ``size`` samples, frames padded to the
+    longest (decoders ignore frames past each sample's length): the lexicon search answers a
+    large batch of queries much faster per query than a small one."""
+    chunk: list[tuple[torch.Tensor, torch.Tensor]] = []
+    for batch in batches + [None]:
+        if chunk and (batch is None or sum(len(lp) for lp, _ in chunk) + len(batch[0]) > size):
+            frames = max(lp.shape[1] for lp, _ in chunk)
+            padded = [torch.nn.functional.pad(lp, (0, 0, 0, frames - lp.shape[1])) for lp, _ in chunk]
+            yield torch.cat(padded), torch.cat([lengths for _, lengths in chunk])
+            chunk = []
+        if batch is not None:
+            chunk.append(batch)
+
+
+def decode_column(model, outputs: Outputs, mode: str, delta: int, file_decoders: dict):
+    """(predictions, decoding seconds, note) of one lexicon column on one dataset."""
+    from ocrframe.inference import build_decoder
+
+    charset = model.charset
+    lexicons = None
+    if mode == "none":
+        decoder = model.decoder
+    elif mode == "sample" or mode.endswith(".jsonl"):
+        lexicons = per_image_lexicons(outputs, mode)
+        decoder = build_decoder(dict(type="LexiconDecoder", mode="exhaustive"), charset)
+    elif mode == "full":
+        union = list(dict.fromkeys(w for words in per_image_lexicons(outputs, "sample") for w in words))
+        decoder = build_decoder(dict(type="LexiconDecoder", lexicon=union, delta=delta), charset)
+    else:  # one word file for every dataset: indexed once
+        if mode not in file_decoders:
+            file_decoders[mode] = build_decoder(dict(type="LexiconDecoder", lexicon=mode, delta=delta), charset)
+        decoder = file_decoders[mode]
+    predictions, start, began = [], 0, time.perf_counter()
+    for log_probs, lengths in decoding_chunks(outputs.batches):
+        kwargs = {} if lexicons is None else dict(lexicons=lexicons[start:start + len(log_probs)])
+        predictions += decoder.decode(log_probs, lengths, **kwargs)
+        start += len(log_probs)
+    seconds = time.perf_counter() - began
+    report = getattr(decoder, "charset_report", None)
+    note = f"lexicon words: {report.summary()}" if report is not None and report.total() else ""
+    return predictions, seconds, note
+
+
+def evaluate(model, datasets: dict[str, object], modes: list[str], delta: int = 3, batch_size: int = 64,
+             predictions_file: str | Path | None = None) -> dict[str, dict[str, Cell]]:
+    """Table 2: {dataset name: {column name: Cell}}; the predictions go to ``predictions_file``
+    (TSV: dataset, lexicon, key, truth, prediction, score, correct)."""
+    from ocrframe.metrics import benchmark_form
+
+    model.eval()
+    table: dict[str, dict[str, Cell]] = {}
+    file_decoders: dict = {}
+    writer = handle = None
+    if predictions_file is not None:
+        Path(predictions_file).parent.mkdir(parents=True, exist_ok=True)
+        handle = open(predictions_file, "w", encoding="utf-8", newline="")
+        writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
+        writer.writerow(["dataset", "lexicon", "key", "truth", "prediction", "score", "correct"])
+    try:
+        for name, dataset in datasets.items():
+            outputs = run_network(model, dataset, name, batch_size)
+            row = table.setdefault(name, {})
+            for mode in modes:
+                predictions, seconds, note = decode_column(model, outputs, mode, delta, file_decoders)
+                pairs = [(p.text, truth) for p, truth in zip(predictions, outputs.truths)]
+                metrics = score_pairs(pairs)
+                count = max(len(pairs), 1)
+                row[column_name(mode)] = Cell(metrics["word_acc"], metrics["one_minus_ned"],
+                                              1000 * (outputs.seconds + seconds) / count, note)
+                if writer is not None:
+                    for key, truth, p in zip(outputs.keys, outputs.truths, predictions):
+                        writer.writerow([name, column_name(mode), key, truth, p.text, f"{p.score:.4f}",
+                                         int(benchmark_form(p.text) == benchmark_form(truth))])
+            if outputs.skipped:
+                row["_skipped"] = Cell(0, 0, 0, f"skipped when the dataset was built: {outputs.skipped}")
+    finally:
+        if handle is not None:
+            handle.close()
+    return table
+
+
+def format_table(table: dict[str, dict[str, Cell]], modes: list[str]) -> str:
+    """A Markdown table in the shape of the paper's Table 2, then the notes."""
+    columns = [column_name(m) for m in modes]
+    lines = ["word accuracy % (case-insensitive alphanumerics) / 1-NED / ms per sample",
+             "| dataset | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
+    notes = []
+    for name, row in table.items():
+        cells = [f"{row[c].word_acc * 100:.1f} / {row[c].one_minus_ned:.3f} / {row[c].ms_per_sample:.2f}"
+                 for c in columns]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        notes += [f"{name}, {c}: {cell.note}" if c != "_skipped" else f"{name}: {cell.note}"
+                  for c, cell in row.items() if cell.note]
+    return "\n".join(lines + notes)

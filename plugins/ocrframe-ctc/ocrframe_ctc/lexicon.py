@@ -1,0 +1,208 @@
+"""Lexicons for CTC decoding: words in the charset's form, and the search for the words within
+edit distance delta of a query (the paper's N_delta(l'), section 2.3.3).
+
+Two searches return the same candidates:
+- :class:`BKTree`, the paper's method: a metric tree over edit distance (``editdistance``).
+  Exact, but on a 50k-word English lexicon a radius of 3 still visits a large part of the tree.
+- :class:`BandedIndex`, the default: only words whose length is within delta of the query's can
+  be within delta, so each query is compared with those length bands only, in batches of
+  queries of one length, by rapidfuzz's compiled Levenshtein kernel with a score cut-off.
+"""
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+import editdistance
+import numpy as np
+
+from ocrframe import Charset
+
+logger = logging.getLogger("ocrframe.lexicon")
+
+
+@dataclass
+class Lexicon:
+    """Unique words as the model can write them (case folded by the charset's policy, symbols
+    outside the charset removed), in their first-seen order.
+
+    ``adjusted``: (word as given, form used) for words that held symbols outside the charset;
+    ``dropped``: words with no symbol of the charset at all, left out.
+    """
+
+    words: list[str]
+    adjusted: list[tuple[str, str]] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)
+
+    @classmethod
+    def load(cls, source, charset: Charset, name: str = "lexicon", warn: bool = True) -> "Lexicon":
+        """From a list of words or a word file (one word per line or whitespace-separated; a
+        Hunspell ``.dic`` loses its count line and ``/FLAGS``)."""
+        from ocrframe.inference import read_lexicon
+
+        raw = read_lexicon(source)
+        words, adjusted, dropped, seen = [], [], [], set()
+        for word in raw:
+            clean = charset.clean(word)
+            form = clean.text
+            if clean.unknown:  # keep the word, without the symbols the model cannot write
+                form = charset.separator.join(t for t in charset.split(form) if t not in clean.unknown)
+                if not form:
+                    dropped.append(word)
+                    continue
+                adjusted.append((word, form))
+            if form not in seen:
+                seen.add(form)
+                words.append(form)
+        lexicon = cls(words, adjusted, dropped)
+        if warn and (adjusted or dropped):
+            logger.warning("%s: %s", name if isinstance(source, (list, tuple)) else source, lexicon.charset_report())
+        return lexicon
+
+    def charset_report(self) -> str:
+        parts = []
+        if self.adjusted:
+            parts.append(f"{len(self.adjusted)} word(s) hold symbols outside the charset and are matched without them "
+                         f"(e.g. {', '.join(f'{a!r}->{b!r}' for a, b in self.adjusted[:5])})")
+        if self.dropped:
+            parts.append(f"{len(self.dropped)} word(s) have no symbol of the charset and are left out "
+                         f"(e.g. {', '.join(map(repr, self.dropped[:5]))})")
+        return "; ".join(parts) or "every word is in the charset"
+
+
+class BKTree:
+    """Burkhard-Keller tree over edit distance. ``search(query, radius)`` returns the indices of
+    all words within ``radius``, using the triangle inequality to skip subtrees; ``visited``
+    counts the distance computations of the last search."""
+
+    def __init__(self, words: list[str]):
+        self.words = list(words)
+        self.visited = 0
+        self.root = None
+        for index, word in enumerate(self.words):
+            if self.root is None:
+                self.root = (index, {})
+                continue
+            node = self.root
+            while True:
+                distance = editdistance.eval(word, self.words[node[0]])
+                if distance == 0:
+                    break  # a duplicate: the first copy answers for it
+                child = node[1].get(distance)
+                if child is None:
+                    node[1][distance] = (index, {})
+                    break
+                node = child
+
+    def search(self, query: str, radius: int) -> list[int]:
+        found, stack, visited = [], [self.root] if self.root else [], 0
+        while stack:
+            index, children = stack.pop()
+            distance = editdistance.eval(query, self.words[index])
+            visited += 1
+            if distance <= radius:
+                found.append(index)
+            for edge, child in children.items():
+                if distance - radius <= edge <= distance + radius:
+                    stack.append(child)
+        self.visited = visited
+        return sorted(found)
+
+    def search_many(self, queries: list[str], radius: int) -> list[list[int]]:
+        return [self.search(q, radius) for q in queries]
+
+    def nearest(self, query: str) -> list[int]:
+        """Indices of all words at the smallest edit distance from ``query`` (a full scan)."""
+        distances = np.array([editdistance.eval(query, w) for w in self.words])
+        return np.flatnonzero(distances == distances.min()).tolist() if len(distances) else []
+
+
+class BandedIndex:
+    """Words grouped by length; :meth:`search_many` compares a batch of queries with the words
+    of lengths within ``radius`` of each query's, with rapidfuzz's Levenshtein distance on
+    ``workers`` threads (-1: all cores)."""
+
+    GROUP = 128
+
+    def __init__(self, words: list[str], workers: int = -1):
+        self.words = list(words)
+        self.workers = workers
+        lengths = np.fromiter((len(w) for w in self.words), dtype=np.int64, count=len(self.words))
+        self.by_length = {int(n): np.flatnonzero(lengths == n) for n in np.unique(lengths)}
+        self.bands: dict[tuple[int, int], tuple[np.ndarray, list[str]]] = {}
+
+    def band(self, shortest: int, longest: int) -> tuple[np.ndarray, list[str]]:
+        """Indices and words of the lengths ``shortest`` to ``longest`` (cached)."""
+        if (shortest, longest) not in self.bands:
+            parts = [self.by_length[n] for n in range(max(shortest, 0), longest + 1) if n in self.by_length]
+            indices = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+            self.bands[shortest, longest] = indices, [self.words[i] for i in indices]
+        return self.bands[shortest, longest]
+
+    def search_many(self, queries: list[str], radius: int) -> list[list[int]]:
+        """For each query, the sorted indices of the words within ``radius``.
+
+        Queries are sorted by length and compared in groups of neighbouring lengths with the
+        words of those lengths +- radius. Groups hold at least ``GROUP`` queries where there are
+        that many: rapidfuzz compares several short queries with a word at once (SIMD), so few
+        large calls beat many small ones."""
+        from rapidfuzz import process
+        from rapidfuzz.distance import Levenshtein
+
+        results: list[list[int]] = [[] for _ in queries]
+        order = sorted(range(len(queries)), key=lambda q: len(queries[q]))
+        groups, start = [], 0
+        for end in range(1, len(order) + 1):
+            boundary = end == len(order) or len(queries[order[end]]) != len(queries[order[end - 1]])
+            if boundary and (end - start >= self.GROUP or end == len(order)):
+                groups.append(order[start:end])
+                start = end
+        for members in groups:
+            indices, words = self.band(len(queries[members[0]]) - radius, len(queries[members[-1]]) + radius)
+            if not words:
+                continue
+            # distances above the cut-off come back as radius + 1, so 8 bits always suffice
+            distances = process.cdist([queries[q] for q in members], words, scorer=Levenshtein.distance,
+                                      score_cutoff=min(radius, 254), dtype=np.uint8, workers=self.workers)
+            for row, found in zip(members, distances <= radius):
+                results[row] = np.sort(indices[found]).tolist()
+        return results
+
+    def search(self, query: str, radius: int) -> list[int]:
+        return self.search_many([query], radius)[0]
+
+    def nearest(self, query: str) -> list[int]:
+        """Indices of all words at the smallest edit distance from ``query``."""
+        from rapidfuzz import process
+        from rapidfuzz.distance import Levenshtein
+
+        distances = process.cdist([query], self.words, scorer=Levenshtein.distance, dtype=np.int32,
+                                  workers=self.workers)[0]
+        return np.flatnonzero(distances == distances.min()).tolist() if len(distances) else []
+
+
+INDEXES = {"banded": BandedIndex, "bktree": BKTree}
+
+
+class IndexCache:
+    """The search structures of the last few lexicons, so that a lexicon met again (one per
+    image, repeated across batches) is indexed once."""
+
+    def __init__(self, kind: str, size: int = 64):
+        if kind not in INDEXES:
+            raise ValueError(f"index must be one of {sorted(INDEXES)}, not {kind!r}")
+        self.kind, self.size = kind, size
+        self.entries: OrderedDict[tuple[str, ...], object] = OrderedDict()
+
+    def get(self, words: list[str]):
+        key = tuple(words)
+        if key in self.entries:
+            self.entries.move_to_end(key)
+            return self.entries[key]
+        index = INDEXES[self.kind](words)
+        self.entries[key] = index
+        if len(self.entries) > self.size:
+            self.entries.popitem(last=False)
+        return index
+

@@ -1,0 +1,119 @@
+"""The paper's Table 2 in one command (`ocrframe test --lexicon ...`) on a tiny generated set, and
+per-image lexicons reaching the decoder from an LMDB."""
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+import torch
+from mmengine.config import Config
+
+from conftest import CONFIG, make_lmdb, random_words, write_word_folder
+from ocrframe.cli import main
+from ocrframe.data.transforms import Grayscale, Resize, ToTensor, pad_collate
+from ocrframe.registry import DATASETS, MODELS
+
+WORDS = random_words(6, seed=5)
+# Each image's lexicon: its own word and two others. With a random network the lexicon-free
+# reading is noise, so what the columns can be checked against is the lexicons themselves.
+LEXICONS = {i: [w, WORDS[(i + 1) % len(WORDS)], "zz" + w] for i, w in enumerate(WORDS)}
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    base = tmp_path_factory.mktemp("table2")
+    folder = write_word_folder(base / "folder", WORDS, LEXICONS)
+    lmdb = make_lmdb(folder, base / "lmdb")
+    plain = write_word_folder(base / "plain", WORDS)  # no lexicons
+    (base / "words.txt").write_text("\n".join(WORDS[:3]) + "\n", encoding="utf-8")
+    return dict(folder=folder, lmdb=lmdb, plain=plain, words=base / "words.txt", base=base)
+
+
+def read_predictions(path) -> list[dict]:
+    with open(path, encoding="utf-8") as handle:
+        return list(csv.DictReader(handle, delimiter="\t"))
+
+
+def test_table_two_rows_are_datasets_and_columns_lexicons(checkpoint, data, tmp_path, capsys):
+    out = tmp_path / "predictions.tsv"
+    code = main(["test", str(CONFIG), str(checkpoint), "--data", str(data["folder"]), str(data["lmdb"]),
+                 "--lexicon", "none", "sample", "full", str(data["words"]), "--predictions", str(out),
+                 "--work-dir", str(tmp_path / "w")])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "| dataset | none | sample | full | words.txt |" in printed
+    rows = read_predictions(out)
+    assert len(rows) == 2 * 4 * len(WORDS)  # datasets x columns x images
+    assert {r["dataset"] for r in rows} == {"folder", "lmdb"}
+    union = {w for words in LEXICONS.values() for w in words}
+    for row in rows:
+        truth_index = WORDS.index(row["truth"])
+        if row["lexicon"] == "sample":  # read from gt.txt for one set, from lexicon-%09d for the other
+            assert row["prediction"] in LEXICONS[truth_index]
+        elif row["lexicon"] == "full":
+            assert row["prediction"] in union
+        elif row["lexicon"] == "words.txt":
+            assert row["prediction"] in WORDS[:3]
+        assert float(row["score"]) <= 0
+        assert row["correct"] == str(int(row["prediction"] == row["truth"]))
+    # the printed accuracy is the file's, per dataset and column
+    for dataset in ("folder", "lmdb"):
+        line = next(line for line in printed.splitlines() if line.startswith(f"| {dataset} |"))
+        cells = [c.strip() for c in line.strip("|").split("|")[1:]]
+        for column, cell in zip(["none", "sample", "full", "words.txt"], cells):
+            mine = [r for r in rows if r["dataset"] == dataset and r["lexicon"] == column]
+            accuracy = 100 * sum(r["correct"] == "1" for r in mine) / len(mine)
+            assert cell.split(" / ")[0] == f"{accuracy:.1f}"
+            assert float(cell.split(" / ")[2]) > 0  # ms per sample
+
+
+def test_per_image_lexicons_from_a_jsonl_file_and_a_clear_error_without_lexicons(checkpoint, data, tmp_path, capsys):
+    jsonl = tmp_path / "lexicons.jsonl"
+    jsonl.write_text("".join(json.dumps(dict(key=f"img_{i:03d}.png", lexicon=[w])) + "\n"
+                             for i, w in enumerate(WORDS)), encoding="utf-8")
+    out = tmp_path / "p.tsv"
+    assert main(["test", str(CONFIG), str(checkpoint), "--data", str(data["plain"]), "--lexicon", str(jsonl),
+                 "--predictions", str(out), "--work-dir", str(tmp_path / "w")]) == 0
+    rows = read_predictions(out)
+    assert all(r["prediction"] == r["truth"] for r in rows) and len(rows) == len(WORDS)  # one word each
+    assert "| plain | 100.0 / 1.000 /" in capsys.readouterr().out
+    with pytest.raises(ValueError, match=r"plain: 6 of 6 images have no lexicon of its own \(LMDB lexicon-%09d"):
+        main(["test", str(CONFIG), str(checkpoint), "--data", str(data["plain"]), "--lexicon", "sample",
+              "--predictions", str(out), "--work-dir", str(tmp_path / "w")])
+    with pytest.raises(FileNotFoundError, match="--lexicon nowhere.txt: not none, sample or full"):
+        main(["test", str(CONFIG), str(checkpoint), "--lexicon", "nowhere.txt"])
+
+
+def test_the_recognizer_hands_an_lmdbs_lexicons_to_a_lexicon_decoder(data):
+    cfg = Config.fromfile(str(CONFIG))
+    torch.manual_seed(0)
+    model = MODELS.build(dict(cfg.model, decoder=dict(type="LexiconDecoder", mode="exhaustive"))).eval()
+    pipeline = [Grayscale(), Resize(height=32, width=None, min_width=100), ToTensor()]
+    dataset = DATASETS.build(dict(type="LMDBDataset", path=str(data["lmdb"]), charset=cfg.charset, pipeline=pipeline))
+    samples = [dataset[i] for i in range(len(WORDS))]
+    assert [s["lexicon"] for s in samples] == [LEXICONS[i] for i in range(len(WORDS))]
+    batch = pad_collate(samples)
+    with torch.no_grad():
+        predictions = model(batch["inputs"], batch["data_samples"], mode="predict")
+    assert all(p["pred"] in LEXICONS[i] for i, p in enumerate(predictions))
+    assert all(p["candidates"] == 3 for p in predictions)  # every word of the image's lexicon was scored
+
+
+def test_batches_joined_for_decoding_read_as_they_do_apart():
+    from ocrframe_ctc import BeamSearchDecoder, GreedyDecoder
+
+    from ocrframe import Charset
+    from ocrframe.evaluation import decoding_chunks
+
+    charset = Charset("abc")
+    generator = torch.Generator().manual_seed(0)
+    batches = [((3 * torch.randn(n, frames, 4, generator=generator)).log_softmax(-1),
+                torch.randint(1, frames + 1, (n,), generator=generator)) for n, frames in [(3, 5), (2, 9), (4, 2)]]
+    for decoder in (GreedyDecoder(charset), BeamSearchDecoder(charset, beam_width=4)):
+        apart = [(p.text, p.score) for lp, lengths in batches for p in decoder.decode(lp, lengths)]
+        chunks = list(decoding_chunks(batches, size=5))
+        assert [len(lp) for lp, _ in chunks] == [5, 4]
+        joined = [(p.text, p.score) for lp, lengths in chunks for p in decoder.decode(lp, lengths)]
+        assert [t for t, _ in joined] == [t for t, _ in apart]
+        assert [s for _, s in joined] == pytest.approx([s for _, s in apart], abs=1e-4)
