@@ -36,8 +36,8 @@ def skip_unless_decoder_registered(cfg) -> None:
     load_plugins()
     name = cfg.model.decoder.type
     if name not in DECODERS.module_dict:
-        pytest.skip(f"decoder {name} is not registered: it is added to plugins/ocrframe-ctc with beam search and "
-                    "lexicon decoding, which this branch does not have yet")
+        pytest.skip(f"decoder {name} is not registered: the installed ocrframe-ctc plugin predates it "
+                    "(reinstall plugins/ocrframe-ctc: make setup)")
 
 
 def tiny_sweep(configs, out: Path, data, seeds: int = 1, iters: int = 2, **kwargs) -> Sweep:
