@@ -1,4 +1,4 @@
-"""The ``ocrframe`` command: list, train, test, read, export, browse, plot. ``tools/*.py`` call the
+"""The ``ocrframe`` command: list, train, test, read, export, browse, plot, ablate. ``tools/*.py`` call the
 same functions."""
 from __future__ import annotations
 
@@ -265,6 +265,18 @@ def cmd_plot(args) -> int:
     return 0
 
 
+def cmd_ablate(args) -> int:
+    import shlex
+
+    from ocrframe.ablation import Budget, Sweep
+
+    sweep = Sweep(args.configs, Budget.parse(args.budget), args.out, seeds=args.seeds, schedule=args.schedule,
+                  train_data=args.data, val_data=args.val_data, cfg_options=args.cfg_options,
+                  command=shlex.join(["python", "tools/ablate.py", *args.argv]))
+    sweep.run()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from mmengine.config import DictAction
 
@@ -365,11 +377,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("work_dir", type=Path)
     p.add_argument("--out", type=Path, help="default: WORK_DIR/curves.png")
     p.set_defaults(func=cmd_plot)
+
+    p = sub.add_parser("ablate", help="train configs for the same budget on the same data and tabulate them",
+                       description="Writes OUT/results.md (config, what it changes, params, speed, accuracy mean "
+                                   "± std over seeds) and OUT/results.png. Runs already in OUT/runs are not "
+                                   "repeated: run the same command again to resume an interrupted sweep.")
+    p.add_argument("configs", nargs="+", metavar="CONFIG",
+                   help="the first is the reference the others are compared to, e.g. configs/crnn_vgg_bilstm_ctc.py "
+                        "configs/ablations/encoder_identity.py")
+    p.add_argument("--budget", required=True,
+                   help="per run: a time (10m, 90s, 1.5h; iterations sized by TimeBudgetHook) or iterations (500)")
+    p.add_argument("--seeds", type=int, default=3, help="runs per config, seeds 0..N-1 (default: %(default)s)")
+    p.add_argument("--out", type=Path, default=Path("work_dirs/ablations"), help="default: %(default)s")
+    p.add_argument("--schedule", default="auto", help="as for train: 'auto' (default), 'paper', 'cpu', ...")
+    p.add_argument("--data", nargs="+", help="train on these LMDBs / gt.txt folders instead of the synthetic words")
+    p.add_argument("--val-data", nargs="+", help="validate on these LMDBs / gt.txt folders")
+    p.add_argument("--cfg-options", nargs="+", action=DictAction, default={},
+                   help="settings for every config, e.g. val_dataloader.dataset.length=500")
+    p.set_defaults(func=cmd_ablate)
     return parser
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv[1:]  # the command's own arguments, recorded by `ablate`
     return args.func(args)
 
 

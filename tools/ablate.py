@@ -1,0 +1,7 @@
+"""Same as `ocrframe ablate`; see `python tools/ablate.py --help`."""
+import sys
+
+from ocrframe.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main(["ablate", *sys.argv[1:]]))
