@@ -16,7 +16,7 @@ from ocrframe import ablation
 from ocrframe.ablation import Budget, Sweep, describe_changes
 from ocrframe.cli import main
 from ocrframe.engine import training_curves
-from ocrframe.registry import DECODERS, MODELS
+from ocrframe.registry import MODELS
 from ocrframe.runner import load_config
 
 ABLATIONS = sorted((REPO / "configs" / "ablations").glob("*.py"))
@@ -28,16 +28,6 @@ SCHEDULE = {"optimizer_adam": "paper"}
 TINY = {"train_dataloader.batch_size": 4, "train_dataloader.num_workers": 0,
         "train_dataloader.persistent_workers": False, "val_dataloader.num_workers": 0,
         "val_dataloader.persistent_workers": False, "default_hooks.logger.interval": 1}
-
-
-def skip_unless_decoder_registered(cfg) -> None:
-    from ocrframe.plugins import load_plugins
-
-    load_plugins()
-    name = cfg.model.decoder.type
-    if name not in DECODERS.module_dict:
-        pytest.skip(f"decoder {name} is not registered: the installed ocrframe-ctc plugin predates it "
-                    "(reinstall plugins/ocrframe-ctc: make setup)")
 
 
 def tiny_sweep(configs, out: Path, data, seeds: int = 1, iters: int = 2, **kwargs) -> Sweep:
@@ -54,7 +44,6 @@ def data(train_lmdb, val_lmdb):
 @pytest.mark.parametrize("config", ABLATIONS, ids=[c.stem for c in ABLATIONS])
 def test_ablation_config_changes_one_setting_and_trains(config, data, tmp_path):
     schedule = SCHEDULE.get(config.stem, "auto")
-    skip_unless_decoder_registered(load_config(str(config)))
     sweep = tiny_sweep([config], tmp_path, data, schedule=schedule)
     cfg = sweep.cfgs[config.stem]
     assert config.read_text().splitlines()[1].startswith("# "), "the second line says what changes and why"
