@@ -20,6 +20,7 @@ from pathlib import Path
 
 from mmengine.hooks import Hook
 
+from ocrframe.checkpoint import atomic_write
 from ocrframe.engine import training_curves
 from ocrframe.registry import DECODERS, MODELS
 from ocrframe.runner import build_runner, load_config
@@ -244,9 +245,9 @@ class Sweep:
         if self.budget.minutes:
             hooks.append(dict(type="TimeBudgetHook", minutes=self.budget.minutes, validations=1))
         else:
-            cfg.train_cfg.max_iters = self.budget.iters
             cfg.param_scheduler = fit_schedulers(cfg.get("param_scheduler") or [], cfg.train_cfg.max_iters,
                                                  self.budget.iters)
+            cfg.train_cfg.max_iters = self.budget.iters
         cfg.train_cfg.val_interval = cfg.train_cfg.max_iters  # TimeBudgetHook moves both together
         cfg.custom_hooks = hooks
         return cfg
@@ -267,10 +268,7 @@ def fit_schedulers(schedulers, old_max_iters: int, max_iters: int) -> list:
 
 
 def write_json(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=1, default=str))
-    tmp.replace(path)  # a run interrupted while writing leaves no half file
+    atomic_write(path, json.dumps(data, indent=1, default=str).encode())  # an interrupted run leaves no half file
 
 
 # -- the report ----------------------------------------------------------------------------------------

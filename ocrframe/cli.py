@@ -106,7 +106,10 @@ def lexicon_table(args, cfg) -> int:
     model.load_state_dict(weights)
     model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
     if args.data:
-        datasets = {Path(p).name: DATASETS.build(dataset_for([p], cfg, cfg.test_pipeline)) for p in args.data}
+        names = [Path(p).name for p in args.data]
+        if len(set(names)) != len(names):  # rows are named by the last path component
+            names = [str(p) for p in args.data]
+        datasets = {name: DATASETS.build(dataset_for([p], cfg, cfg.test_pipeline)) for name, p in zip(names, args.data)}
     else:
         datasets = {"test set": DATASETS.build(cfg.test_dataloader.dataset)}
     out = Path(args.predictions or Path(cfg.work_dir) / "predictions.tsv")

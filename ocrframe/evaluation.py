@@ -59,8 +59,17 @@ def run_network(model, dataset, name: str, batch_size: int = 64) -> Outputs:
     if hasattr(dataset, "aspect_ratio"):
         order.sort(key=dataset.aspect_ratio)
     device = next(model.parameters()).device
+    seen: set[str] = set()
     for start in range(0, len(order), batch_size):
-        samples = [dataset[i] for i in order[start:start + batch_size]]
+        # a dataset that skips a bad sample returns the next one instead: count each image once
+        samples = []
+        for i in order[start:start + batch_size]:
+            sample = dataset[i]
+            if sample["key"] not in seen:
+                seen.add(sample["key"])
+                samples.append(sample)
+        if not samples:
+            continue
         began = time.perf_counter()
         batch = pad_collate(samples)
         log_probs = model(batch["inputs"].to(device)).float().cpu()

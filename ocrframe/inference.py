@@ -29,7 +29,7 @@ from PIL import Image
 from ocrframe.checkpoint import load_checkpoint
 from ocrframe.data.transforms import Compose, pad_collate
 from ocrframe.engine import native_bf16
-from ocrframe.model import Prediction
+from ocrframe.model import Prediction, takes_per_image_lexicons
 from ocrframe.registry import DECODERS, MODELS, ComponentError
 
 logger = logging.getLogger("ocrframe.inference")
@@ -172,7 +172,7 @@ class Reader:
                 return build_decoder(dict(cfg, lexicon=words), self.charset), {}
             spec = cfg
         decoder = build_decoder(spec, self.charset)
-        if "lexicons" not in inspect.signature(decoder.decode).parameters:
+        if not takes_per_image_lexicons(decoder):
             raise ValueError(f"decoder {type(decoder).__name__} does not use a lexicon; decoders that do: "
                              f"{', '.join(_lexicon_decoders()) or '(none installed)'}")
         return decoder, dict(lexicons=list(lexicon) if per_image else [words] * count)
@@ -270,7 +270,7 @@ def _init_params(cls) -> set[str]:
 def _lexicon_decoders() -> list[str]:
     """Registered decoders that take a lexicon (``lexicon`` at construction or ``lexicons`` in decode)."""
     def takes_lexicon(cls) -> bool:
-        return "lexicon" in _init_params(cls) or "lexicons" in inspect.signature(cls.decode).parameters
+        return "lexicon" in _init_params(cls) or takes_per_image_lexicons(cls)
 
     return [name for name in _decoder_names() if takes_lexicon(DECODERS.module_dict[name])]
 

@@ -33,6 +33,11 @@ class Prediction:
     extras: dict = field(default_factory=dict)
 
 
+def takes_per_image_lexicons(decoder) -> bool:
+    """Whether a decoder (class or instance) accepts ``decode(..., lexicons=[one word list per image])``."""
+    return "lexicons" in inspect.signature(decoder.decode).parameters
+
+
 class Recognizer(BaseModel):
     def __init__(self, charset: dict, backbone: dict, sequence_encoder: dict, head: dict, decoder: dict,
                  in_channels: int = 1, channels_last: bool = True, data_preprocessor: dict | None = None,
@@ -92,7 +97,7 @@ class Recognizer(BaseModel):
         lexicons = data_samples.get("lexicons")
         if lexicons is None or any(words is None for words in lexicons):
             return {}
-        if "lexicons" not in inspect.signature(self.decoder.decode).parameters:
+        if not takes_per_image_lexicons(self.decoder):
             return {}
         return dict(lexicons=lexicons)
 

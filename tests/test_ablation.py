@@ -191,6 +191,12 @@ def test_iteration_budget_ends_the_cosine_decay_with_the_run():
     assert ablation.fit_schedulers([warmup, cosine], 20_000, 100) == [dict(warmup, end=100)]
 
 
+@pytest.mark.parametrize("iters", [1000, 30_000])  # shorter and longer than the CPU schedule's 20k
+def test_an_iteration_budget_sets_the_run_length_and_the_end_of_its_decay(tmp_path, iters):
+    cfg = Sweep([str(CONFIG)], Budget.parse(str(iters)), tmp_path).run_config("crnn_vgg_bilstm_ctc", seed=0)
+    assert cfg.train_cfg.max_iters == iters and cfg.param_scheduler[-1]["end"] == iters
+
+
 def test_ablate_command_says_how_to_resume(capsys):
     with pytest.raises(SystemExit):
         main(["ablate", "--help"])
