@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -156,7 +157,8 @@ def cmd_read(args) -> int:
             raise ValueError(f"--lexicon sample needs a lexicon (third gt.txt column) for every image; "
                              f"{len(missing)} have none, e.g. {missing[:3]}")
     reader = Reader.from_checkpoint(args.checkpoint, config=args.config, device=args.device,
-                                    batch_size=args.batch_size, precision=args.precision)
+                                    batch_size=args.batch_size, precision=args.precision, runtime=args.runtime,
+                                    calibration=calibration_images(args.calibration))
     labelled, skipped = [], SkipCounter()
     for start in range(0, len(items), READ_CHUNK):  # bounded memory however many images
         chunk, images = [], []
@@ -192,11 +194,18 @@ def cmd_read(args) -> int:
     return 1 if skipped.total() else 0
 
 
+def calibration_images(paths: list[Path] | None) -> list[Path] | None:
+    """--calibration: image files, folders of images or gt.txt files, as for `ocrframe read`."""
+    return None if not paths else [path for path, _, _ in read_inputs(paths)]
+
+
 def cmd_export(args) -> int:
     from ocrframe.export import check_onnx, export_onnx
     from ocrframe.inference import load_model
 
     model, cfg = load_model(args.checkpoint, args.config)
+    if args.int8:
+        return export_int8_file(args, model, cfg)
     out = export_onnx(model, args.onnx, pipeline=cfg.test_pipeline, opset=args.opset)
     print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB): images (batch, {model.in_channels}, 32, width) "
           "-> log_probs (batch, frames, classes); charset and preprocessing in its metadata")
@@ -204,6 +213,24 @@ def cmd_export(args) -> int:
         result = check_onnx(model, out)
         print(f"onnxruntime agrees with PyTorch: largest log-prob difference {result['max_abs_diff']:.1e}, "
               "same greedy transcriptions")
+    return 0
+
+
+def export_int8_file(args, model, cfg) -> int:
+    from ocrframe.export import export_int8
+    from ocrframe.inference import CALIBRATION_IMAGES, Reader, validation_images
+
+    images = calibration_images(args.calibration) or validation_images(cfg)
+    fp32 = Reader(model, cfg.test_pipeline, precision="fp32")
+    out = export_int8(model, args.onnx, fp32.input_batches(images[:CALIBRATION_IMAGES]), cfg.test_pipeline)
+    print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB): int8 convolutions, calibrated on "
+          f"{min(len(images), CALIBRATION_IMAGES)} images; run it with Reader(model, pipeline, precision='int8', "
+          f"onnx_model='{out}')")
+    if args.check:
+        int8 = Reader(model, cfg.test_pipeline, precision="int8", onnx_model=out, recheck_margin=-math.inf)
+        same = sum(a.text == b.text for a, b in zip(int8.read(images), fp32.read(images)))
+        print(f"onnxruntime int8 alone reads {same} of {len(images)} calibration images as PyTorch fp32 does "
+              "(the Reader re-reads near ties in fp32 to agree on all)")
     return 0
 
 
@@ -228,12 +255,9 @@ def browse_dataset(args):
     """The dataset ``ocrframe browse`` shows: LMDB / gt.txt folder, a config's split, or a
     registered dataset type, without the pipeline unless --as-model-sees-it."""
     from mmengine.config import Config
-    from mmengine.registry import init_default_scope
 
-    from ocrframe.registry import DATASETS
-    from ocrframe.runner import dataset_for
+    from ocrframe.runner import build_dataset, dataset_for
 
-    init_default_scope("ocrframe")  # datasets nested in mmengine's (ConcatDataset) are looked up here
     target = args.dataset
     if target.endswith(".py"):
         if not Path(target).is_file():
@@ -252,12 +276,7 @@ def browse_dataset(args):
     dataset_cfg = Config(dict(dataset=dataset_cfg))
     if args.options:
         dataset_cfg.merge_from_dict({f"dataset.{k}": v for k, v in args.options.items()})
-    dataset_cfg = dataset_cfg.dataset.to_dict()
-    if not args.as_model_sees_it:
-        for d in [dataset_cfg, *dataset_cfg.get("datasets", [])]:
-            if "pipeline" in d:
-                d["pipeline"] = []
-    return DATASETS.build(dataset_cfg)
+    return build_dataset(dataset_cfg.dataset, raw=not args.as_model_sees_it)
 
 
 def cmd_plot(args) -> int:
@@ -346,8 +365,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.add_argument("--frames", action="store_true", help="also give each character's frame and pixel column (JSON)")
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
-                   help="auto: bf16 where the hardware has it natively, else fp32 (see docs/benchmarks.md)")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "int8"],
+                   help="auto: bf16 where the hardware has it natively, else fp32; int8: quantized, run by "
+                        "onnxruntime, near ties re-read in fp32 (see docs/benchmarks.md)")
+    p.add_argument("--runtime", default="torch", choices=["torch", "onnxruntime"],
+                   help="onnxruntime: the model exported to ONNX (made once, cached), often faster on CPUs")
+    p.add_argument("--calibration", nargs="+", type=Path, metavar="IMAGE_OR_FOLDER",
+                   help="with --precision int8: images to calibrate on (default: the config's validation set; "
+                        "then the int8 model is cached)")
     p.add_argument("--device", default="auto", help="cpu, cuda, ... (default: cuda if available)")
     p.set_defaults(func=cmd_read)
 
@@ -356,6 +381,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--onnx", required=True, type=Path, help="output file, e.g. crnn.onnx")
     p.add_argument("--config", help="config to build the model from (default: the one stored in the checkpoint)")
     p.add_argument("--opset", type=int, default=18)
+    p.add_argument("--int8", action="store_true", help="quantize to int8 (onnxruntime static quantization)")
+    p.add_argument("--calibration", nargs="+", type=Path, metavar="IMAGE_OR_FOLDER",
+                   help="with --int8: images to calibrate on (default: the config's validation set)")
     p.add_argument("--no-check", dest="check", action="store_false",
                    help="skip running the exported file with onnxruntime against PyTorch")
     p.set_defaults(func=cmd_export)

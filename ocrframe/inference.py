@@ -11,13 +11,22 @@ of it is padding. The decoder and a lexicon can be chosen per call; any register
 Precision: "fp32" is the model as trained, exact. "bf16" runs the network under bf16 autocast
 (fast on CPUs with native bf16, e.g. AVX-512 BF16 or AMX, and on GPUs) and re-runs in fp32 every
 image whose best path has a frame where the two best classes are closer than ``recheck_margin``,
-so greedy transcriptions stay those of fp32. "auto" picks bf16 where the hardware has it.
+so greedy transcriptions stay those of fp32. "int8" does the same with the model quantized to int8
+and run by onnxruntime (``Reader.from_checkpoint`` quantizes once, calibrated on the config's
+validation images, and caches the file). "auto" picks bf16 where the hardware has it.
+
+Runtime: "torch", or "onnxruntime" (CPU) running the model exported to ONNX; fp32 there gives the
+same log-probabilities to ~1e-5 and is often faster on CPUs (docs/benchmarks.md). int8 always
+runs on onnxruntime.
 """
 from __future__ import annotations
 
+import hashlib
 import inspect
 import logging
 import math
+import os
+import tempfile
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -33,7 +42,9 @@ from ocrframe.model import Prediction, takes_per_image_lexicons
 from ocrframe.registry import DECODERS, MODELS, ComponentError
 
 logger = logging.getLogger("ocrframe.inference")
-PRECISIONS = ("auto", "fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16", "int8")
+RUNTIMES = ("torch", "onnxruntime")
+CALIBRATION_IMAGES = 128  # int8 activation ranges: enough images to see the range of each layer
 
 
 def load_model_config(checkpoint: str | Path, config: str | Path | None = None) -> tuple[Config, dict]:
@@ -65,31 +76,55 @@ class Reader:
         batch_size: images per forward pass.
         width_step: images whose widths (after resizing) round up to the same multiple of this
             share a batch; each batch is padded to its widest image.
-        precision: "fp32", "bf16" or "auto" (see the module docstring).
-        recheck_margin: with bf16, images whose best path has a frame with a top-2 log-probability
-            gap below this are re-read in fp32.
+        precision: "fp32", "bf16", "int8" or "auto" (see the module docstring).
+        recheck_margin: with bf16 or int8, images whose best path has a frame with a top-2
+            log-probability gap below this are re-read in fp32.
+        runtime: "torch" or "onnxruntime" (int8 implies onnxruntime).
+        onnx_model: with onnxruntime, the model's ONNX file at this precision (``ocrframe export
+            CKPT --onnx F [--int8]``; ``Reader.from_checkpoint`` makes it).
     """
 
     def __init__(self, model, pipeline, batch_size: int = 64, width_step: int = 8, precision: str = "auto",
-                 recheck_margin: float = 1.0):
+                 recheck_margin: float = 1.0, runtime: str = "torch", onnx_model: str | Path | None = None):
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
+        if runtime not in RUNTIMES:
+            raise ValueError(f"runtime must be one of {RUNTIMES}, not {runtime!r}")
         self.model = model.eval()
         self.pipeline = Compose(pipeline)
         self.batch_size, self.width_step = batch_size, width_step
         self.device = next(model.parameters()).device
+        self.runtime = "onnxruntime" if precision == "int8" else runtime
         if precision == "auto":
-            precision = "bf16" if native_bf16(self.device.type) else "fp32"
+            precision = "bf16" if native_bf16(self.device.type) and self.runtime == "torch" else "fp32"
         self.precision, self.recheck_margin = precision, recheck_margin
-        self.rechecked = 0  # images re-read in fp32 so far (bf16 only)
+        self.rechecked = 0  # images re-read in fp32 so far (bf16, int8)
+        if self.runtime == "onnxruntime":
+            if precision == "bf16":
+                raise ValueError("precision='bf16' runs on torch; onnxruntime runs fp32 or int8")
+            if onnx_model is None:
+                raise ValueError(f"runtime='onnxruntime' needs the model's ONNX file (onnx_model=...): `ocrframe export "
+                                 f"CKPT --onnx FILE{' --int8' if precision == 'int8' else ''}` writes one, "
+                                 "Reader.from_checkpoint(...) makes one itself")
+            if self.device.type != "cpu":
+                raise ValueError(f"onnxruntime runs on the CPU here; the model is on {self.device}")
+            self.session = onnx_session(onnx_model)
 
     @classmethod
     def from_checkpoint(cls, checkpoint: str | Path, config: str | Path | None = None, device: str = "auto",
-                        **kwargs) -> "Reader":
-        """Build the recognizer from the config stored in the checkpoint (or ``config``)."""
+                        calibration: Iterable | None = None, **kwargs) -> "Reader":
+        """Build the recognizer from the config stored in the checkpoint (or ``config``). For
+        onnxruntime without ``onnx_model``, export it (see ``onnx_model_for``; int8 is calibrated on
+        ``calibration`` images if given)."""
         model, cfg = load_model(checkpoint, config)
+        int8 = kwargs.get("precision") == "int8"
+        on_onnxruntime = int8 or kwargs.get("runtime") == "onnxruntime"
         if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
+            device = "cuda" if torch.cuda.is_available() and not on_onnxruntime else "cpu"
+        if on_onnxruntime and kwargs.get("onnx_model") is None:
+            with tempfile.TemporaryDirectory() as tmp:  # the session keeps the model in memory
+                kwargs["onnx_model"] = onnx_model_for(checkpoint, model, cfg, int8, calibration, Path(tmp))
+                return cls(model.to(device), cfg.test_pipeline, **kwargs)
         return cls(model.to(device), cfg.test_pipeline, **kwargs)
 
     @property
@@ -102,10 +137,15 @@ class Reader:
         """Per-frame log-probabilities (N, T, K) in fp32, at this reader's precision; frames at
         or beyond ``frame_lengths`` (padding) are not rechecked."""
         images = images.to(self.device)
-        if self.precision == "fp32":
+        if self.runtime == "onnxruntime":
+            log_probs = torch.from_numpy(self.session.run(None, {"images": images.contiguous().numpy()})[0])
+            if self.precision == "fp32":
+                return log_probs
+        elif self.precision == "fp32":
             return self.model(images).float()
-        with torch.autocast(self.device.type, dtype=torch.bfloat16):
-            log_probs = self.model(images).float()
+        else:
+            with torch.autocast(self.device.type, dtype=torch.bfloat16):
+                log_probs = self.model(images).float()
         top2 = log_probs.topk(2, dim=-1).values
         close = (top2[..., 0] - top2[..., 1]) < self.recheck_margin
         if frame_lengths is not None:
@@ -128,13 +168,11 @@ class Reader:
         frames: add ``extras["frames"]`` (the frame index of each character) and ``extras["x"]``
             (its pixel column in the image as given).
         """
-        images = list(images)
         pils = [as_pil(image, i) for i, image in enumerate(images)]
         samples = [self.pipeline(dict(image=pil, text="", key=str(i))) for i, pil in enumerate(pils)]
         decoder, decode_kwargs = self._decoder_for(decoder, lexicon, len(samples))
         predictions: list[Prediction | None] = [None] * len(samples)
-        for indices in width_buckets([s["width"] for s in samples], self.batch_size, self.width_step):
-            batch = pad_collate([samples[i] for i in indices])
+        for indices, batch in self._batches(samples):
             lengths = self.model.frame_lengths(batch["data_samples"]["widths"])
             log_probs = self.log_probs(batch["inputs"], lengths)
             lengths = lengths.clamp(max=log_probs.shape[1])
@@ -146,6 +184,16 @@ class Reader:
                     self._add_positions(predictions[i], log_probs[row, : lengths[row]],
                                         samples[i]["width"], pils[i].width)
         return predictions
+
+    def _batches(self, samples: list[dict]):
+        """(indices, padded batch) per width bucket of pipeline outputs."""
+        for indices in width_buckets([s["width"] for s in samples], self.batch_size, self.width_step):
+            yield indices, pad_collate([samples[i] for i in indices])
+
+    def input_batches(self, images: Iterable) -> list[np.ndarray]:
+        """Images as the network takes them: through the pipeline, in padded width-bucket batches."""
+        samples = [self.pipeline(dict(image=as_pil(image, i), text="", key=str(i))) for i, image in enumerate(images)]
+        return [batch["inputs"].numpy() for _, batch in self._batches(samples)]
 
     def _add_positions(self, prediction: Prediction, log_probs: torch.Tensor, resized_width: int,
                        original_width: int) -> None:
@@ -176,6 +224,68 @@ class Reader:
             raise ValueError(f"decoder {type(decoder).__name__} does not use a lexicon; decoders that do: "
                              f"{', '.join(_lexicon_decoders()) or '(none installed)'}")
         return decoder, dict(lexicons=list(lexicon) if per_image else [words] * count)
+
+
+def onnx_session(path: str | Path):
+    """An onnxruntime CPU session using as many threads as torch."""
+    try:
+        import onnxruntime
+    except ImportError:
+        raise ImportError("runtime onnxruntime needs it: pip install 'ocrframe[onnx]'") from None
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    options.log_severity_level = 3  # its shape-inference warnings about the free width are expected
+    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def onnx_cache() -> Path:
+    """Where ONNX files of checkpoints are kept: $OCRFRAME_CACHE/onnx, else ~/.cache/ocrframe/onnx."""
+    return Path(os.environ.get("OCRFRAME_CACHE") or Path.home() / ".cache" / "ocrframe") / "onnx"
+
+
+def onnx_model_for(checkpoint: str | Path, model, cfg: Config, int8: bool = False, calibration: Iterable | None = None,
+                   scratch: Path | None = None) -> Path:
+    """The ONNX file (fp32, or int8 calibrated on the config's first validation images) of a
+    checkpoint, made once and cached, keyed by the checkpoint's and the config's content. An int8
+    file calibrated on ``calibration`` images instead is written to ``scratch``."""
+    from ocrframe.export import export_int8, export_onnx
+
+    if calibration is None or not int8:
+        key = hashlib.sha256(Path(checkpoint).read_bytes() + cfg.pretty_text.encode()).hexdigest()[:20]
+        out = onnx_cache() / f"{key}-{'int8' if int8 else 'fp32'}.onnx"
+        if out.is_file():
+            return out
+    if not int8:
+        partial = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+        try:
+            os.replace(export_onnx(model, partial, cfg.test_pipeline), out)  # complete or absent
+        finally:
+            partial.unlink(missing_ok=True)
+        return out
+    if calibration is None:
+        calibration, source = validation_images(cfg), "the config's validation set"
+    else:
+        calibration, source = list(calibration), "the images given"
+        out = Path(scratch or tempfile.mkdtemp()) / "int8.onnx"
+    logger.info("quantizing %s to int8, calibrated on %d images from %s -> %s", checkpoint, len(calibration),
+                source, out)
+    fp32_reader = Reader(model, cfg.test_pipeline, precision="fp32")
+    return export_int8(model, out, fp32_reader.input_batches(calibration), cfg.test_pipeline)
+
+
+def validation_images(cfg: Config, count: int | None = None) -> list:
+    """The first ``count`` (default CALIBRATION_IMAGES) images of the config's validation set, as
+    loaded (before its pipeline)."""
+    from ocrframe.runner import build_dataset
+
+    count = count or CALIBRATION_IMAGES
+    try:
+        dataset = build_dataset(cfg.val_dataloader.dataset, raw=True)
+        return [dataset[i]["image"] for i in range(min(count, len(dataset)))]
+    except Exception as exc:
+        raise RuntimeError(f"int8 calibration reads the config's validation set, which failed ({type(exc).__name__}: "
+                           f"{exc}); give calibration images instead (Reader.from_checkpoint(..., calibration="
+                           "images), `--calibration FOLDER`)") from exc
 
 
 def width_buckets(widths: Sequence[int], batch_size: int, width_step: int = 8) -> list[list[int]]:

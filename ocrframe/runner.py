@@ -83,6 +83,22 @@ def dataset_for(paths: list[str], cfg: Config, pipeline) -> dict:
     return dict(type="ConcatDataset", datasets=datasets, ignore_keys=["name"])
 
 
+def build_dataset(dataset_cfg, raw: bool = False):
+    """Build a dataset config (a ConcatDataset's parts included). ``raw`` leaves the pipelines
+    out: samples then hold the image as loaded (a PIL image) and its label, as a user sees them."""
+    from mmengine.registry import init_default_scope
+
+    from ocrframe.registry import DATASETS
+
+    init_default_scope("ocrframe")  # datasets nested in mmengine's (ConcatDataset) are looked up here
+    dataset_cfg = Config(dict(dataset=dataset_cfg)).dataset.to_dict()  # a copy, whatever it was given as
+    if raw:
+        for d in [dataset_cfg, *dataset_cfg.get("datasets", [])]:
+            if "pipeline" in d:
+                d["pipeline"] = []
+    return DATASETS.build(dataset_cfg)
+
+
 def build_runner(cfg: Config) -> Runner:
     runner = Runner.from_cfg(cfg)
     describe_schedule(cfg, runner)

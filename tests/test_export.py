@@ -10,8 +10,12 @@ import onnx
 import onnxruntime
 import pytest
 import torch
+from mmengine.config import Config
 
-from ocrframe.inference import load_model
+from conftest import REPO, render_word
+from ocrframe.export import check_onnx, export_onnx
+from ocrframe.inference import Reader, load_model
+from ocrframe.registry import MODELS
 
 
 @pytest.fixture(scope="module")
@@ -54,3 +58,92 @@ def test_the_file_declares_dynamic_axes_and_carries_the_charset(exported, checkp
     assert json.loads(meta["ocrframe_symbols"]) == model.charset.tokens
     assert int(meta["ocrframe_blank"]) == model.charset.blank == 0
     assert json.loads(meta["ocrframe_pipeline"])[1]["type"] == "Resize"
+
+
+def test_the_omr_model_exports_with_a_free_width(tmp_path):
+    """The simplified CRNN (no conv4/conv6, a stack of unidirectional LSTMs)."""
+    torch.manual_seed(0)
+    model = MODELS.build(Config.fromfile(str(REPO / "configs" / "crnn_omr.py")).model).eval()
+    path = export_onnx(model, tmp_path / "omr.onnx")
+    assert check_onnx(model, path, shapes=((1, 40), (2, 233)), atol=1e-4)["same_transcriptions"]
+
+
+# -- int8 ---------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def exported_int8(checkpoint, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("calibration")
+    for i, word in enumerate(["harbour", "open24", "street", "x", "quiet", "b52"]):
+        render_word(word).save(folder / f"{i}.png")
+    out = folder.parent / "crnn-int8.onnx"
+    result = subprocess.run([sys.executable, "-m", "ocrframe.cli", "export", str(checkpoint), "--onnx", str(out),
+                             "--int8", "--calibration", str(folder)], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out, result.stdout, sorted(folder.glob("*.png"))
+
+
+def test_int8_export_quantizes_the_convolutions_after_the_first(exported_int8):
+    out, stdout, _ = exported_int8
+    assert f"wrote {out}" in stdout and "calibrated on 6 images" in stdout
+    assert "reads" in stdout and "of 6 calibration images as PyTorch fp32 does" in stdout
+    graph = onnx.load(str(out)).graph
+    produced_by = {output: node for node in graph.node for output in node.output}
+    initializers = {i.name: i for i in graph.initializer}
+    convs = [node for node in graph.node if node.op_type == "Conv"]
+    assert len(convs) == 7
+    weights = [produced_by.get(conv.input[1]) for conv in convs]
+    assert weights[0] is None and initializers[convs[0].input[1]].data_type == onnx.TensorProto.FLOAT
+    for dequantize in weights[1:]:  # int8 weights, per output channel
+        assert dequantize.op_type == "DequantizeLinear"
+        assert initializers[dequantize.input[0]].data_type == onnx.TensorProto.INT8
+        assert len(initializers[dequantize.input[1]].dims) == 1
+
+
+def test_int8_reader_rechecks_near_ties_in_fp32(exported_int8, checkpoint):
+    out, _, images = exported_int8
+    model, cfg = load_model(checkpoint)
+    fp32 = Reader(model, cfg.test_pipeline, precision="fp32").read(images)
+    int8 = Reader(model, cfg.test_pipeline, precision="int8", onnx_model=out, recheck_margin=-float("inf"))
+    alone = int8.read(images)
+    assert int8.rechecked == 0 and [p.score for p in alone] != [p.score for p in fp32]  # really int8
+    assert [p.score for p in alone] == pytest.approx([p.score for p in fp32], rel=0.2)  # and close to fp32
+    int8.recheck_margin = float("inf")
+    assert [p.score for p in int8.read(images)] == pytest.approx([p.score for p in fp32], rel=1e-5)
+    assert int8.rechecked == len(images)
+    int8.recheck_margin, int8.rechecked = 1.0, 0  # the default
+    assert [p.text for p in int8.read(images)] == [p.text for p in fp32]
+
+
+def test_from_checkpoint_exports_once_and_caches(checkpoint, tmp_path, monkeypatch):
+    import ocrframe.export
+
+    monkeypatch.setenv("OCRFRAME_CACHE", str(tmp_path))
+    monkeypatch.setattr("ocrframe.inference.CALIBRATION_IMAGES", 8)
+    images = [render_word(w) for w in ("open", "b52", "street")]
+    torch_fp32 = Reader.from_checkpoint(checkpoint, precision="fp32").read(images)
+    onnx_fp32 = Reader.from_checkpoint(checkpoint, precision="fp32", runtime="onnxruntime")
+    int8 = Reader.from_checkpoint(checkpoint, precision="int8", batch_size=2)
+    assert (onnx_fp32.runtime, int8.runtime) == ("onnxruntime", "onnxruntime")
+    assert [p.score for p in onnx_fp32.read(images)] == pytest.approx([p.score for p in torch_fp32], rel=1e-4)
+    assert [p.text for p in int8.read(images)] == [p.text for p in torch_fp32]
+    cached = sorted((tmp_path / "onnx").glob("*.onnx"))
+    assert [p.name.rsplit("-", 1)[1] for p in cached] == ["fp32.onnx", "int8.onnx"]
+
+    def no_second_time(*args, **kwargs):
+        raise AssertionError("exported again")
+
+    monkeypatch.setattr(ocrframe.export, "export_onnx", no_second_time)
+    monkeypatch.setattr(ocrframe.export, "export_int8", no_second_time)
+    Reader.from_checkpoint(checkpoint, precision="int8")
+    Reader.from_checkpoint(checkpoint, runtime="onnxruntime")
+    assert sorted((tmp_path / "onnx").glob("*")) == cached  # no partial files left either
+
+
+def test_onnxruntime_needs_its_model_file_and_runs_fp32_or_int8(checkpoint):
+    model, cfg = load_model(checkpoint)
+    with pytest.raises(ValueError, match="ocrframe export CKPT --onnx FILE --int8"):
+        Reader(model, cfg.test_pipeline, precision="int8")
+    with pytest.raises(ValueError, match="'bf16' runs on torch"):
+        Reader(model, cfg.test_pipeline, precision="bf16", runtime="onnxruntime", onnx_model="x.onnx")
+    with pytest.raises(ValueError, match="runtime must be one of"):
+        Reader(model, cfg.test_pipeline, runtime="tensorrt")

@@ -77,10 +77,25 @@ def test_omr_variant_drops_conv4_and_conv6():
     convs = [m for m in model.backbone.modules() if isinstance(m, nn.Conv2d)]
     assert [c.out_channels for c in convs] == [64, 128, 256, 512, 512]
     assert count(model.backbone, nn.BatchNorm2d) == 1  # only conv5's is left
-    lstm = model.sequence_encoder.lstm
-    assert (lstm.num_layers, lstm.bidirectional) == (2, False)
+    layers = model.sequence_encoder.layers
+    assert [(lstm.input_size, lstm.hidden_size, lstm.bidirectional) for lstm in layers] == [(512, 256, False),
+                                                                                         (256, 256, False)]
     with torch.no_grad():
         assert tuple(model(torch.zeros(2, 1, 32, 100)).shape) == (2, 26, 37)
+
+
+def test_the_lstm_stack_computes_what_a_multi_layer_lstm_does():
+    from ocrframe_lstm import LSTM
+
+    torch.manual_seed(0)
+    stack, reference = LSTM(input_size=12, hidden_size=8, num_layers=3), nn.LSTM(12, 8, num_layers=3, batch_first=True)
+    with torch.no_grad():
+        for k, layer in enumerate(stack.layers):
+            for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                getattr(reference, f"{name}_l{k}").copy_(getattr(layer, f"{name}_l0"))
+    sequence = torch.randn(2, 9, 12)
+    assert torch.allclose(stack(sequence), reference(sequence)[0], atol=1e-6)
+    assert sum(p.numel() for p in stack.parameters()) == sum(p.numel() for p in reference.parameters())
 
 
 @pytest.mark.parametrize("batch_norm, expected", [("paper", 2), ("all", 7), ("none", 0)])

@@ -2,7 +2,7 @@
 
     python tools/benchmark.py train-step [--batch 64] [--iters 4]   # memory format x precision
     python tools/benchmark.py render [--num 300]                    # synthetic word renderer
-    python tools/benchmark.py infer [--checkpoint CKPT] [--val 1000] [--onnx]   # Reader vs plain eager
+    python tools/benchmark.py infer [--checkpoint CKPT] [--val 1000] [--onnx] [--int8]   # Reader vs eager
     python tools/benchmark.py omr-render [--lines 20]               # engraved music: lines and snippets
     python tools/benchmark.py runner [--iters 20] [--rounds 2]       # mmengine Runner vs a bare PyTorch loop
     python tools/benchmark.py data [--images 2048]                  # LMDB loading (1 worker) vs training speed
@@ -74,10 +74,12 @@ def render(args) -> None:
 
 def infer(args) -> None:
     """The Reader against a plain eager forward of the same model (fp32, contiguous), batch 64 and
-    batch 1 of 32x100 images, then greedy transcriptions of both on a validation set."""
-    from ocrframe.data.synthetic import SynthWordDataset
+    batch 1 of 32x100 images, then greedy transcriptions of both on the config's test images."""
+    import tempfile
+
     from ocrframe.engine import native_bf16
-    from ocrframe.inference import Reader, load_model
+    from ocrframe.inference import Reader, load_model, onnx_model_for
+    from ocrframe.runner import build_dataset
 
     if args.checkpoint:
         model, cfg = load_model(args.checkpoint)
@@ -88,28 +90,29 @@ def infer(args) -> None:
         model, weights = MODELS.build(cfg.model).eval(), "random initialisation (the equality check needs trained weights)"
     eager = MODELS.build(dict(cfg.model, channels_last=False)).eval()
     eager.load_state_dict(model.state_dict())
-    readers = {"fp32": Reader(model, cfg.test_pipeline, precision="fp32"),
-               "bf16": Reader(model, cfg.test_pipeline, precision="bf16")}
     native = native_bf16("cpu")
     print(f"weights: {weights}\n{torch.get_num_threads()} threads, CPU capability "
           f"{torch.backends.cpu.get_cpu_capability()}, native bf16: {'yes' if native else 'no (emulated: slow)'}")
+    readers = {"fp32": Reader(model, cfg.test_pipeline, precision="fp32"),
+               "bf16": Reader(model, cfg.test_pipeline, precision="bf16")}
+    checkpoint = args.checkpoint or Path(tempfile.mkdtemp()) / "random.pth"
+    if not args.checkpoint:
+        torch.save(dict(state_dict=model.state_dict()), checkpoint)
+    if args.onnx:
+        readers["fp32, onnxruntime"] = Reader(model, cfg.test_pipeline, precision="fp32", runtime="onnxruntime",
+                                              onnx_model=onnx_model_for(checkpoint, model, cfg))
+    if args.int8:
+        int8_model = onnx_model_for(checkpoint, model, cfg, int8=True)
+        readers["int8"] = Reader(model, cfg.test_pipeline, precision="int8", onnx_model=int8_model)
+        alone = Reader(model, cfg.test_pipeline, precision="int8", onnx_model=int8_model, recheck_margin=-float("inf"))
 
-    dataset = SynthWordDataset(cfg.charset, cfg.train_pipeline, length=64, seed=1)  # 32x100, as in training
-    batch64 = torch.stack([dataset[i]["image"] for i in range(64)])
+    generator = torch.Generator().manual_seed(1)
+    batch64 = torch.rand(64, model.in_channels, 32, 100, generator=generator) * 2 - 1  # 32x100, as in training
     variants = {"eager fp32 (baseline)": lambda x: eager(x)}
     variants.update({f"Reader {name}": (lambda r: lambda x: r.log_probs(x))(r) for name, r in readers.items()
-                     if name == "fp32" or native})  # emulated bf16 is several times slower than fp32: not timed
-    session = None
-    if args.onnx:
-        import tempfile
-
-        import onnxruntime
-
-        from ocrframe.export import export_onnx
-
-        path = export_onnx(model, Path(tempfile.mkdtemp()) / "crnn.onnx", cfg.test_pipeline)
-        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        variants["onnxruntime fp32"] = lambda x: session.run(None, {"images": x.numpy()})
+                     if name != "bf16" or native})  # emulated bf16 is several times slower than fp32: not timed
+    if args.int8:
+        variants["int8 alone (no fp32 recheck)"] = alone.log_probs
     print("\n| path | batch 64: images/s | vs eager | batch 1: ms/image | vs eager |\n|---|---|---|---|---|")
     rows = {}
     with torch.inference_mode():
@@ -129,19 +132,26 @@ def infer(args) -> None:
     for name, (s64, s1) in rows.items():
         print(f"| {name} | {1 / s64:.0f} | {base64 / s64:.2f}x | {s1 * 1e3:.1f} | {base1 / s1:.2f}x |")
 
-    # Greedy transcriptions of the validation set (aspect ratio kept, width-bucketed batches).
-    images = [image for image, _ in (SynthWordDataset(cfg.charset, length=args.val, seed=1).renderer.render(
-        np.random.default_rng([1, i])) for i in range(args.val))]
+    # Greedy transcriptions of the config's test images (spread over its splits), read end to end:
+    # aspect ratio kept, width-bucketed batches.
+    test = build_dataset(cfg.test_dataloader.dataset, raw=True)
+    picked = np.linspace(0, len(test) - 1, min(args.val, len(test))).round().astype(int)
+    images = [test[int(i)]["image"] for i in picked]
     reference = Reader(eager, cfg.test_pipeline, precision="fp32").read(images)
-    print(f"\ngreedy transcriptions of {args.val} validation images (seed 1, aspect ratio kept) vs eager fp32:")
+    print(f"\ngreedy transcriptions of {len(images)} test images (aspect ratio kept) vs eager fp32:")
     for name, reader in readers.items():
+        if name == "bf16" and not native:
+            continue
         reader.rechecked = 0
         start = time.perf_counter()
         texts = [p.text for p in reader.read(images)]
         elapsed = time.perf_counter() - start
         differ = sum(a != b.text for a, b in zip(texts, reference))
-        print(f"  Reader {name}: {differ} differ; {args.val / elapsed:.0f} images/s end to end"
-              + (f"; {reader.rechecked} images rechecked in fp32" if name == "bf16" else ""))
+        print(f"  Reader {name}: {differ} differ; {len(images) / elapsed:.0f} images/s end to end"
+              + (f"; {reader.rechecked} images rechecked in fp32" if name in ("bf16", "int8") else ""))
+    if args.int8:
+        differ = sum(a.text != b.text for a, b in zip(alone.read(images), reference))
+        print(f"  int8 alone (no fp32 recheck): {differ} differ")
 
 
 def omr_render(args) -> None:
@@ -536,7 +546,8 @@ def main(argv=None) -> int:
     p.add_argument("--checkpoint", help="trained weights (default: a randomly initialised paper CRNN)")
     p.add_argument("--val", type=int, default=1000, help="validation images for the transcription check")
     p.add_argument("--iters", type=int, default=3, help="batch-64 passes per round (batch 1: 16x as many)")
-    p.add_argument("--onnx", action="store_true", help="also time the model exported to onnxruntime")
+    p.add_argument("--onnx", action="store_true", help="also the Reader on onnxruntime (the model exported, fp32)")
+    p.add_argument("--int8", action="store_true", help="also the Reader's int8 path (onnxruntime, fp32 recheck)")
     p.set_defaults(func=infer)
     p = sub.add_parser("omr-render")
     p.add_argument("--lines", type=int, default=20)

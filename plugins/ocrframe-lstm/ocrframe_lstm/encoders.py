@@ -30,15 +30,21 @@ class BiLSTM(nn.Module):
 
 
 class LSTM(nn.Module):
-    """A stack of unidirectional LSTMs (the paper's OMR model uses two)."""
+    """A stack of unidirectional LSTMs (the paper's OMR model uses two).
+
+    One single-layer ``nn.LSTM`` per layer, the same computation as ``nn.LSTM(num_layers=N)``:
+    torch's ONNX exporter cannot give a multi-layer LSTM a free sequence length."""
 
     def __init__(self, input_size: int, hidden_size: int = 256, num_layers: int = 2):
         super().__init__()
-        self.lstm = nn.LSTM(input_size, hidden_size, num_layers=num_layers, batch_first=True)
+        sizes = [input_size] + [hidden_size] * num_layers
+        self.layers = nn.ModuleList(nn.LSTM(i, hidden_size, batch_first=True) for i in sizes[:-1])
         self.output_size = hidden_size
 
     def forward(self, sequence: torch.Tensor) -> torch.Tensor:
-        return self.lstm(sequence)[0]
+        for layer in self.layers:
+            sequence = layer(sequence)[0]
+        return sequence
 
 
 class Identity(nn.Module):
