@@ -298,7 +298,7 @@ def test_omr_model_is_the_papers_simplified_crnn(omr_run):
     model = MODELS.build(Config.fromfile(str(OMR_CONFIG)).model)
     convs = [m for m in model.backbone.modules() if m.__class__.__name__ == "Conv2d"]
     assert [c.out_channels for c in convs] == [64, 128, 256, 512, 512]  # conv4 and conv6 removed
-    assert not model.sequence_encoder.lstm.bidirectional and model.sequence_encoder.lstm.num_layers == 2
+    assert [lstm.bidirectional for lstm in model.sequence_encoder.layers] == [False, False]  # 2 unidirectional
     assert model.charset.num_classes == 18 and model.charset.separator == " "
 
 
