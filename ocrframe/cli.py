@@ -217,16 +217,15 @@ def cmd_export(args) -> int:
 
 
 def export_int8_file(args, model, cfg) -> int:
-    from ocrframe.export import export_int8
-    from ocrframe.inference import CALIBRATION_IMAGES, Reader, validation_images
+    from ocrframe.inference import CALIBRATION_IMAGES, Reader, quantized_model, validation_images
 
     images = calibration_images(args.calibration) or validation_images(cfg)
-    fp32 = Reader(model, cfg.test_pipeline, precision="fp32")
-    out = export_int8(model, args.onnx, fp32.input_batches(images[:CALIBRATION_IMAGES]), cfg.test_pipeline)
+    out = quantized_model(model, cfg, args.onnx, images)
     print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB): int8 convolutions, calibrated on "
           f"{min(len(images), CALIBRATION_IMAGES)} images; run it with Reader(model, pipeline, precision='int8', "
           f"onnx_model='{out}')")
     if args.check:
+        fp32 = Reader(model, cfg.test_pipeline, precision="fp32")
         int8 = Reader(model, cfg.test_pipeline, precision="int8", onnx_model=out, recheck_margin=-math.inf)
         same = sum(a.text == b.text for a, b in zip(int8.read(images), fp32.read(images)))
         print(f"onnxruntime int8 alone reads {same} of {len(images)} calibration images as PyTorch fp32 does "

@@ -117,13 +117,15 @@ def check_onnx(model, path: str | Path, shapes=((1, 100), (3, 157)), atol: float
 
 def quantize_onnx(fp32: str | Path, out: str | Path, calibration: Iterable[np.ndarray]) -> Path:
     """Write an int8 version of the ONNX model ``fp32`` to ``out``: convolution weights int8 per
-    output channel, their inputs uint8 with ranges from ``calibration`` (image batches (N, C, 32, W) as the model
-    takes them), in onnxruntime's QDQ format. The file appears complete or not at all."""
+    output channel, their inputs uint8 with ranges from ``calibration`` (image batches
+    (N, C, 32, W) as the model takes them), in onnxruntime's QDQ format. The file appears complete
+    or not at all."""
     try:
+        import onnx
         from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
         from onnxruntime.quantization.shape_inference import quant_pre_process
     except ImportError:
-        raise ImportError("int8 inference needs onnxruntime: pip install 'ocrframe[onnx]'") from None
+        raise ImportError("int8 export needs the onnx packages: pip install 'ocrframe[onnx]'") from None
 
     class Batches(CalibrationDataReader):
         def __init__(self):
@@ -139,8 +141,6 @@ def quantize_onnx(fp32: str | Path, out: str | Path, calibration: Iterable[np.nd
     with tempfile.TemporaryDirectory() as tmp:
         prepared = Path(tmp) / "prepared.onnx"
         quant_pre_process(str(fp32), str(prepared))  # folds constants, infers shapes: the quantizer needs both
-        import onnx
-
         convs = [node.name for node in onnx.load(str(prepared)).graph.node if node.op_type == "Conv"]
         try:
             # The convolutions but the first: in int8 the first one, reading the image, moved the

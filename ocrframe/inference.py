@@ -248,7 +248,7 @@ def onnx_model_for(checkpoint: str | Path, model, cfg: Config, int8: bool = Fals
     """The ONNX file (fp32, or int8 calibrated on the config's first validation images) of a
     checkpoint, made once and cached, keyed by the checkpoint's and the config's content. An int8
     file calibrated on ``calibration`` images instead is written to ``scratch``."""
-    from ocrframe.export import export_int8, export_onnx
+    from ocrframe.export import export_onnx
 
     if calibration is None or not int8:
         key = hashlib.sha256(Path(checkpoint).read_bytes() + cfg.pretty_text.encode()).hexdigest()[:20]
@@ -262,13 +262,18 @@ def onnx_model_for(checkpoint: str | Path, model, cfg: Config, int8: bool = Fals
         finally:
             partial.unlink(missing_ok=True)
         return out
-    if calibration is None:
-        calibration, source = validation_images(cfg), "the config's validation set"
-    else:
-        calibration, source = list(calibration), "the images given"
+    if calibration is not None:
         out = Path(scratch or tempfile.mkdtemp()) / "int8.onnx"
-    logger.info("quantizing %s to int8, calibrated on %d images from %s -> %s", checkpoint, len(calibration),
-                source, out)
+    return quantized_model(model, cfg, out, calibration)
+
+
+def quantized_model(model, cfg: Config, out: str | Path, calibration: Iterable | None = None) -> Path:
+    """Export ``model`` to ``out`` in int8, calibrated on up to CALIBRATION_IMAGES of
+    ``calibration`` (images), or on the config's first validation images."""
+    from ocrframe.export import export_int8
+
+    calibration = validation_images(cfg) if calibration is None else list(calibration)[:CALIBRATION_IMAGES]
+    logger.info("quantizing to int8, calibrated on %d images -> %s", len(calibration), out)
     fp32_reader = Reader(model, cfg.test_pipeline, precision="fp32")
     return export_int8(model, out, fp32_reader.input_batches(calibration), cfg.test_pipeline)
 
