@@ -203,6 +203,8 @@ def cmd_export(args) -> int:
     from ocrframe.export import check_onnx, export_onnx
     from ocrframe.inference import load_model
 
+    if args.calibration and not args.int8:
+        raise ValueError("--calibration is for --int8")
     model, cfg = load_model(args.checkpoint, args.config)
     if args.int8:
         return export_int8_file(args, model, cfg)
@@ -220,7 +222,7 @@ def export_int8_file(args, model, cfg) -> int:
     from ocrframe.inference import CALIBRATION_IMAGES, Reader, quantized_model, validation_images
 
     images = calibration_images(args.calibration) or validation_images(cfg)
-    out = quantized_model(model, cfg, args.onnx, images)
+    out = quantized_model(model, cfg, args.onnx, images, args.opset)
     print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB): int8 convolutions, calibrated on "
           f"{min(len(images), CALIBRATION_IMAGES)} images; run it with Reader(model, pipeline, precision='int8', "
           f"onnx_model='{out}')")
@@ -228,8 +230,8 @@ def export_int8_file(args, model, cfg) -> int:
         fp32 = Reader(model, cfg.test_pipeline, precision="fp32")
         int8 = Reader(model, cfg.test_pipeline, precision="int8", onnx_model=out, recheck_margin=-math.inf)
         same = sum(a.text == b.text for a, b in zip(int8.read(images), fp32.read(images)))
-        print(f"onnxruntime int8 alone reads {same} of {len(images)} calibration images as PyTorch fp32 does "
-              "(the Reader re-reads near ties in fp32 to agree on all)")
+        print(f"onnxruntime int8 alone reads {same} of the {len(images)} images as PyTorch fp32 does (the Reader "
+              "re-reads images with a near tie in fp32)")
     return 0
 
 

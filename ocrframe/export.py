@@ -48,19 +48,25 @@ def export_onnx(model, out: str | Path, pipeline: list = (), opset: int = 18) ->
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     # In one process, torch's exporter (2.13) gives the LSTMs of every export after the first a
-    # fixed width: the first export runs here, later ones in a fresh process.
+    # fixed width: the first export runs here, later ones in a fresh process (which imports the
+    # calling script again: scripts need the `if __name__ == "__main__":` guard).
     global _exported_here
-    if not _exported_here:
-        _exported_here = True
-        _export(model.eval().cpu(), str(out), list(pipeline), opset)
-    else:
-        with multiprocessing.get_context("spawn").Pool(1) as pool:
-            pool.apply(_export, (model.eval().cpu(), str(out), list(pipeline), opset))
-    images = onnx.load(str(out), load_external_data=False).graph.input[0]
-    if images.type.tensor_type.shape.dim[3].dim_param != "width":
-        raise RuntimeError(f"{out}: the exporter fixed the image width; this torch version cannot export this model "
-                           "with a free width")
+    try:
+        if not _exported_here:
+            _exported_here = True
+            _export(model.eval().cpu(), str(partial), list(pipeline), opset)
+        else:
+            with multiprocessing.get_context("spawn").Pool(1) as pool:
+                pool.apply(_export, (model.eval().cpu(), str(partial), list(pipeline), opset))
+        images = onnx.load(str(partial), load_external_data=False).graph.input[0]
+        if images.type.tensor_type.shape.dim[3].dim_param != "width":
+            raise RuntimeError(f"{out}: the exporter fixed the image width; this torch version cannot export this "
+                               "model with a free width")
+        os.replace(partial, out)  # complete or absent, also for a cache other processes read
+    finally:
+        partial.unlink(missing_ok=True)
     return out
 
 
@@ -155,7 +161,8 @@ def quantize_onnx(fp32: str | Path, out: str | Path, calibration: Iterable[np.nd
     return out
 
 
-def export_int8(model, out: str | Path, calibration: Iterable[np.ndarray], pipeline: list = ()) -> Path:
+def export_int8(model, out: str | Path, calibration: Iterable[np.ndarray], pipeline: list = (),
+                opset: int = 18) -> Path:
     """Export ``model`` to ONNX and quantize it to int8 (see ``quantize_onnx``) at ``out``."""
     with tempfile.TemporaryDirectory() as tmp:
-        return quantize_onnx(export_onnx(model, Path(tmp) / "fp32.onnx", pipeline), out, calibration)
+        return quantize_onnx(export_onnx(model, Path(tmp) / "fp32.onnx", pipeline, opset), out, calibration)

@@ -17,7 +17,8 @@ validation images, and caches the file). "auto" picks bf16 where the hardware ha
 
 Runtime: "torch", or "onnxruntime" (CPU) running the model exported to ONNX; fp32 there gives the
 same log-probabilities to ~1e-5 and is often faster on CPUs (docs/benchmarks.md). int8 always
-runs on onnxruntime.
+runs on onnxruntime. Exporting runs the first export in this process and later ones in a fresh
+process, so a script that makes several onnxruntime Readers needs `if __name__ == "__main__":`.
 """
 from __future__ import annotations
 
@@ -45,6 +46,7 @@ logger = logging.getLogger("ocrframe.inference")
 PRECISIONS = ("auto", "fp32", "bf16", "int8")
 RUNTIMES = ("torch", "onnxruntime")
 CALIBRATION_IMAGES = 128  # int8 activation ranges: enough images to see the range of each layer
+ONNX_RECIPE = "opset 18; int8: QDQ, convolutions but the first"  # change it when export_onnx/quantize_onnx change
 
 
 def load_model_config(checkpoint: str | Path, config: str | Path | None = None) -> tuple[Config, dict]:
@@ -88,26 +90,20 @@ class Reader:
                  recheck_margin: float = 1.0, runtime: str = "torch", onnx_model: str | Path | None = None):
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
-        if runtime not in RUNTIMES:
-            raise ValueError(f"runtime must be one of {RUNTIMES}, not {runtime!r}")
         self.model = model.eval()
         self.pipeline = Compose(pipeline)
         self.batch_size, self.width_step = batch_size, width_step
         self.device = next(model.parameters()).device
-        self.runtime = "onnxruntime" if precision == "int8" else runtime
+        self.runtime = check_runtime(runtime, precision, self.device.type)
         if precision == "auto":
             precision = "bf16" if native_bf16(self.device.type) and self.runtime == "torch" else "fp32"
         self.precision, self.recheck_margin = precision, recheck_margin
         self.rechecked = 0  # images re-read in fp32 so far (bf16, int8)
         if self.runtime == "onnxruntime":
-            if precision == "bf16":
-                raise ValueError("precision='bf16' runs on torch; onnxruntime runs fp32 or int8")
             if onnx_model is None:
                 raise ValueError(f"runtime='onnxruntime' needs the model's ONNX file (onnx_model=...): `ocrframe export "
                                  f"CKPT --onnx FILE{' --int8' if precision == 'int8' else ''}` writes one, "
                                  "Reader.from_checkpoint(...) makes one itself")
-            if self.device.type != "cpu":
-                raise ValueError(f"onnxruntime runs on the CPU here; the model is on {self.device}")
             self.session = onnx_session(onnx_model)
 
     @classmethod
@@ -116,11 +112,14 @@ class Reader:
         """Build the recognizer from the config stored in the checkpoint (or ``config``). For
         onnxruntime without ``onnx_model``, export it (see ``onnx_model_for``; int8 is calibrated on
         ``calibration`` images if given)."""
-        model, cfg = load_model(checkpoint, config)
         int8 = kwargs.get("precision") == "int8"
         on_onnxruntime = int8 or kwargs.get("runtime") == "onnxruntime"
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() and not on_onnxruntime else "cpu"
+        check_runtime(kwargs.get("runtime", "torch"), kwargs.get("precision", "auto"), torch.device(device).type)
+        if calibration is not None and not int8:
+            raise ValueError("calibration images are for precision='int8'")
+        model, cfg = load_model(checkpoint, config)
         if on_onnxruntime and kwargs.get("onnx_model") is None:
             with tempfile.TemporaryDirectory() as tmp:  # the session keeps the model in memory
                 kwargs["onnx_model"] = onnx_model_for(checkpoint, model, cfg, int8, calibration, Path(tmp))
@@ -169,7 +168,7 @@ class Reader:
             (its pixel column in the image as given).
         """
         pils = [as_pil(image, i) for i, image in enumerate(images)]
-        samples = [self.pipeline(dict(image=pil, text="", key=str(i))) for i, pil in enumerate(pils)]
+        samples = self._samples(pils)
         decoder, decode_kwargs = self._decoder_for(decoder, lexicon, len(samples))
         predictions: list[Prediction | None] = [None] * len(samples)
         for indices, batch in self._batches(samples):
@@ -185,6 +184,9 @@ class Reader:
                                         samples[i]["width"], pils[i].width)
         return predictions
 
+    def _samples(self, pils: list[Image.Image]) -> list[dict]:
+        return [self.pipeline(dict(image=pil, text="", key=str(i))) for i, pil in enumerate(pils)]
+
     def _batches(self, samples: list[dict]):
         """(indices, padded batch) per width bucket of pipeline outputs."""
         for indices in width_buckets([s["width"] for s in samples], self.batch_size, self.width_step):
@@ -192,7 +194,7 @@ class Reader:
 
     def input_batches(self, images: Iterable) -> list[np.ndarray]:
         """Images as the network takes them: through the pipeline, in padded width-bucket batches."""
-        samples = [self.pipeline(dict(image=as_pil(image, i), text="", key=str(i))) for i, image in enumerate(images)]
+        samples = self._samples([as_pil(image, i) for i, image in enumerate(images)])
         return [batch["inputs"].numpy() for _, batch in self._batches(samples)]
 
     def _add_positions(self, prediction: Prediction, log_probs: torch.Tensor, resized_width: int,
@@ -226,6 +228,20 @@ class Reader:
         return decoder, dict(lexicons=list(lexicon) if per_image else [words] * count)
 
 
+def check_runtime(runtime: str, precision: str, device: str) -> str:
+    """The runtime a Reader uses (int8 implies onnxruntime), or a ValueError for a combination
+    that cannot run -- before anything is exported."""
+    if runtime not in RUNTIMES:
+        raise ValueError(f"runtime must be one of {RUNTIMES}, not {runtime!r}")
+    if precision == "int8":
+        runtime = "onnxruntime"
+    if runtime == "onnxruntime" and precision == "bf16":
+        raise ValueError("precision='bf16' runs on torch; onnxruntime runs fp32 or int8")
+    if runtime == "onnxruntime" and device != "cpu":
+        raise ValueError(f"onnxruntime runs on the CPU here, not on {device}: use device='cpu'")
+    return runtime
+
+
 def onnx_session(path: str | Path):
     """An onnxruntime CPU session using as many threads as torch."""
     try:
@@ -251,23 +267,23 @@ def onnx_model_for(checkpoint: str | Path, model, cfg: Config, int8: bool = Fals
     from ocrframe.export import export_onnx
 
     if calibration is None or not int8:
-        key = hashlib.sha256(Path(checkpoint).read_bytes() + cfg.pretty_text.encode()).hexdigest()[:20]
-        out = onnx_cache() / f"{key}-{'int8' if int8 else 'fp32'}.onnx"
+        import onnxruntime
+
+        # What the file depends on: the weights, the config, how it is made and who makes it.
+        recipe = f"{ONNX_RECIPE} {CALIBRATION_IMAGES} torch {torch.__version__} onnxruntime {onnxruntime.__version__}"
+        key = hashlib.sha256(Path(checkpoint).read_bytes() + cfg.pretty_text.encode() + recipe.encode())
+        out = onnx_cache() / f"{key.hexdigest()[:20]}-{'int8' if int8 else 'fp32'}.onnx"
         if out.is_file():
             return out
     if not int8:
-        partial = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-        try:
-            os.replace(export_onnx(model, partial, cfg.test_pipeline), out)  # complete or absent
-        finally:
-            partial.unlink(missing_ok=True)
-        return out
+        return export_onnx(model, out, cfg.test_pipeline)
     if calibration is not None:
         out = Path(scratch or tempfile.mkdtemp()) / "int8.onnx"
     return quantized_model(model, cfg, out, calibration)
 
 
-def quantized_model(model, cfg: Config, out: str | Path, calibration: Iterable | None = None) -> Path:
+def quantized_model(model, cfg: Config, out: str | Path, calibration: Iterable | None = None,
+                    opset: int = 18) -> Path:
     """Export ``model`` to ``out`` in int8, calibrated on up to CALIBRATION_IMAGES of
     ``calibration`` (images), or on the config's first validation images."""
     from ocrframe.export import export_int8
@@ -275,7 +291,7 @@ def quantized_model(model, cfg: Config, out: str | Path, calibration: Iterable |
     calibration = validation_images(cfg) if calibration is None else list(calibration)[:CALIBRATION_IMAGES]
     logger.info("quantizing to int8, calibrated on %d images -> %s", len(calibration), out)
     fp32_reader = Reader(model, cfg.test_pipeline, precision="fp32")
-    return export_int8(model, out, fp32_reader.input_batches(calibration), cfg.test_pipeline)
+    return export_int8(model, out, fp32_reader.input_batches(calibration), cfg.test_pipeline, opset)
 
 
 def validation_images(cfg: Config, count: int | None = None) -> list:

@@ -85,7 +85,7 @@ def exported_int8(checkpoint, tmp_path_factory):
 def test_int8_export_quantizes_the_convolutions_after_the_first(exported_int8):
     out, stdout, _ = exported_int8
     assert f"wrote {out}" in stdout and "calibrated on 6 images" in stdout
-    assert "reads" in stdout and "of 6 calibration images as PyTorch fp32 does" in stdout
+    assert "reads" in stdout and "of the 6 images as PyTorch fp32 does" in stdout
     graph = onnx.load(str(out)).graph
     produced_by = {output: node for node in graph.node for output in node.output}
     initializers = {i.name: i for i in graph.initializer}
@@ -107,11 +107,21 @@ def test_int8_reader_rechecks_near_ties_in_fp32(exported_int8, checkpoint):
     alone = int8.read(images)
     assert int8.rechecked == 0 and [p.score for p in alone] != [p.score for p in fp32]  # really int8
     assert [p.score for p in alone] == pytest.approx([p.score for p in fp32], rel=0.2)  # and close to fp32
-    int8.recheck_margin = float("inf")
+    # Each image's closest call in int8: the smallest top-2 gap over its frames. With the margin
+    # between the smallest and the largest, exactly the images below it are re-read in fp32.
+    gaps = []
+    for image in images:
+        top2 = int8.log_probs(torch.from_numpy(int8.input_batches([image])[0])).topk(2, dim=-1).values[0]
+        gaps.append(float((top2[:, 0] - top2[:, 1]).min()))
+    int8.recheck_margin, int8.rechecked = sorted(gaps)[len(gaps) // 2], 0
+    expected = [gap < int8.recheck_margin for gap in gaps]
+    reread = int8.read(images)
+    assert 0 < int8.rechecked == sum(expected) < len(images)
+    for prediction, reference, int8_alone, was_reread in zip(reread, fp32, alone, expected):
+        assert prediction.score == pytest.approx((reference if was_reread else int8_alone).score, rel=1e-5)
+    int8.recheck_margin, int8.rechecked = float("inf"), 0
     assert [p.score for p in int8.read(images)] == pytest.approx([p.score for p in fp32], rel=1e-5)
     assert int8.rechecked == len(images)
-    int8.recheck_margin, int8.rechecked = 1.0, 0  # the default
-    assert [p.text for p in int8.read(images)] == [p.text for p in fp32]
 
 
 def test_from_checkpoint_exports_once_and_caches(checkpoint, tmp_path, monkeypatch):
@@ -147,3 +157,8 @@ def test_onnxruntime_needs_its_model_file_and_runs_fp32_or_int8(checkpoint):
         Reader(model, cfg.test_pipeline, precision="bf16", runtime="onnxruntime", onnx_model="x.onnx")
     with pytest.raises(ValueError, match="runtime must be one of"):
         Reader(model, cfg.test_pipeline, runtime="tensorrt")
+    # from a checkpoint, before anything is exported
+    for bad, match in [(dict(runtime="onnxruntime", device="cuda"), "onnxruntime runs on the CPU here"),
+                       (dict(precision="fp32", calibration=["x.png"]), "calibration images are for precision='int8'")]:
+        with pytest.raises(ValueError, match=match):
+            Reader.from_checkpoint(checkpoint, **bad)

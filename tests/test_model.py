@@ -96,6 +96,11 @@ def test_the_lstm_stack_computes_what_a_multi_layer_lstm_does():
     sequence = torch.randn(2, 9, 12)
     assert torch.allclose(stack(sequence), reference(sequence)[0], atol=1e-6)
     assert sum(p.numel() for p in stack.parameters()) == sum(p.numel() for p in reference.parameters())
+    # checkpoints of the single multi-layer module (earlier OMR runs) load into the stack
+    old = {f"lstm.{name}": value for name, value in reference.state_dict().items()}
+    loaded = LSTM(input_size=12, hidden_size=8, num_layers=3)
+    loaded.load_state_dict(old)
+    assert torch.equal(loaded(sequence), stack(sequence))
 
 
 @pytest.mark.parametrize("batch_norm, expected", [("paper", 2), ("all", 7), ("none", 0)])

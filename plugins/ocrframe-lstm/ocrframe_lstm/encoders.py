@@ -1,6 +1,8 @@
 """Sequence encoders: (N, T, input_size) -> (N, T, output_size)."""
 from __future__ import annotations
 
+import re
+
 import torch
 from torch import nn
 
@@ -40,6 +42,16 @@ class LSTM(nn.Module):
         sizes = [input_size] + [hidden_size] * num_layers
         self.layers = nn.ModuleList(nn.LSTM(i, hidden_size, batch_first=True) for i in sizes[:-1])
         self.output_size = hidden_size
+        self.register_load_state_dict_pre_hook(self._rename_multi_layer_keys)
+
+    @staticmethod
+    def _rename_multi_layer_keys(module, state_dict, prefix, *args) -> None:
+        """Checkpoints saved with one ``nn.LSTM(num_layers=N)`` (``lstm.weight_ih_l1``) load into the
+        stack (``layers.1.weight_ih_l0``)."""
+        old = re.compile(re.escape(prefix) + r"lstm\.(weight|bias)_(ih|hh)_l(\d+)$")
+        for key in [k for k in state_dict if old.match(k)]:
+            kind, gate, layer = old.match(key).groups()
+            state_dict[f"{prefix}layers.{layer}.{kind}_{gate}_l0"] = state_dict.pop(key)
 
     def forward(self, sequence: torch.Tensor) -> torch.Tensor:
         for layer in self.layers:
