@@ -20,7 +20,7 @@ from pathlib import Path
 
 from mmengine.hooks import Hook
 
-from ocrframe.checkpoint import atomic_write
+from ocrframe.fileio import atomic_write
 from ocrframe.engine import training_curves
 from ocrframe.registry import DECODERS, MODELS
 from ocrframe.runner import build_runner, load_config

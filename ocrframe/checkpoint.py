@@ -29,6 +29,7 @@ from mmengine.hooks import CheckpointHook
 from mmengine.logging import HistoryBuffer
 from mmengine.runner import CheckpointLoader
 
+from ocrframe.fileio import atomic_write
 from ocrframe.registry import HOOKS
 
 
@@ -67,28 +68,6 @@ def _load_local_checkpoint(filename, map_location=None) -> dict:
     """mmengine's loader for local files (resume, ``load_from``), replaced by the safe one above:
     older torch versions would otherwise unpickle anything."""
     return load_checkpoint(Path(filename).expanduser(), map_location=map_location)
-
-
-def atomic_write(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that ``path`` holds either its old content or all of ``data``,
-    whatever happens meanwhile: a temporary file in the same directory, fsync, rename, fsync the
-    directory (so the rename itself survives a power cut)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
 
 
 class AtomicLocalBackend(LocalBackend):

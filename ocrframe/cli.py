@@ -89,19 +89,17 @@ def cmd_test(args) -> int:
 def lexicon_table(args, cfg) -> int:
     """`ocrframe test --lexicon ...`: the paper's Table 2 (ocrframe/evaluation.py)."""
     import torch
-    from mmengine.registry import init_default_scope
 
     from ocrframe.evaluation import column_name, evaluate, format_table
     from ocrframe.inference import load_model_config
-    from ocrframe.registry import DATASETS, MODELS
-    from ocrframe.runner import dataset_for
+    from ocrframe.registry import MODELS
+    from ocrframe.runner import build_dataset, dataset_for
 
     for mode in args.lexicon:
         if mode not in ("none", "sample", "full") and not Path(mode).is_file():
             raise FileNotFoundError(f"--lexicon {mode}: not none, sample or full, and no such word file")
     if len({column_name(m) for m in args.lexicon}) != len(args.lexicon):
         raise ValueError(f"--lexicon {' '.join(args.lexicon)}: two columns would have the same name")
-    init_default_scope("ocrframe")
     _, weights = load_model_config(args.checkpoint, args.config)
     model = MODELS.build(cfg.model)
     model.load_state_dict(weights)
@@ -110,9 +108,9 @@ def lexicon_table(args, cfg) -> int:
         names = [Path(p).name for p in args.data]
         if len(set(names)) != len(names):  # rows are named by the last path component
             names = [str(p) for p in args.data]
-        datasets = {name: DATASETS.build(dataset_for([p], cfg, cfg.test_pipeline)) for name, p in zip(names, args.data)}
+        datasets = {name: build_dataset(dataset_for([p], cfg, cfg.test_pipeline)) for name, p in zip(names, args.data)}
     else:
-        datasets = {"test set": DATASETS.build(cfg.test_dataloader.dataset)}
+        datasets = {"test set": build_dataset(cfg.test_dataloader.dataset)}
     out = Path(args.predictions or Path(cfg.work_dir) / "predictions.tsv")
     table = evaluate(model, datasets, args.lexicon, delta=args.delta, batch_size=args.batch_size,
                      predictions_file=out)

@@ -262,36 +262,41 @@ def onnx_cache() -> Path:
 def onnx_model_for(checkpoint: str | Path, model, cfg: Config, int8: bool = False, calibration: Iterable | None = None,
                    scratch: Path | None = None) -> Path:
     """The ONNX file (fp32, or int8 calibrated on the config's first validation images) of a
-    checkpoint, made once and cached, keyed by the checkpoint's and the config's content. An int8
-    file calibrated on ``calibration`` images instead is written to ``scratch``."""
+    checkpoint, made once and cached, keyed by the checkpoint's and the config's content; int8 is
+    quantized from the cached fp32 file. An int8 file calibrated on ``calibration`` images instead
+    is written to ``scratch``."""
+    import onnxruntime
+
     from ocrframe.export import export_onnx
 
-    if calibration is None or not int8:
-        import onnxruntime
-
-        # What the file depends on: the weights, the config, how it is made and who makes it.
-        recipe = f"{ONNX_RECIPE} {CALIBRATION_IMAGES} torch {torch.__version__} onnxruntime {onnxruntime.__version__}"
-        key = hashlib.sha256(Path(checkpoint).read_bytes() + cfg.pretty_text.encode() + recipe.encode())
-        out = onnx_cache() / f"{key.hexdigest()[:20]}-{'int8' if int8 else 'fp32'}.onnx"
-        if out.is_file():
-            return out
-    if not int8:
-        return export_onnx(model, out, cfg.test_pipeline)
-    if calibration is not None:
+    # What the files depend on: the weights, the config, how they are made and who makes them.
+    recipe = f"{ONNX_RECIPE} {CALIBRATION_IMAGES} torch {torch.__version__} onnxruntime {onnxruntime.__version__}"
+    key = hashlib.sha256(Path(checkpoint).read_bytes() + cfg.pretty_text.encode() + recipe.encode()).hexdigest()[:20]
+    fp32 = onnx_cache() / f"{key}-fp32.onnx"
+    if int8 and calibration is not None:
         out = Path(scratch or tempfile.mkdtemp()) / "int8.onnx"
-    return quantized_model(model, cfg, out, calibration)
+    else:
+        out = onnx_cache() / f"{key}-{'int8' if int8 else 'fp32'}.onnx"
+    if out.is_file():
+        return out
+    if not fp32.is_file():
+        export_onnx(model, fp32, cfg.test_pipeline)
+    return quantized_model(model, cfg, out, calibration, fp32=fp32) if int8 else fp32
 
 
-def quantized_model(model, cfg: Config, out: str | Path, calibration: Iterable | None = None,
-                    opset: int = 18) -> Path:
-    """Export ``model`` to ``out`` in int8, calibrated on up to CALIBRATION_IMAGES of
-    ``calibration`` (images), or on the config's first validation images."""
-    from ocrframe.export import export_int8
+def quantized_model(model, cfg: Config, out: str | Path, calibration: Iterable | None = None, opset: int = 18,
+                    fp32: str | Path | None = None) -> Path:
+    """Write ``model`` to ``out`` in int8, calibrated on up to CALIBRATION_IMAGES of
+    ``calibration`` (images), or on the config's first validation images; quantized from its
+    ``fp32`` ONNX file when there is one, else exported first."""
+    from ocrframe.export import export_int8, quantize_onnx
 
     calibration = validation_images(cfg) if calibration is None else list(calibration)[:CALIBRATION_IMAGES]
     logger.info("quantizing to int8, calibrated on %d images -> %s", len(calibration), out)
-    fp32_reader = Reader(model, cfg.test_pipeline, precision="fp32")
-    return export_int8(model, out, fp32_reader.input_batches(calibration), cfg.test_pipeline, opset)
+    batches = Reader(model, cfg.test_pipeline, precision="fp32").input_batches(calibration)
+    if fp32 is not None:
+        return quantize_onnx(fp32, out, batches)
+    return export_int8(model, out, batches, cfg.test_pipeline, opset)
 
 
 def validation_images(cfg: Config, count: int | None = None) -> list:

@@ -18,7 +18,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from conftest import CONFIG, REPO, TINY_RUN
-from ocrframe.checkpoint import atomic_write, load_checkpoint
+from ocrframe.checkpoint import load_checkpoint
+from ocrframe.fileio import atomic_write
 
 ITERS = 12
 # The CPU schedule (Adam, warm-up then cosine LR) with a small BiLSTM, checkpoints every 2

@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ocrframe.fileio import atomic_write
+
 DEFAULT_BACKGROUND_DIRS = ("/usr/share/backgrounds",)
 HELDOUT_EVERY = 5  # about one group (font design, background image) in five is held out
 BACKGROUND_MAX_SIDE = 720
@@ -27,13 +29,10 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ocrframe"
 
 
-def atomic_write(path: Path, data: bytes) -> None:
+def write_cache(path: Path, data: bytes) -> None:
     """Several DataLoader workers may write the same cache file at once."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+        atomic_write(path, data)
     except OSError:
         pass  # a read-only home only costs speed
 
@@ -151,5 +150,5 @@ def _load_background(path: Path) -> np.ndarray:
         im.thumbnail((BACKGROUND_MAX_SIDE, BACKGROUND_MAX_SIDE), Image.LANCZOS)
     buf = io.BytesIO()
     im.save(buf, "JPEG", quality=92)
-    atomic_write(cached, buf.getvalue())
+    write_cache(cached, buf.getvalue())
     return np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))  # same pixels as cached

@@ -85,11 +85,11 @@ class LMDBDataset(OcrDataset):
 
     def aspect_ratio(self, index: int) -> float:
         with shared_reader(self.path).begin() as txn:
-            return image_aspect_ratio(txn.get(f"image-{self.samples[index][0]:09d}".encode()) or b"")
+            return image_aspect_ratio(txn.get(self.sample_key(index).encode()) or b"")
 
     def load(self, index: int) -> dict:
         number, text = self.samples[index]
-        key = f"image-{number:09d}"
+        key = self.sample_key(index)
         with shared_reader(self.path).begin() as txn:
             data = txn.get(key.encode())
             lexicon = txn.get(f"lexicon-{number:09d}".encode())

@@ -29,7 +29,7 @@ from PIL import Image, ImageChops, ImageDraw, ImageFilter, ImageFont
 
 from ocrframe.data import effects
 from ocrframe.data.assets import (
-    ProcessLRU, atomic_write, cache_dir, dirs_from, discover_backgrounds, files_under, split_by_group,
+    ProcessLRU, cache_dir, dirs_from, discover_backgrounds, files_under, split_by_group, write_cache,
 )
 
 ALNUM = string.digits + string.ascii_lowercase + string.ascii_uppercase
@@ -142,7 +142,7 @@ def _scan_fonts(dirs: list[Path]) -> list[tuple[Path, str]]:
             faces.setdefault((family.lower(), style), (path, design_group(family)))
     if changed:  # also forget fonts that are gone
         cache = {k: v for k, v in cache.items() if os.path.exists(k)}
-        atomic_write(cache_file, json.dumps(cache).encode())
+        write_cache(cache_file, json.dumps(cache).encode())
     return sorted(faces.values())
 
 
