@@ -312,3 +312,4 @@ class TimeBudgetHook(Hook):
         for hook in runner.hooks:
             if isinstance(hook, CheckpointHook) and not hook.by_epoch:
                 hook.interval = plan["val_interval"]
+

@@ -40,8 +40,8 @@ def takes_per_image_lexicons(decoder) -> bool:
 
 class Recognizer(BaseModel):
     def __init__(self, charset: dict, backbone: dict, sequence_encoder: dict, head: dict, decoder: dict,
-                 in_channels: int = 1, channels_last: bool = True, data_preprocessor: dict | None = None,
-                 init_cfg=None):
+                 in_channels: int = 1, channels_last: bool = True, alignment_loss: float = 0.0,
+                 data_preprocessor: dict | None = None, init_cfg=None):
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.charset = Charset.build(charset)
         self.in_channels = in_channels
@@ -53,6 +53,13 @@ class Recognizer(BaseModel):
             num_classes=self.charset.num_classes, blank=self.charset.blank))
         self.decoder = DECODERS.build(decoder, default_args=dict(charset=self.charset))
         self.skipped_labels = 0  # training labels the CTC loss could not use (see loss())
+        # Weight of the frame-level alignment loss (see alignment_loss()); 0 trains as the paper does.
+        # AlignmentLossDecay lowers it during training. The loss reads the backbone's frames through
+        # a linear probe of their own, used in training only: through the recurrent layers, which
+        # learn slowly from scratch, it would teach the backbone several times slower.
+        self.alignment_weight = float(alignment_loss)
+        if self.alignment_weight > 0:
+            self.alignment_probe = torch.nn.Linear(self.backbone.out_channels, self.charset.num_classes)
         # channels_last lets oneDNN pick its fast convolution kernels (see docs/benchmarks.md).
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.to(memory_format=self.memory_format)
@@ -65,8 +72,8 @@ class Recognizer(BaseModel):
         if mode == "loss" and not torch.isfinite(inputs).all():
             return self.non_finite_inputs(inputs, data_samples or {})
         features = self.backbone(inputs.contiguous(memory_format=self.memory_format))  # (N, D, 1, T)
-        sequence = features.squeeze(2).transpose(1, 2)   # (N, T, D): map-to-sequence
-        sequence = self.sequence_encoder(sequence)       # (N, T, E)
+        frames = features.squeeze(2).transpose(1, 2)     # (N, T, D): map-to-sequence
+        sequence = self.sequence_encoder(frames)         # (N, T, E)
         log_probs = self.head(sequence)                  # (N, T, K)
         if mode == "tensor":
             return log_probs
@@ -74,7 +81,12 @@ class Recognizer(BaseModel):
         widths = data_samples.get("widths", torch.full((len(inputs),), inputs.shape[-1]))
         lengths = self.frame_lengths(widths).clamp(max=log_probs.shape[1])
         if mode == "loss":
-            return self.loss(log_probs, lengths, data_samples)
+            losses = self.loss(log_probs, lengths, data_samples)
+            if self.alignment_weight > 0 and data_samples.get("char_x") is not None:
+                probe = self.alignment_probe(frames).float().log_softmax(-1)
+                losses["loss_align"] = self.alignment_weight * self.alignment_loss(
+                    probe, lengths, [self.charset.encode(t) for t in data_samples["texts"]], data_samples["char_x"])
+            return losses
         if mode == "predict":
             predictions = self.decoder.decode(log_probs.float(), lengths, **self.lexicon_kwargs(data_samples))
             unknown = [None] * len(predictions)
@@ -123,3 +135,32 @@ class Recognizer(BaseModel):
             logger.warning("non-finite CTC loss for %d sample(s): %s", int(broken.sum()), keys)
         per_sample = torch.where(usable, per_sample, torch.zeros_like(per_sample))  # not inf * 0 = NaN
         return {"loss": per_sample.sum() / usable.sum().clamp(min=1)}
+
+    def alignment_loss(self, log_probs, lengths, targets, char_x) -> torch.Tensor:
+        """Frame-level cross-entropy where the data says where each character is drawn (synthetic
+        data knows): the frame over a character's centre should predict it, frames more than one
+        frame away from every centre should predict blank, the rest are left to CTC. This is the
+        peaky alignment CTC converges to, given from the first step, so training skips CTC's initial
+        plateau (the network emitting only blanks); see docs/benchmarks.md. Frames are taken to
+        cover equal shares of the image width; images without positions are left out."""
+        frame_targets = torch.full(log_probs.shape[:2], -100, dtype=torch.long)
+        for i, (xs, label, n) in enumerate(zip(char_x, targets, lengths.tolist())):
+            if xs is None or len(xs) != len(label) or n == 0:
+                continue
+            frames = [min(n - 1, int(x * n)) for x in xs]
+            row = frame_targets[i]
+            row[:n] = self.charset.blank
+            for f in frames:  # alignment is approximate: the centre's neighbours are left to CTC
+                row[max(0, f - 1):f + 2] = -100
+            for f, symbol in zip(frames, label):
+                if frames.count(f) == 1:  # two centres in one frame: CTC sorts them out
+                    row[f] = symbol
+        frame_targets = frame_targets.to(log_probs.device).flatten()
+        nll = -log_probs.flatten(0, 1).gather(1, frame_targets.clamp(min=0)[:, None])[:, 0]
+        # Blank frames outnumber character frames several times; averaged together, predicting blank
+        # everywhere would be a good start -- the plateau again. Each kind is averaged on its own.
+        loss = log_probs.new_zeros(())
+        for kind in (frame_targets == self.charset.blank, (frame_targets >= 0) & (frame_targets != self.charset.blank)):
+            if kind.any():
+                loss = loss + nll[kind].mean()
+        return loss

@@ -37,7 +37,8 @@ FIX_HINT = "install them with `make setup` (Debian packages listed in setup/debi
 DEFAULT_FONT_DIRS = ("/usr/share/fonts", "/usr/local/share/fonts", "/usr/share/texmf/fonts/opentype")
 DEFAULT_WORDS = "/usr/share/dict/words"
 MIN_FONTS = 8
-FONT_SIZES = (24, 28, 32, 36, 40, 44)  # few sizes, so the per-process font cache stays hot
+FONT_SIZES = (24, 28, 32, 36, 40, 44)
+EASY_MAX_LENGTH = 8  # longest word of an easy sample  # few sizes, so the per-process font cache stays hot
 _FONT_EXTENSIONS = (".ttf", ".otf")
 _CACHE_VERSION = 2
 
@@ -180,6 +181,14 @@ def discover_assets(split: str = "train", *, font_dirs=None, words_path=None,
                        backgrounds=discover_backgrounds(split, background_dirs), words=words)
 
 
+def _apply_homography(coefficients, points: np.ndarray) -> np.ndarray:
+    """Points (x, y) mapped by the projective transform of Image.PERSPECTIVE coefficients."""
+    a, b, c, d, e, f, g, h = coefficients
+    x, y = points[:, 0], points[:, 1]
+    w = g * x + h * y + 1
+    return np.stack([(a * x + b * y + c) / w, (d * x + e * y + f) / w], axis=1)
+
+
 # ----------------------------------------------------------------------------------------------
 # Per-process caches (rebuilt after a fork: FreeType faces and decoded images are not shared)
 # ----------------------------------------------------------------------------------------------
@@ -215,6 +224,9 @@ class WordRenderer:
         for path in assets.fonts:
             groups.setdefault(design_group(self._family(path)), []).append(path)
         self.font_groups = [tuple(groups[g]) for g in sorted(groups)]
+        # Easy samples (see render_aligned's difficulty): everyday typefaces and short words.
+        self.plain_font_groups = [tuple(groups[g]) for g in sorted(groups) if g in _ALWAYS_TRAIN] or self.font_groups
+        self.short_words = tuple(w for w in self.words if len(w) <= EASY_MAX_LENGTH) or self.words
         self.backgrounds = assets.backgrounds
 
     @staticmethod
@@ -264,23 +276,29 @@ class WordRenderer:
 
     # -- glyph layers ---------------------------------------------------------------------------
 
-    def _text_layers(self, text: str, font, rng: np.random.Generator) -> tuple[Image.Image, int]:
+    def _text_layers(self, text: str, font, rng: np.random.Generator,
+                     plain: bool = False) -> tuple[Image.Image, int, np.ndarray]:
         """An RGB image whose bands are masks, R the text fill (with any underline), G the text with
-        an outline stroke, B fragments of neighbouring lines; and the text's height in it."""
+        an outline stroke, B fragments of neighbouring lines; the text's height in it; and each
+        character's centre (x, y) on it. ``plain``: no outline, underline or neighbouring lines."""
         size = font.size
         ascent, descent = font.getmetrics()
         pad = size // 2  # neighbouring lines are clipped by the canvas edge: only slivers remain
-        stroke = int(rng.integers(1, max(2, size // 14) + 1)) if rng.random() < 0.12 else 0
+        stroke = int(rng.integers(1, max(2, size // 14) + 1)) if not plain and rng.random() < 0.12 else 0
         if rng.random() < 0.45:  # tracking: per-character placement, else natural spacing with kerning
             spacing = rng.uniform(-0.04, 0.35) * size
             advances = [font.getlength(c) + spacing + rng.normal(0, 0.02 * size) for c in text]
             baseline = rng.normal(0, 0.025 * size, len(text)) if rng.random() < 0.3 else np.zeros(len(text))
             runs = list(zip(text, np.cumsum([0.0] + advances[:-1]), baseline))
             width = sum(advances)
+            starts = [dx for _, dx, _ in runs]
         else:
             runs, width = [(text, 0.0, 0.0)], font.getlength(text)
+            starts = [font.getlength(text[:i]) for i in range(len(text))]
         canvas = (int(width + size) + 2 * pad, ascent + descent + 2 * pad)
         origin = (pad + size // 4, pad)
+        centres = np.array([(origin[0] + x + font.getlength(c) / 2, origin[1] + 0.6 * ascent)
+                            for c, x in zip(text, starts)], float).reshape(-1, 2)
 
         def draw_text(width_: int) -> Image.Image:
             band = Image.new("L", canvas)
@@ -292,21 +310,23 @@ class WordRenderer:
 
         fill = draw_text(0)
         box = fill.getbbox() or (0, 0, *canvas)
-        if rng.random() < 0.08:  # underline
+        if not plain and rng.random() < 0.08:  # underline
             y = origin[1] + ascent + max(1, descent // 3)
             ImageDraw.Draw(fill).line([(box[0], y), (box[2], y)], fill=255, width=max(1, size // 16))
         outlined = draw_text(stroke) if stroke else fill
         clutter = Image.new("L", canvas)
-        if rng.random() < 0.12:  # lines above / below, as in a crop from a paragraph
+        if not plain and rng.random() < 0.12:  # lines above / below, as in a crop from a paragraph
             for direction in (-1, 1):
                 if rng.random() < 0.7:
                     y = origin[1] + direction * (ascent + descent) * rng.uniform(1.0, 1.3)
                     ImageDraw.Draw(clutter).text((origin[0] + rng.uniform(-size, size), y),
                                                  self._random_string(rng) * 3, font=font, fill=255)
-        return Image.merge("RGB", (fill, outlined, clutter)), box[3] - box[1]
+        return Image.merge("RGB", (fill, outlined, clutter)), box[3] - box[1], centres
 
-    def _distort(self, layers: Image.Image, th: int, rng: np.random.Generator) -> Image.Image:
-        """Rotation, shear and perspective in one homography; sometimes a sine curve."""
+    def _distort(self, layers: Image.Image, th: int, rng: np.random.Generator,
+                 points: np.ndarray) -> tuple[Image.Image, np.ndarray]:
+        """Rotation, shear and perspective in one homography; sometimes a sine curve. ``points``
+        (x, y) on the layers are moved with them (the curve only shifts them vertically)."""
         w, h = layers.size
         if rng.random() < 0.65:
             src = np.array([[0, 0], [w, 0], [w, h], [0, h]], float)
@@ -318,6 +338,7 @@ class WordRenderer:
             dst -= dst.min(0)
             size = tuple(int(v) + 1 for v in dst.max(0))
             layers = layers.transform(size, Image.PERSPECTIVE, effects.homography(src, dst), Image.BILINEAR)
+            points = _apply_homography(effects.homography(dst, src), points)  # forward: src -> dst
         if rng.random() < 0.15:
             amp = rng.uniform(0.08, 0.25) * th
             period = rng.uniform(2.5, 6) * th
@@ -329,7 +350,7 @@ class WordRenderer:
             mesh = [((x0, 0, x1, out_h), (x0, -d0, x0, out_h - d0, x1, out_h - d1, x1, -d1))
                     for x0, x1, d0, d1 in zip(xs, xs[1:], dy, dy[1:])]
             layers = layers.transform((w, out_h), Image.MESH, mesh, Image.BILINEAR)
-        return layers
+        return layers, points
 
     # -- backgrounds ----------------------------------------------------------------------------
 
@@ -337,11 +358,29 @@ class WordRenderer:
 
     def render(self, rng: np.random.Generator) -> tuple[Image.Image, str]:
         """An RGB image ``height`` to ``2 * height`` tall and its label, exactly the characters drawn."""
-        text = self.sample_text(rng)
-        group = self.font_groups[int(rng.integers(len(self.font_groups)))]
+        image, text, _ = self.render_aligned(rng)
+        return image, text
+
+    def render_aligned(self, rng: np.random.Generator,
+                       difficulty: float = 1.0) -> tuple[Image.Image, str, list[float]]:
+        """:meth:`render` (the same image for the same generator state), plus where each character
+        of the label is drawn: its centre's column as a fraction of the image width.
+
+        ``difficulty`` < 1 (a training curriculum) makes a share ``1 - difficulty`` of the samples
+        easy: a dictionary word of at most EASY_MAX_LENGTH letters in an everyday typeface, without
+        geometric distortion, outline, underline, shadow, rules, neighbouring lines or uneven light
+        (background, colours and the camera effects stay)."""
+        easy = difficulty < 1 and rng.random() >= difficulty
+        if easy:
+            text = self._cased(self.short_words[int(rng.integers(len(self.short_words)))], rng)
+        else:
+            text = self.sample_text(rng)
+        groups = self.plain_font_groups if easy else self.font_groups
+        group = groups[int(rng.integers(len(groups)))]
         font = _font(group[int(rng.integers(len(group)))], int(rng.choice(FONT_SIZES)))
-        layers, th = self._text_layers(text, font, rng)
-        layers = self._distort(layers, th, rng)
+        layers, th, centres = self._text_layers(text, font, rng, plain=easy)
+        if not easy:
+            layers, centres = self._distort(layers, th, rng, centres)
 
         # Crop around the text with random margins (PIL pads outside the canvas with zeros).
         fill_band, outlined_band, _ = layers.split()
@@ -350,6 +389,7 @@ class WordRenderer:
         top, bottom = y0 - int(th * rng.uniform(0.03, 0.35)), y1 + int(th * rng.uniform(0.03, 0.35))
         left, right = x0 - int(th * rng.uniform(0.03, 0.6)), x1 + int(th * rng.uniform(0.03, 0.6))
         masks = np.asarray(layers.crop((left, top, right, bottom)), np.float32) / 255
+        positions = [float(np.clip((x - left) / (right - left), 0, 1)) for x in centres[:, 0]]
         h, w = masks.shape[:2]
         fill_a, clutter_a = masks[..., 0], masks[..., 2]
         ring_a = np.maximum(masks[..., 1] - fill_a, 0)
@@ -362,7 +402,7 @@ class WordRenderer:
         fill_color = effects.contrasting(effects.random_color(rng), bg_lum, rng, 0.4 + min(float(lum.std()), 0.2))
         ring_color = effects.contrasting(effects.random_color(rng), float(effects.luminance(fill_color)), rng, 0.45)
         img = bg
-        if rng.random() < 0.12:  # drop shadow
+        if not easy and rng.random() < 0.12:  # drop shadow
             shadow = Image.fromarray((masks[..., :2].max(-1) * 255).astype(np.uint8))
             d = max(1, int(th * 0.06))
             shadow = shadow.transform(shadow.size, Image.AFFINE, (1, 0, -int(rng.integers(-d, d + 1)), 0, 1, -d))
@@ -371,7 +411,7 @@ class WordRenderer:
             img = img * (1 - sa) + (img * 0.25) * sa
         opacity = rng.uniform(0.8, 1.0)
         img = img * (1 - ring_a[..., None]) + ring_color * ring_a[..., None]
-        if rng.random() < 0.15:  # two-tone fill
+        if not easy and rng.random() < 0.15:  # two-tone fill
             t = np.linspace(0, 1, h, dtype=np.float32)[:, None, None]
             second = effects.contrasting(effects.random_color(rng), bg_lum, rng, 0.4)
             fill_color = fill_color * (1 - t) + second * t
@@ -379,17 +419,17 @@ class WordRenderer:
         img = img * (1 - a) + fill_color * a
         if clutter_a.any():
             img = img * (1 - clutter_a[..., None]) + fill_color * clutter_a[..., None]
-        if rng.random() < 0.06:  # a box edge or rule crossing the crop
+        if not easy and rng.random() < 0.06:  # a box edge or rule crossing the crop
             color = effects.contrasting(effects.random_color(rng), bg_lum, rng, 0.3)
             edge = int(rng.integers(4))
             thick = max(1, int(th * rng.uniform(0.03, 0.08)))
             sl = [(slice(0, thick), slice(None)), (slice(h - thick, h), slice(None)),
                   (slice(None), slice(0, thick)), (slice(None), slice(w - thick, w))][edge]
             img[sl] = color
-        if rng.random() < 0.35:
+        if not easy and rng.random() < 0.35:
             img = effects.uneven_light(img, rng)
 
-        return self._degrade(effects.to_image(img), rng), text
+        return self._degrade(effects.to_image(img), rng), text, positions
 
     def _degrade(self, img: Image.Image, rng: np.random.Generator) -> Image.Image:
         """Resize to the output height, then the camera / scanner / compression effects."""

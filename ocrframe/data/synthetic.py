@@ -2,8 +2,12 @@
 
 Sample ``i`` is drawn from a generator seeded with ``(seed, i)``, so any split is reproducible by
 seed and independent of workers, and an interrupted run sees the same data when it resumes.
+Each sample also says where its characters are drawn (``char_x``: each character's centre as a
+fraction of the image width; resizing keeps it), for the recognizer's ``alignment_loss``.
 """
 from __future__ import annotations
+
+import multiprocessing
 
 import numpy as np
 
@@ -17,13 +21,34 @@ class SynthWordDataset(OcrDataset):
         assets: "train" fonts/backgrounds, or "heldout" ones that training never sees (the
             independent test set).
         max_length: longest label drawn.
+        difficulty: 1 draws every sample from the full distribution; d < 1 makes a share 1 - d of
+            them easy (see ``WordRenderer.render_aligned``). ``DifficultyRamp`` raises it during
+            training; it is shared with the DataLoader's (forked) workers.
     """
 
     def __init__(self, charset, pipeline=(), length: int = 1_000_000, seed: int = 0, assets: str = "train",
-                 max_length: int = 16, on_bad_sample: str = "skip"):
+                 max_length: int = 16, difficulty: float = 1.0, on_bad_sample: str = "skip"):
         super().__init__(charset, pipeline, on_bad_sample)
         self.length, self.seed, self.assets, self.max_length = length, seed, assets, max_length
         self._renderer = None
+        self._difficulty = multiprocessing.RawValue("d", 1.0)  # shared memory: workers see changes
+        self.difficulty = difficulty
+
+    @property
+    def difficulty(self) -> float:
+        return self._difficulty.value
+
+    @difficulty.setter
+    def difficulty(self, value: float) -> None:
+        if not 0 <= value <= 1:
+            raise ValueError(f"difficulty must be in [0, 1], not {value}")
+        self._difficulty.value = value
+
+    def __getstate__(self) -> dict:  # shared memory is inherited by forked workers, not pickled
+        return dict(self.__dict__, _difficulty=self.difficulty)
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state, _difficulty=multiprocessing.RawValue("d", state["_difficulty"]))
 
     def describe(self) -> str:
         return f"synthetic words ({self.assets} assets, seed {self.seed})"
@@ -43,5 +68,7 @@ class SynthWordDataset(OcrDataset):
         return f"{self.seed}-{index}"
 
     def load(self, index: int) -> dict:
-        image, text = self.renderer.render(np.random.default_rng([self.seed, index]))
-        return dict(image=image, text=text, key=self.sample_key(index))
+        image, text, char_x = self.renderer.render_aligned(np.random.default_rng([self.seed, index]),
+                                                               difficulty=self.difficulty)
+        # char_x: where each character is drawn (fraction of the width), for alignment supervision
+        return dict(image=image, text=text, key=self.sample_key(index), char_x=char_x)

@@ -79,4 +79,6 @@ def pad_collate(samples: list[dict]) -> dict:
     )
     if any("lexicon" in s for s in samples):
         data_samples["lexicons"] = [s.get("lexicon") for s in samples]
+    if any("char_x" in s for s in samples):  # character positions, as fractions of each image's own width
+        data_samples["char_x"] = [s.get("char_x") for s in samples]
     return dict(inputs=batch, data_samples=data_samples)
