@@ -7,6 +7,14 @@ data classes are allowlisted here, and a HistoryBuffer is pickled as its constru
 (plain lists) rather than its ``__dict__``, which would need ``getattr`` -- a global that must never
 be allowed, since it reaches arbitrary code. Resume thus works without turning ``weights_only`` off.
 
+The config a checkpoint was trained with is stored as data: mmengine stores it as Python text
+(``meta["cfg"]``), which ``Config.fromstring`` would execute, so :class:`CheckpointMetaHook`
+replaces it with the config's dict as JSON (``meta["cfg_format"] = "json"``) and
+:func:`stored_config` rebuilds a ``Config`` from that dict, refusing Python text and any ``type``
+that is not a registered component (mmengine would otherwise import it by its dotted path and
+call it). mmengine's resume executes ``meta["config"]`` (a key older OpenMMLab tools wrote) as
+Python: :func:`load_checkpoint` drops it unread.
+
 Saving: mmengine writes a checkpoint straight to its final name and the ``last_checkpoint`` pointer
 with a plain ``open``, and deletes the oldest kept checkpoint *before* writing the new one; a kill
 during a save can thus leave a truncated file that resume then picks. :class:`AtomicCheckpointHook`
@@ -16,21 +24,26 @@ points ``last_checkpoint`` at it the same way, and only then deletes what is bey
 from __future__ import annotations
 
 import copyreg
-import os
+import json
+import logging
 import pickle
 from collections import deque
 from pathlib import Path
 
 import numpy as np
 import torch
+from mmengine.config import Config
 from mmengine.dist import is_main_process
 from mmengine.fileio import LocalBackend, register_backend
-from mmengine.hooks import CheckpointHook
+from mmengine.hooks import CheckpointHook, Hook
 from mmengine.logging import HistoryBuffer
 from mmengine.runner import CheckpointLoader
 
 from ocrframe.fileio import atomic_write
-from ocrframe.registry import HOOKS
+from ocrframe.registry import HOOKS, unregistered_types
+
+logger = logging.getLogger("ocrframe.checkpoint")
+CONFIG_FORMAT = "json"  # meta["cfg_format"] of a config stored as data
 
 
 def _reduce_history_buffer(buffer: HistoryBuffer):
@@ -55,12 +68,64 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
         raise pickle.UnpicklingError(
             f"refused to load {path}: it holds Python objects that are not plain weights or ocrframe "
             f"training state, and unpickling them could run arbitrary code. Only load checkpoints you "
             f"trust; details: {str(exc).splitlines()[0]}") from None
+    meta = state.get("meta") if isinstance(state, dict) else None
+    if isinstance(meta, dict) and isinstance(meta.get("config"), str):
+        del meta["config"]  # Python text that mmengine's resume would execute (see the module docstring)
+    return state
+
+
+def config_as_data(cfg: Config) -> str | None:
+    """The config as JSON text (its dict), or None when it holds values JSON cannot hold (e.g. the
+    classes of a lazy-import config): such a checkpoint is loaded with its config file named."""
+    try:
+        return json.dumps(cfg.to_dict(), ensure_ascii=False)
+    except (TypeError, ValueError):
+        return None
+
+
+def store_config(meta: dict, cfg: Config) -> dict:
+    """Put ``cfg`` in a checkpoint's ``meta`` as data (replacing mmengine's Python text)."""
+    meta.pop("cfg", None)
+    text = config_as_data(cfg)
+    if text is None:
+        logger.warning("the config holds values that are not plain data; checkpoints store no config and "
+                       "load with the config file named (--config)")
+    else:
+        meta.update(cfg=text, cfg_format=CONFIG_FORMAT)
+    return meta
+
+
+def stored_config(state: dict, path: str | Path) -> Config:
+    """The config a checkpoint stores, rebuilt from data without executing anything; an error
+    saying what to do for a checkpoint whose config is Python text or names unregistered types."""
+    meta = state.get("meta") if isinstance(state, dict) else None
+    advice = "pass the config it was trained with (--config CONFIG, Reader.from_checkpoint(..., config=CONFIG))"
+    if not isinstance(meta, dict) or "cfg" not in meta:
+        raise ValueError(f"{path} stores no config; {advice}")
+    if meta.get("cfg_format") != CONFIG_FORMAT:
+        raise ValueError(f"{path} stores its config as Python text (an older ocrframe or plain mmengine wrote it); "
+                         f"loading it would run that text as code, so it is not read: {advice}")
+    try:
+        data = json.loads(meta["cfg"])
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: its stored config is not valid JSON ({exc}); {advice}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: its stored config is not a JSON object; {advice}")
+    if "custom_imports" in data:
+        raise ValueError(f"{path}: its stored config imports modules (custom_imports), which a stored config may "
+                         f"not do; {advice}")
+    unknown = unregistered_types(data)
+    if unknown:
+        raise ValueError(f"{path}: its stored config names types that are not registered components: "
+                         f"{', '.join(map(repr, unknown[:5]))} (mmengine would import and call them); install "
+                         f"the plugins that provide them, or {advice}")
+    return Config(data)
 
 
 @CheckpointLoader.register_scheme(prefixes="", force=True)
@@ -113,3 +178,14 @@ class AtomicCheckpointHook(CheckpointHook):
             path = self.file_backend.join_path(self.out_dir, self.filename_tmpl.format(old))
             if self.file_backend.isfile(path):
                 self.file_backend.remove(path)
+
+
+@HOOKS.register_module()
+class CheckpointMetaHook(Hook):
+    """Stores the config in every checkpoint as data (:func:`store_config`), not as the Python
+    text mmengine puts there. ``build_runner`` adds it to every runner."""
+
+    priority = "VERY_LOW"
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        store_config(checkpoint.setdefault("meta", {}), runner.cfg)

@@ -36,7 +36,7 @@ import torch
 from mmengine.config import Config
 from PIL import Image
 
-from ocrframe.checkpoint import load_checkpoint
+from ocrframe.checkpoint import load_checkpoint, stored_config
 from ocrframe.data.transforms import Compose, pad_collate
 from ocrframe.engine import native_bf16
 from ocrframe.model import Prediction, takes_per_image_lexicons
@@ -50,14 +50,15 @@ ONNX_RECIPE = "opset 18; int8: QDQ, convolutions but the first"  # change it whe
 
 
 def load_model_config(checkpoint: str | Path, config: str | Path | None = None) -> tuple[Config, dict]:
-    """The config a checkpoint was trained with (stored in it by the runner) and its weights."""
+    """The config a checkpoint was trained with (stored in it as data by the runner, or ``config``,
+    a file the user names) and its weights. A stored config is never executed (ocrframe/checkpoint.py)."""
     state = load_checkpoint(checkpoint)
     if config is not None:
+        if not Path(config).is_file():
+            raise FileNotFoundError(f"config {config} does not exist")
         cfg = Config.fromfile(str(config))
-    elif "cfg" in state.get("meta", {}):
-        cfg = Config.fromstring(state["meta"]["cfg"], file_format=".py")
     else:
-        raise ValueError(f"{checkpoint} stores no config; pass the config it was trained with (--config)")
+        cfg = stored_config(state, checkpoint)
     return cfg, state.get("state_dict", state)
 
 

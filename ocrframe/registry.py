@@ -268,3 +268,37 @@ _MIRRORS = {
 }
 HOOKS, OPTIM_WRAPPERS, FUNCTIONS, DATA_SAMPLERS = (
     _MIRRORS[name] for name in ("HOOKS", "OPTIM_WRAPPERS", "FUNCTIONS", "DATA_SAMPLERS"))
+
+
+def _registries() -> list[Registry]:
+    """Every registry: the slots and mmengine's tree (its roots and all their scoped children)."""
+    found, todo = [], [r for r in vars(mm).values() if isinstance(r, Registry) and r.parent is None]
+    todo += [registry for _, registry in SLOTS]
+    while todo:
+        registry = todo.pop()
+        found.append(registry)
+        todo += list(registry._children.values())
+    return found
+
+
+def unregistered_types(cfg) -> list[str]:
+    """The ``type`` values in a config (nested dicts and lists) that name no registered component,
+    as a name or ``scope.name``. Building such a type would make mmengine import it by its dotted
+    path and call it, which a config that arrived as data must not do."""
+    from ocrframe.plugins import load_plugins
+
+    load_plugins()
+    names: set[str] = set()
+    for registry in _registries():
+        names |= set(registry._module_dict)
+        names |= {f"{registry.scope}.{name}" for name in registry._module_dict}
+    unknown, todo = [], [cfg]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, dict):
+            if "type" in node and not (isinstance(node["type"], str) and node["type"] in names):
+                unknown.append(str(node["type"]))
+            todo += list(node.values())
+        elif isinstance(node, (list, tuple)):
+            todo += list(node)
+    return sorted(set(unknown))

@@ -10,7 +10,7 @@ from mmengine.config import Config, DictAction
 from mmengine.logging import print_log
 from mmengine.runner import Runner
 
-from ocrframe import checkpoint  # noqa: F401  (allowlists the training state for weights_only loads)
+from ocrframe import checkpoint  # also allowlists the training state for weights_only loads
 
 
 def add_config_arguments(parser) -> None:
@@ -101,6 +101,7 @@ def build_dataset(dataset_cfg, raw: bool = False):
 
 def build_runner(cfg: Config) -> Runner:
     runner = Runner.from_cfg(cfg)
+    runner.register_hook(checkpoint.CheckpointMetaHook())  # checkpoints store the config as data
     describe_schedule(cfg, runner)
     return runner
 

@@ -98,10 +98,12 @@ TINY_RUN = [
 
 
 def save_checkpoint(model, cfg, path: Path) -> Path:
-    """A checkpoint as the runner writes one: the weights and the config they were trained with."""
+    """A checkpoint as the runner writes one: the weights and the config they were trained with (as data)."""
     import torch
 
-    torch.save(dict(meta=dict(cfg=cfg.pretty_text), state_dict=model.state_dict()), path)
+    from ocrframe.checkpoint import store_config
+
+    torch.save(dict(meta=store_config({}, cfg), state_dict=model.state_dict()), path)
     return path
 
 

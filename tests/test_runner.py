@@ -129,6 +129,12 @@ def test_training_checkpoint_loads_safely_into_a_fresh_model(first_run):
     assert not model.load_state_dict(checkpoint["state_dict"], strict=True).missing_keys
 
 
+def test_training_checkpoints_store_the_config_as_data_that_read_uses(first_run):
+    meta = load_checkpoint(first_run.work_dir / "iter_4.pth")["meta"]
+    assert meta["cfg_format"] == "json"
+    assert json.loads(meta["cfg"])["model"] == Config.fromfile(str(CONFIG)).model.to_dict()
+
+
 def test_resume_continues_from_the_last_checkpoint(resumed_run):
     assert re.search(r"resumed epoch: 0, iter: 4\b", resumed_run.log)
     assert "iter_6.pth" in resumed_run.files
