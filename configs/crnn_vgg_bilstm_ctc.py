@@ -77,16 +77,41 @@ env_cfg = dict(cudnn_benchmark=True, dist_cfg=dict(backend="nccl"))
 # The CPU schedules are sized in wall-clock time, not iterations: CPUs differ several-fold in speed
 # (fast bf16 kernels or not), so TimeBudgetHook times the first iterations and then sets how many
 # fit, the validation interval and the end of the cosine decay; max_iters is only an upper bound.
+#
+# The CPU recipe deviates from the paper to leave CTC's initial plateau (the network emitting only
+# blanks) in minutes instead of most of a 30-minute budget; every trial, kept or dropped, with its
+# command and curve: docs/benchmarks.md ("The CPU recipe").
+# - Adam (lr 1e-3, 30 warm-up iterations, cosine decay, gradient clipping at 5) for ADADELTA: the
+#   paper's optimizer needs far more updates than 30 CPU minutes give.
+# - Batch 16 for 64: on two cores a batch of 16 costs the same per image and gives 4x the updates.
+# - Batch norm after every convolution (paper: conv5 and conv6 only), via `backbone_defaults`, so a
+#   config that sets its backbone's batch_norm, or swaps the backbone, keeps its own.
+# - Alignment supervision: the renderer knows where each character is drawn; a linear probe on the
+#   backbone's frames (training only; predictions never use it, 19k parameters in the checkpoint)
+#   learns to name the character under each frame. Measured: the backbone alone then names 51 % of
+#   the characters after 960 easy images, while through the BiLSTMs it names 0 %. Its weight falls
+#   from 1 to 0 over the first half of training (AlignmentLossDecay): CTC alone finishes.
+# - Curriculum: a share 1 - d of the samples is easy (short dictionary words, everyday typefaces, no
+#   distortion), d rising from 0 to 1 over the first 40 % of training (DifficultyRamp).
+# bf16 autocast runs where the CPU has fast bf16 kernels (fp32 elsewhere, said in the log).
+cpu_hooks = [dict(type="AlignmentLossDecay", fraction=0.5), dict(type="DifficultyRamp", start=0.0, fraction=0.4)]
 schedules = dict(cpu=dict(
-    train_cfg=dict(max_iters=20_000, val_interval=1000),
+    model=dict(alignment_loss=1.0, backbone_defaults=dict(batch_norm="all")),
+    train_dataloader=dict(batch_size=16),
+    train_cfg=dict(max_iters=100_000, val_interval=1000),
     optim_wrapper=dict(_delete_=True, type="AutocastOptimWrapper", dtype="bfloat16",
                        optimizer=dict(type="Adam", lr=1e-3), clip_grad=dict(max_norm=5.0)),
-    param_scheduler=[dict(type="LinearLR", start_factor=0.01, by_epoch=False, begin=0, end=100),
-                     dict(type="CosineAnnealingLR", eta_min=1e-5, by_epoch=False, begin=100, end=20_000)],
-    custom_hooks=[*custom_hooks, dict(type="TimeBudgetHook", minutes=27, validations=5)],
+    param_scheduler=[dict(type="LinearLR", start_factor=0.01, by_epoch=False, begin=0, end=30),
+                     dict(type="CosineAnnealingLR", eta_min=1e-5, by_epoch=False, begin=30, end=100_000)],
+    custom_hooks=[*custom_hooks, *cpu_hooks, dict(type="TimeBudgetHook", minutes=27, validations=6)],
     env_cfg=dict(cudnn_benchmark=False, dist_cfg=dict(backend="gloo")),
 ))
+# Three hours: the alignment loss and the curriculum take the same number of iterations as in `cpu`
+# on the same machine, a sixth of this run.
 schedules["cpu_long"] = dict(
     schedules["cpu"],
-    custom_hooks=[*custom_hooks, dict(type="TimeBudgetHook", minutes=180, validations=9)],
+    custom_hooks=[*custom_hooks, dict(type="AlignmentLossDecay", fraction=0.5 / 6),
+                  dict(type="DifficultyRamp", start=0.0, fraction=0.4 / 6),
+                  dict(type="TimeBudgetHook", minutes=180, validations=9)],
 )
+del cpu_hooks

@@ -38,14 +38,32 @@ def takes_per_image_lexicons(decoder) -> bool:
     return "lexicons" in inspect.signature(decoder.decode).parameters
 
 
+def accepted_arguments(component: dict, registry, defaults: dict) -> dict:
+    """The ``defaults`` that the component's class takes as arguments. A schedule can thus set, say,
+    ``batch_norm`` for backbones that have it, as a default: a config that sets it keeps its value,
+    and a backbone without it is built as it is."""
+    cls = component["type"] if isinstance(component["type"], type) else registry.get(component["type"])
+    parameters = inspect.signature(cls).parameters if cls is not None else {}
+    return {k: v for k, v in defaults.items() if k in parameters}
+
+
 class Recognizer(BaseModel):
+    """The CRNN stages built from their configs (see the module docstring).
+
+    ``alignment_loss``: weight of the frame-level alignment loss on data that knows where its
+    characters are (see :meth:`alignment_loss`); 0, the default, trains as the paper does.
+    ``backbone_defaults``: arguments for the backbone where its class takes them and its config
+    does not set them (the CPU recipe's batch norm after every convolution).
+    """
+
     def __init__(self, charset: dict, backbone: dict, sequence_encoder: dict, head: dict, decoder: dict,
                  in_channels: int = 1, channels_last: bool = True, alignment_loss: float = 0.0,
-                 data_preprocessor: dict | None = None, init_cfg=None):
+                 backbone_defaults: dict | None = None, data_preprocessor: dict | None = None, init_cfg=None):
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.charset = Charset.build(charset)
         self.in_channels = in_channels
-        self.backbone = BACKBONES.build(backbone, default_args=dict(in_channels=in_channels))
+        self.backbone = BACKBONES.build(backbone, default_args=dict(
+            in_channels=in_channels, **accepted_arguments(backbone, BACKBONES, backbone_defaults or {})))
         self.sequence_encoder = SEQUENCE_ENCODERS.build(
             sequence_encoder, default_args=dict(input_size=self.backbone.out_channels))
         self.head = HEADS.build(head, default_args=dict(
