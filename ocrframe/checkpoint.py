@@ -27,6 +27,7 @@ import copyreg
 import json
 import logging
 import pickle
+import re
 from collections import deque
 from pathlib import Path
 
@@ -36,8 +37,9 @@ from mmengine.config import Config
 from mmengine.dist import is_main_process
 from mmengine.fileio import LocalBackend, register_backend
 from mmengine.hooks import CheckpointHook, Hook
-from mmengine.logging import HistoryBuffer
-from mmengine.runner import CheckpointLoader
+from mmengine.logging import HistoryBuffer, print_log
+from mmengine.model import is_model_wrapper
+from mmengine.runner import CheckpointLoader, IterBasedTrainLoop, find_latest_checkpoint
 
 from ocrframe.fileio import atomic_write
 from ocrframe.registry import HOOKS, unregistered_types
@@ -180,12 +182,104 @@ class AtomicCheckpointHook(CheckpointHook):
                 self.file_backend.remove(path)
 
 
+def load_weights(model, state_dict: dict, source, partial: bool = False, advice: str = "") -> list[str]:
+    """Load ``state_dict`` into ``model``. Keys missing on either side or of another shape are an
+    error naming them (the checkpoint is of another model), unless ``partial`` (fine-tuning from
+    another model): then the matching ones load and the others are returned and logged."""
+    own = model.state_dict()
+    mismatched = [f"{k} {tuple(v.shape)} (the model's: {tuple(own[k].shape)})" for k, v in state_dict.items()
+                  if k in own and hasattr(v, "shape") and tuple(v.shape) != tuple(own[k].shape)]
+    usable = {k: v for k, v in state_dict.items() if not (k in own and hasattr(v, "shape")
+                                                           and tuple(v.shape) != tuple(own[k].shape))}
+    result = model.load_state_dict(usable, strict=False)  # plugins' load hooks may rename old keys
+    problems = [(f"{len(keys)} {what}", keys) for what, keys in (
+        ("of another shape", mismatched), ("missing from the checkpoint", result.missing_keys),
+        ("not in the model", result.unexpected_keys)) if keys]
+    if not problems:
+        return []
+    summary = "; ".join(f"{count}: {', '.join(keys[:3])}{', ...' if len(keys) > 3 else ''}" for count, keys in problems)
+    if not partial:
+        raise ValueError(f"{source} does not match the model of the config: weights {summary}. "
+                         + (advice or "Is it a checkpoint of another config? Pass the config it was trained with"))
+    print_log(f"{source}: loaded the weights that match the model; skipped {summary}", logger="current",
+              level=logging.WARNING)
+    return [key for _, keys in problems for key in keys]
+
+
 @HOOKS.register_module()
 class CheckpointMetaHook(Hook):
-    """Stores the config in every checkpoint as data (:func:`store_config`), not as the Python
-    text mmengine puts there. ``build_runner`` adds it to every runner."""
+    """What mmengine leaves out of checkpoints and resume. ``build_runner`` adds it to every runner.
 
-    priority = "VERY_LOW"
+    - The config is stored as data (:func:`store_config`), not as the Python text mmengine puts there.
+    - Hooks with a state -- any hook with ``state_dict()`` and ``load_state_dict(state)``, such as
+      TimeBudgetHook's clocks -- have it saved in ``checkpoint["hook_states"]`` and restored on resume.
+    - A checkpoint is saved before the validation of its iteration (and saved again after it
+      when the best score changed: ``meta["validated"]``), so a run resumed from one saved before
+      validates first, as the interrupted run did (metrics, best checkpoint, re-planning).
+    """
+
+    priority = "VERY_LOW"  # before_train: after the other hooks have restored their state
+
+    def __init__(self):
+        self.validating = None  # the iteration whose validation has begun
+        self.resumed_validated = False
+
+    def before_val_epoch(self, runner) -> None:
+        self.validating = runner.iter
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        store_config(checkpoint.setdefault("meta", {}), runner.cfg)
+        meta = checkpoint.setdefault("meta", {})
+        store_config(meta, runner.cfg)
+        meta["validated"] = meta.get("iter") == self.validating  # saved again by the validation's best-score update
+        states = {key: hook.state_dict() for key, hook in stateful_hooks(runner).items()}
+        if states:
+            checkpoint["hook_states"] = states
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        resuming = getattr(runner, "_resume", False)
+        source = runner._load_from or find_latest_checkpoint(runner.work_dir) or "the checkpoint"
+        meta = checkpoint.get("meta") if isinstance(checkpoint.get("meta"), dict) else {}
+        if resuming and not {"iter", "epoch"} <= set(meta):
+            raise ValueError(f"cannot resume from {source}: it holds weights but no training state (iteration, "
+                             f"epoch); to start a new run from its weights, train without --resume and with "
+                             f"--cfg-options load_from={source}")
+        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        weights = {re.sub(r"^module\.", "", k): v for k, v in checkpoint.get("state_dict", checkpoint).items()}
+        partial = bool(runner.cfg.get("load_partial", False)) and not resuming
+        advice = (f"cannot resume from {source}: it is a checkpoint of another model. " if resuming else "") + (
+            "Is it a checkpoint of another config? Pass the config it was trained with"
+            + ("" if resuming else ", or load only the matching weights (fine-tuning): --cfg-options load_partial=True"))
+        skipped = load_weights(model, weights, source, partial=partial, advice=advice)
+        if skipped:  # mmengine loads the checkpoint next: only what fits
+            checkpoint["state_dict"] = {k: v for k, v in weights.items() if k in model.state_dict()
+                                        and tuple(getattr(v, "shape", ())) == tuple(model.state_dict()[k].shape)}
+        if not resuming:
+            return  # load_from: weights for a new run, whose hooks start afresh
+        self.resumed_validated = bool(meta.get("validated"))
+        saved = checkpoint.get("hook_states", {})
+        for key, hook in stateful_hooks(runner).items():
+            if key in saved:
+                hook.load_state_dict(saved[key])
+
+    def before_train(self, runner) -> None:
+        loop = runner.train_loop
+        if not getattr(runner, "_resume", False) or runner.iter == 0 or not isinstance(loop, IterBasedTrainLoop) \
+                or self.resumed_validated:
+            return
+        if runner.val_loop is not None and runner.iter >= loop.val_begin and (
+                runner.iter % loop.val_interval == 0 or runner.iter == loop.max_iters):
+            runner.logger.info(f"resumed at iteration {runner.iter}, whose validation comes after its checkpoint: "
+                               "validating first")
+            runner.val_loop.run()
+
+
+def stateful_hooks(runner) -> dict:
+    """{key: hook} of the runner's hooks that have a state (``state_dict`` and ``load_state_dict``);
+    the key is the class name, numbered from the second hook of a class on."""
+    found, seen = {}, {}
+    for hook in runner.hooks:
+        if callable(getattr(hook, "state_dict", None)) and callable(getattr(hook, "load_state_dict", None)):
+            name = type(hook).__name__
+            seen[name] = seen.get(name, 0) + 1
+            found[name if seen[name] == 1 else f"{name}#{seen[name]}"] = hook
+    return found

@@ -35,7 +35,13 @@ def cmd_train(args) -> int:
         use_tensorboard(cfg)
     cfg.resume = bool(args.resume)
     if isinstance(args.resume, str):
+        if not Path(args.resume).is_file():
+            raise FileNotFoundError(f"--resume {args.resume}: no such checkpoint")
         cfg.load_from = args.resume
+    elif args.resume and not (Path(cfg.work_dir) / "last_checkpoint").is_file():
+        # mmengine would log "resumed from None" and start from scratch
+        raise FileNotFoundError(f"--resume: {cfg.work_dir} holds no checkpoint to resume from (no last_checkpoint); "
+                                "train without --resume, or give the checkpoint: --resume CHECKPOINT")
     if args.amp:
         from ocrframe.optim import use_mixed_precision
 
@@ -90,6 +96,7 @@ def lexicon_table(args, cfg) -> int:
     """`ocrframe test --lexicon ...`: the paper's Table 2 (ocrframe/evaluation.py)."""
     import torch
 
+    from ocrframe.checkpoint import load_weights
     from ocrframe.evaluation import column_name, evaluate, format_table
     from ocrframe.inference import load_model_config
     from ocrframe.registry import MODELS
@@ -102,7 +109,7 @@ def lexicon_table(args, cfg) -> int:
         raise ValueError(f"--lexicon {' '.join(args.lexicon)}: two columns would have the same name")
     _, weights = load_model_config(args.checkpoint, args.config)
     model = MODELS.build(cfg.model)
-    model.load_state_dict(weights)
+    load_weights(model, weights, args.checkpoint)
     model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
     if args.data:
         names = [Path(p).name for p in args.data]

@@ -36,7 +36,7 @@ import torch
 from mmengine.config import Config
 from PIL import Image
 
-from ocrframe.checkpoint import load_checkpoint, stored_config
+from ocrframe.checkpoint import load_checkpoint, load_weights, stored_config
 from ocrframe.data.transforms import Compose, pad_collate
 from ocrframe.engine import native_bf16
 from ocrframe.model import Prediction, takes_per_image_lexicons
@@ -66,7 +66,7 @@ def load_model(checkpoint: str | Path, config: str | Path | None = None):
     """(recognizer in eval mode with the checkpoint's weights, its config)."""
     cfg, weights = load_model_config(checkpoint, config)
     model = MODELS.build(cfg.model)
-    model.load_state_dict(weights)
+    load_weights(model, weights, checkpoint)
     return model.eval(), cfg
 
 
