@@ -100,7 +100,7 @@ def lexicon_table(args, cfg) -> int:
     from ocrframe.evaluation import column_name, evaluate, format_table
     from ocrframe.inference import load_model_config
     from ocrframe.registry import MODELS
-    from ocrframe.runner import build_dataset, dataset_for
+    from ocrframe.runner import build_dataset, dataset_for, mark_for_evaluation
 
     for mode in args.lexicon:
         if mode not in ("none", "sample", "full") and not Path(mode).is_file():
@@ -115,7 +115,8 @@ def lexicon_table(args, cfg) -> int:
         names = [Path(p).name for p in args.data]
         if len(set(names)) != len(names):  # rows are named by the last path component
             names = [str(p) for p in args.data]
-        datasets = {name: build_dataset(dataset_for([p], cfg, cfg.test_pipeline)) for name, p in zip(names, args.data)}
+        datasets = {name: build_dataset(mark_for_evaluation(dataset_for([p], cfg, cfg.test_pipeline)))
+                    for name, p in zip(names, args.data)}
     else:
         datasets = {"test set": build_dataset(cfg.test_dataloader.dataset)}
     out = Path(args.predictions or Path(cfg.work_dir) / "predictions.tsv")

@@ -158,7 +158,7 @@ class WorstErrorsHook(Hook):
         for image, width, out in zip(images, widths, outputs):
             self._seen += 1
             pred, truth = out["pred"], out["gt"]
-            if benchmark_form(pred) == benchmark_form(truth):
+            if benchmark_form(pred) == benchmark_form(truth) and not out.get("unreadable"):
                 continue
             self._errors += 1
             badness = (editdistance.eval(pred, truth) / max(len(pred), len(truth), 1), out["score"])

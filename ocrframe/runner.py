@@ -47,6 +47,9 @@ def load_config(path: str, *, schedule: str = "auto", work_dir: str | None = Non
     cfg.work_dir = work_dir or cfg.get("work_dir") or str(Path("work_dirs") / Path(path).stem)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
+    for split in ("val_dataloader", "test_dataloader"):
+        if cfg.get(split):
+            mark_for_evaluation(cfg[split].dataset)
     # A unique name per run: two Runners in one process otherwise share a Visualizer.
     cfg.experiment_name = f"{Path(path).stem}_{time.strftime('%Y%m%d_%H%M%S')}_{time.monotonic_ns() % 10**6}"
     return cfg
@@ -54,7 +57,7 @@ def load_config(path: str, *, schedule: str = "auto", work_dir: str | None = Non
 
 def use_data(dataloader: dict, paths: list[str], cfg: Config) -> None:
     """Point an evaluation dataloader at LMDBs / folders, batching by image width."""
-    dataloader.dataset = dataset_for(paths, cfg, cfg.test_pipeline)
+    dataloader.dataset = mark_for_evaluation(dataset_for(paths, cfg, cfg.test_pipeline))
     if len(paths) == 1:  # a ConcatDataset cannot report aspect ratios
         dataloader.batch_sampler = dict(type="WidthBucketBatchSampler")
 
@@ -81,6 +84,20 @@ def dataset_for(paths: list[str], cfg: Config, pipeline) -> dict:
     if len(datasets) == 1:
         return datasets[0]
     return dict(type="ConcatDataset", datasets=datasets, ignore_keys=["name"])
+
+
+def mark_for_evaluation(dataset_cfg):
+    """Evaluation counts every sample once: datasets (a ConcatDataset's parts too) that would skip
+    an unreadable image and serve the next one instead mark it (``on_bad_sample="mark"``: it
+    counts as an error). "error" is kept; datasets without the setting are left as they are."""
+    from ocrframe.data.base import OcrDataset
+    from ocrframe.registry import DATASETS
+
+    for d in [dataset_cfg, *dataset_cfg.get("datasets", [])]:
+        kind = DATASETS.get(d["type"]) if isinstance(d.get("type"), str) else d.get("type")
+        if isinstance(kind, type) and issubclass(kind, OcrDataset) and d.get("on_bad_sample", "skip") == "skip":
+            d["on_bad_sample"] = "mark"
+    return dataset_cfg
 
 
 def build_dataset(dataset_cfg, raw: bool = False):

@@ -1,5 +1,6 @@
 """What every dataset shares: label checking against the charset, the transform pipeline, and the
-bad-sample policy (skip and count by key, or stop with an error naming the sample)."""
+bad-sample policy: skip and count by key (training), stop with an error naming the sample, or
+mark it (evaluation: the sample keeps its place, is read as nothing and counted as an error)."""
 from __future__ import annotations
 
 import io
@@ -13,7 +14,8 @@ from torch.utils.data import Dataset
 from ocrframe.charset import Charset, LabelError
 
 logger = logging.getLogger("ocrframe.data")
-POLICIES = ("skip", "error")
+POLICIES = ("skip", "error", "mark")
+BLANK_SIZE = (100, 32)  # what a marked sample shows the model in place of its image
 
 
 class BadSample(Exception):
@@ -71,7 +73,11 @@ class OcrDataset(Dataset):
     """Base class. Subclasses implement ``__len__``, ``load(index) -> dict(image, text, key)``
     (raising :class:`BadSample` for an unusable sample) and ``describe() -> str``.
 
-    on_bad_sample: "skip" (log the key and the reason, count it, serve the next sample) or "error".
+    on_bad_sample: "skip" (log the key and the reason, count it, serve the next sample), "error",
+    or "mark" (for evaluation, where serving another sample would count that one twice: serve a
+    blank image under the bad sample's key with ``unreadable`` = the reason; the recognizer reads
+    it as nothing and metrics count it as an error). Labels that fail the charset check are left
+    out when the dataset is built, under every policy but "error", and reported then.
     """
 
     def __init__(self, charset, pipeline=(), on_bad_sample: str = "skip"):
@@ -82,7 +88,8 @@ class OcrDataset(Dataset):
         self.charset = Charset.build(charset)
         self.pipeline = Compose(pipeline)
         self.on_bad_sample = on_bad_sample
-        self.skipped = SkipCounter()
+        self.skipped = SkipCounter()     # left out (at build, or skipped when read)
+        self.unreadable = SkipCounter()  # marked (on_bad_sample="mark")
 
     def describe(self) -> str:
         return type(self).__name__
@@ -140,6 +147,10 @@ class OcrDataset(Dataset):
         """The key of sample ``index`` without loading it, for error messages."""
         return f"#{index}"
 
+    def sample_label(self, index: int) -> str:
+        """The label of sample ``index`` without loading it ("" where unknown), for marked samples."""
+        return ""
+
     def __getitem__(self, index: int) -> dict:
         for attempt in range(len(self)):
             i = (index + attempt) % len(self)
@@ -150,6 +161,12 @@ class OcrDataset(Dataset):
                 sample["text"] = self.clean_label(sample["text"], key)
                 return self.pipeline(sample)
             except BadSample as bad:
+                if self.on_bad_sample == "mark":
+                    self.unreadable.add(bad.reason, bad.key)
+                    logger.warning("%s: %s, counted as an error", self.describe(), bad)
+                    blank = Image.new("RGB", BLANK_SIZE, "white")
+                    return self.pipeline(dict(image=blank, text=self.sample_label(i), key=bad.key,
+                                              unreadable=bad.reason))
                 self.skip(bad)
             except Exception as exc:
                 # Raised in a DataLoader worker, the error reaches the training process as text:

@@ -83,6 +83,9 @@ class LMDBDataset(OcrDataset):
     def sample_key(self, index: int) -> str:
         return f"image-{self.samples[index][0]:09d}"
 
+    def sample_label(self, index: int) -> str:
+        return self.samples[index][1]
+
     def aspect_ratio(self, index: int) -> float:
         with shared_reader(self.path).begin() as txn:
             return image_aspect_ratio(txn.get(self.sample_key(index).encode()) or b"")

@@ -79,4 +79,6 @@ def pad_collate(samples: list[dict]) -> dict:
     )
     if any("lexicon" in s for s in samples):
         data_samples["lexicons"] = [s.get("lexicon") for s in samples]
+    if any(s.get("unreadable") for s in samples):  # evaluation: see OcrDataset's on_bad_sample="mark"
+        data_samples["unreadable"] = [s.get("unreadable") for s in samples]
     return dict(inputs=batch, data_samples=data_samples)
