@@ -454,7 +454,9 @@ def read_lexicon(source) -> list[str]:
 def as_pil(image, index: int = 0) -> Image.Image:
     """An RGB PIL image from a path, a PIL image or a uint8 array (HxW or HxWxC)."""
     if isinstance(image, Image.Image):
-        return image.convert("RGB")
+        from ocrframe.data.base import to_rgb
+
+        return to_rgb(image)
     if isinstance(image, np.ndarray):
         if image.dtype != np.uint8 or image.ndim not in (2, 3):
             raise ValueError(f"image {index}: arrays must be uint8 HxW or HxWxC, got {image.dtype} {image.shape}")

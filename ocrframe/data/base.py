@@ -8,7 +8,8 @@ import logging
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from PIL import Image, UnidentifiedImageError
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
 from torch.utils.data import Dataset
 
 from ocrframe.charset import Charset, LabelError
@@ -28,23 +29,63 @@ class BadSample(Exception):
 
 
 def image_aspect_ratio(source: bytes | Path) -> float:
-    """Width / height from the image header alone (no decoding); 1.0 if unreadable."""
+    """Width / height as the image is shown (EXIF orientation applied), from the header alone (no
+    decoding); 1.0 if unreadable."""
     try:
         with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
-            return image.width / max(image.height, 1)
+            turned = image.getexif().get(EXIF_ORIENTATION, 1) in (5, 6, 7, 8)  # a quarter turn swaps the sides
+            width, height = (image.height, image.width) if turned else (image.width, image.height)
+            return width / max(height, 1)
     except (OSError, ValueError):
         return 1.0  # the bad sample is reported when it is loaded
 
 
 def decode_image(source: bytes | Path, key: str) -> Image.Image:
-    """An RGB image from encoded bytes or a file, or BadSample saying why not."""
+    """An RGB image from encoded bytes or a file (see :func:`to_rgb`), or BadSample saying why not."""
     try:
         image = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
-        return image.convert("RGB")  # forces the decode, so truncated files fail here too
+        return to_rgb(image)  # decodes, so truncated files fail here too
     except FileNotFoundError:
         raise BadSample(key, "missing image file") from None
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise BadSample(key, "undecodable image", str(exc)) from None
+
+
+EXIF_ORIENTATION = 0x0112
+WIDE_MODES = ("I", "F", "I;16", "I;16L", "I;16B", "I;16N")  # more than 8 bits per pixel
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """The image as shown, in RGB, whatever Pillow read: EXIF orientation applied; 16-bit, 32-bit
+    and float gray scaled into 8 bits (Pillow's own conversion clips them to white or black);
+    transparency (an alpha channel, a palette or tRNS colour) composited onto white, so text drawn
+    in the alpha channel alone shows dark on white."""
+    image = ImageOps.exif_transpose(image)
+    if image.mode in WIDE_MODES:
+        image = Image.fromarray(_to_8_bits(np.asarray(image)), "L")
+    if "transparency" in image.info or image.mode in ("LA", "La", "PA", "RGBa"):
+        image = image.convert("RGBA")
+    if image.mode == "RGBA":
+        white = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, image).convert("RGB")
+    return image.convert("RGB")
+
+
+def _to_8_bits(array: np.ndarray) -> np.ndarray:
+    """Gray values of any range as uint8: unsigned 16-bit scaled from 0..65535; signed 32-bit and
+    float from the smallest of 0..1 (float only), 0..255, 0..65535 that holds them, else from their
+    own minimum to maximum."""
+    values = np.nan_to_num(array.astype(np.float64), nan=0.0)
+    if array.dtype.kind == "u" and array.dtype.itemsize == 2:
+        top, low = 65535.0, 0.0
+    else:
+        low = min(float(values.min(initial=0.0)), 0.0)
+        peak = float(values.max(initial=0.0))
+        ranges = ([1.0] if array.dtype.kind == "f" else []) + [255.0, 65535.0]
+        top = next((r for r in ranges if peak <= r and low == 0.0), None)
+        if top is None:
+            low, top = float(values.min()), max(peak, float(values.min()) + 1e-9)
+    return np.round((values - low) / (top - low) * 255.0).clip(0, 255).astype(np.uint8)
 
 
 class SkipCounter:
