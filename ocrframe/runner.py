@@ -46,6 +46,7 @@ def load_config(path: str, *, schedule: str = "auto", work_dir: str | None = Non
         use_data(cfg.val_dataloader, val_data, cfg)
     cfg.work_dir = work_dir or cfg.get("work_dir") or str(Path("work_dirs") / Path(path).stem)
     if cfg_options:
+        check_option_keys(cfg, cfg_options, path)
         cfg.merge_from_dict(cfg_options)
     for split in ("val_dataloader", "test_dataloader"):
         if cfg.get(split):
@@ -53,6 +54,26 @@ def load_config(path: str, *, schedule: str = "auto", work_dir: str | None = Non
     # A unique name per run: two Runners in one process otherwise share a Visualizer.
     cfg.experiment_name = f"{Path(path).stem}_{time.strftime('%Y%m%d_%H%M%S')}_{time.monotonic_ns() % 10**6}"
     return cfg
+
+
+# Top-level settings read besides the config's own keys: the Runner's arguments and ocrframe's.
+OCRFRAME_SETTINGS = {"load_partial", "schedule", "test_after_train", "folder_dataset"}
+
+
+def check_option_keys(cfg: Config, options: dict, path: str) -> None:
+    """--cfg-options keys must start with a setting the config has or the runner reads: mmengine
+    would add a misspelled one (``trian_cfg.max_iters``) as a new setting that nothing reads."""
+    import difflib
+    import inspect
+
+    known = set(cfg.keys()) | set(inspect.signature(Runner.__init__).parameters) - {"self"} | OCRFRAME_SETTINGS
+    for key in options:
+        top = key.split(".", 1)[0]
+        if top not in known:
+            close = difflib.get_close_matches(top, sorted(known), n=3, cutoff=0.6)
+            raise ValueError(f"--cfg-options {key}: {path} has no setting '{top}'"
+                             + (f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else
+                                f"; its settings: {', '.join(sorted(cfg.keys()))}"))
 
 
 def use_data(dataloader: dict, paths: list[str], cfg: Config) -> None:
