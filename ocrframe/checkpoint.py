@@ -41,7 +41,7 @@ from mmengine.logging import HistoryBuffer, print_log
 from mmengine.model import is_model_wrapper
 from mmengine.runner import CheckpointLoader, IterBasedTrainLoop, find_latest_checkpoint
 
-from ocrframe.fileio import atomic_write
+from ocrframe.fileio import atomic_write, remove_stale_temporaries
 from ocrframe.registry import HOOKS, unregistered_types
 
 logger = logging.getLogger("ocrframe.checkpoint")
@@ -68,7 +68,9 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
     """Load a checkpoint with ``weights_only=True``; a file needing anything else is refused."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
+        raise FileNotFoundError(f"checkpoint {path} does not exist" + (" (it is a directory)" if path.is_dir() else ""))
+    if path.stat().st_size == 0:
+        raise ValueError(f"checkpoint {path} is empty (an interrupted copy or download?); use another checkpoint")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -76,6 +78,11 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
             f"refused to load {path}: it holds Python objects that are not plain weights or ocrframe "
             f"training state, and unpickling them could run arbitrary code. Only load checkpoints you "
             f"trust; details: {str(exc).splitlines()[0]}") from None
+    except (RuntimeError, KeyError, EOFError, ValueError, OSError, IndexError) as exc:  # what torch raises on junk
+        raise ValueError(f"{path} is not a checkpoint torch can read (truncated, or another kind of file): "
+                         f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
+    if not isinstance(state, dict):
+        raise ValueError(f"{path} is not a checkpoint: it holds a {type(state).__name__}, not a dict of weights")
     meta = state.get("meta") if isinstance(state, dict) else None
     if isinstance(meta, dict) and isinstance(meta.get("config"), str):
         del meta["config"]  # Python text that mmengine's resume would execute (see the module docstring)
@@ -158,6 +165,12 @@ class AtomicCheckpointHook(CheckpointHook):
 
     def __init__(self, *args, backend_args: dict | None = None, **kwargs):
         super().__init__(*args, backend_args=backend_args or dict(backend="atomic_local"), **kwargs)
+
+    def before_train(self, runner) -> None:
+        super().before_train(runner)  # sets out_dir
+        if is_main_process() and Path(self.out_dir).is_dir():
+            for tmp in remove_stale_temporaries(self.out_dir):
+                runner.logger.info(f"removed {tmp.name}, left by a write that was interrupted")
 
     def _save_checkpoint_with_step(self, runner, step, meta):  # replaces mmengine's: see the module docstring
         filename = self.filename_tmpl.format(step)

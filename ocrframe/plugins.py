@@ -65,7 +65,7 @@ class PluginLoader:
             try:
                 module = ep.load()
                 self.manager.register(module, name=ep.name)
-            except Exception as exc:  # a broken plugin must not take the others down
+            except (Exception, SystemExit) as exc:  # a broken plugin (even one calling sys.exit) must not take the others down
                 self._fail(f"{where} failed to load: {type(exc).__name__}: {exc}")
                 continue
             for impl in self.manager.hook.ocrframe_register.get_hookimpls():
@@ -74,7 +74,7 @@ class PluginLoader:
                 try:
                     with registering_as(origin):
                         impl.function(**{name: self.slots for name in impl.argnames})
-                except Exception as exc:
+                except (Exception, SystemExit) as exc:
                     self.slots.unregister(origin)
                     self.manager.unregister(module)
                     self._fail(f"{where} failed to register: {type(exc).__name__}: {exc}")
