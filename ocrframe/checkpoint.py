@@ -27,6 +27,7 @@ import copyreg
 import json
 import logging
 import pickle
+import re
 from collections import deque
 from pathlib import Path
 
@@ -36,10 +37,11 @@ from mmengine.config import Config
 from mmengine.dist import is_main_process
 from mmengine.fileio import LocalBackend, register_backend
 from mmengine.hooks import CheckpointHook, Hook
-from mmengine.logging import HistoryBuffer
-from mmengine.runner import CheckpointLoader
+from mmengine.logging import HistoryBuffer, print_log
+from mmengine.model import is_model_wrapper
+from mmengine.runner import CheckpointLoader, IterBasedTrainLoop, find_latest_checkpoint
 
-from ocrframe.fileio import atomic_write
+from ocrframe.fileio import atomic_write, remove_stale_temporaries
 from ocrframe.registry import HOOKS, unregistered_types
 
 logger = logging.getLogger("ocrframe.checkpoint")
@@ -66,7 +68,9 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
     """Load a checkpoint with ``weights_only=True``; a file needing anything else is refused."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
+        raise FileNotFoundError(f"checkpoint {path} does not exist" + (" (it is a directory)" if path.is_dir() else ""))
+    if path.stat().st_size == 0:
+        raise ValueError(f"checkpoint {path} is empty (an interrupted copy or download?); use another checkpoint")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -74,6 +78,11 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
             f"refused to load {path}: it holds Python objects that are not plain weights or ocrframe "
             f"training state, and unpickling them could run arbitrary code. Only load checkpoints you "
             f"trust; details: {str(exc).splitlines()[0]}") from None
+    except (RuntimeError, KeyError, EOFError, ValueError, OSError, IndexError) as exc:  # what torch raises on junk
+        raise ValueError(f"{path} is not a checkpoint torch can read (truncated, or another kind of file): "
+                         f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
+    if not isinstance(state, dict):
+        raise ValueError(f"{path} is not a checkpoint: it holds a {type(state).__name__}, not a dict of weights")
     meta = state.get("meta") if isinstance(state, dict) else None
     if isinstance(meta, dict) and isinstance(meta.get("config"), str):
         del meta["config"]  # Python text that mmengine's resume would execute (see the module docstring)
@@ -157,6 +166,12 @@ class AtomicCheckpointHook(CheckpointHook):
     def __init__(self, *args, backend_args: dict | None = None, **kwargs):
         super().__init__(*args, backend_args=backend_args or dict(backend="atomic_local"), **kwargs)
 
+    def before_train(self, runner) -> None:
+        super().before_train(runner)  # sets out_dir
+        if is_main_process() and Path(self.out_dir).is_dir():
+            for tmp in remove_stale_temporaries(self.out_dir):
+                runner.logger.info(f"removed {tmp.name}, left by a write that was interrupted")
+
     def _save_checkpoint_with_step(self, runner, step, meta):  # replaces mmengine's: see the module docstring
         filename = self.filename_tmpl.format(step)
         self.last_ckpt = self.file_backend.join_path(self.out_dir, filename)
@@ -180,12 +195,104 @@ class AtomicCheckpointHook(CheckpointHook):
                 self.file_backend.remove(path)
 
 
+def load_weights(model, state_dict: dict, source, partial: bool = False, advice: str = "") -> list[str]:
+    """Load ``state_dict`` into ``model``. Keys missing on either side or of another shape are an
+    error naming them (the checkpoint is of another model), unless ``partial`` (fine-tuning from
+    another model): then the matching ones load and the others are returned and logged."""
+    own = model.state_dict()
+    mismatched = [f"{k} {tuple(v.shape)} (the model's: {tuple(own[k].shape)})" for k, v in state_dict.items()
+                  if k in own and hasattr(v, "shape") and tuple(v.shape) != tuple(own[k].shape)]
+    usable = {k: v for k, v in state_dict.items() if not (k in own and hasattr(v, "shape")
+                                                           and tuple(v.shape) != tuple(own[k].shape))}
+    result = model.load_state_dict(usable, strict=False)  # plugins' load hooks may rename old keys
+    problems = [(f"{len(keys)} {what}", keys) for what, keys in (
+        ("of another shape", mismatched), ("missing from the checkpoint", result.missing_keys),
+        ("not in the model", result.unexpected_keys)) if keys]
+    if not problems:
+        return []
+    summary = "; ".join(f"{count}: {', '.join(keys[:3])}{', ...' if len(keys) > 3 else ''}" for count, keys in problems)
+    if not partial:
+        raise ValueError(f"{source} does not match the model of the config: weights {summary}. "
+                         + (advice or "Is it a checkpoint of another config? Pass the config it was trained with"))
+    print_log(f"{source}: loaded the weights that match the model; skipped {summary}", logger="current",
+              level=logging.WARNING)
+    return [key for _, keys in problems for key in keys]
+
+
 @HOOKS.register_module()
 class CheckpointMetaHook(Hook):
-    """Stores the config in every checkpoint as data (:func:`store_config`), not as the Python
-    text mmengine puts there. ``build_runner`` adds it to every runner."""
+    """What mmengine leaves out of checkpoints and resume. ``build_runner`` adds it to every runner.
 
-    priority = "VERY_LOW"
+    - The config is stored as data (:func:`store_config`), not as the Python text mmengine puts there.
+    - Hooks with a state -- any hook with ``state_dict()`` and ``load_state_dict(state)``, such as
+      TimeBudgetHook's clocks -- have it saved in ``checkpoint["hook_states"]`` and restored on resume.
+    - A checkpoint is saved before the validation of its iteration (and saved again after it
+      when the best score changed: ``meta["validated"]``), so a run resumed from one saved before
+      validates first, as the interrupted run did (metrics, best checkpoint, re-planning).
+    """
+
+    priority = "VERY_LOW"  # before_train: after the other hooks have restored their state
+
+    def __init__(self):
+        self.validating = None  # the iteration whose validation has begun
+        self.resumed_validated = False
+
+    def before_val_epoch(self, runner) -> None:
+        self.validating = runner.iter
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        store_config(checkpoint.setdefault("meta", {}), runner.cfg)
+        meta = checkpoint.setdefault("meta", {})
+        store_config(meta, runner.cfg)
+        meta["validated"] = meta.get("iter") == self.validating  # saved again by the validation's best-score update
+        states = {key: hook.state_dict() for key, hook in stateful_hooks(runner).items()}
+        if states:
+            checkpoint["hook_states"] = states
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        resuming = getattr(runner, "_resume", False)
+        source = runner._load_from or find_latest_checkpoint(runner.work_dir) or "the checkpoint"
+        meta = checkpoint.get("meta") if isinstance(checkpoint.get("meta"), dict) else {}
+        if resuming and not {"iter", "epoch"} <= set(meta):
+            raise ValueError(f"cannot resume from {source}: it holds weights but no training state (iteration, "
+                             f"epoch); to start a new run from its weights, train without --resume and with "
+                             f"--cfg-options load_from={source}")
+        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        weights = {re.sub(r"^module\.", "", k): v for k, v in checkpoint.get("state_dict", checkpoint).items()}
+        partial = bool(runner.cfg.get("load_partial", False)) and not resuming
+        advice = (f"cannot resume from {source}: it is a checkpoint of another model. " if resuming else "") + (
+            "Is it a checkpoint of another config? Pass the config it was trained with"
+            + ("" if resuming else ", or load only the matching weights (fine-tuning): --cfg-options load_partial=True"))
+        skipped = load_weights(model, weights, source, partial=partial, advice=advice)
+        if skipped:  # mmengine loads the checkpoint next: only what fits
+            checkpoint["state_dict"] = {k: v for k, v in weights.items() if k in model.state_dict()
+                                        and tuple(getattr(v, "shape", ())) == tuple(model.state_dict()[k].shape)}
+        if not resuming:
+            return  # load_from: weights for a new run, whose hooks start afresh
+        self.resumed_validated = bool(meta.get("validated"))
+        saved = checkpoint.get("hook_states", {})
+        for key, hook in stateful_hooks(runner).items():
+            if key in saved:
+                hook.load_state_dict(saved[key])
+
+    def before_train(self, runner) -> None:
+        loop = runner.train_loop
+        if not getattr(runner, "_resume", False) or runner.iter == 0 or not isinstance(loop, IterBasedTrainLoop) \
+                or self.resumed_validated:
+            return
+        if runner.val_loop is not None and runner.iter >= loop.val_begin and (
+                runner.iter % loop.val_interval == 0 or runner.iter == loop.max_iters):
+            runner.logger.info(f"resumed at iteration {runner.iter}, whose validation comes after its checkpoint: "
+                               "validating first")
+            runner.val_loop.run()
+
+
+def stateful_hooks(runner) -> dict:
+    """{key: hook} of the runner's hooks that have a state (``state_dict`` and ``load_state_dict``);
+    the key is the class name, numbered from the second hook of a class on."""
+    found, seen = {}, {}
+    for hook in runner.hooks:
+        if callable(getattr(hook, "state_dict", None)) and callable(getattr(hook, "load_state_dict", None)):
+            name = type(hook).__name__
+            seen[name] = seen.get(name, 0) + 1
+            found[name if seen[name] == 1 else f"{name}#{seen[name]}"] = hook
+    return found

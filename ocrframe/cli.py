@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -35,7 +36,13 @@ def cmd_train(args) -> int:
         use_tensorboard(cfg)
     cfg.resume = bool(args.resume)
     if isinstance(args.resume, str):
+        if not Path(args.resume).is_file():
+            raise FileNotFoundError(f"--resume {args.resume}: no such checkpoint")
         cfg.load_from = args.resume
+    elif args.resume and not (Path(cfg.work_dir) / "last_checkpoint").is_file():
+        # mmengine would log "resumed from None" and start from scratch
+        raise FileNotFoundError(f"--resume: {cfg.work_dir} holds no checkpoint to resume from (no last_checkpoint); "
+                                "train without --resume, or give the checkpoint: --resume CHECKPOINT")
     if args.amp:
         from ocrframe.optim import use_mixed_precision
 
@@ -90,10 +97,11 @@ def lexicon_table(args, cfg) -> int:
     """`ocrframe test --lexicon ...`: the paper's Table 2 (ocrframe/evaluation.py)."""
     import torch
 
+    from ocrframe.checkpoint import load_weights
     from ocrframe.evaluation import column_name, evaluate, format_table
     from ocrframe.inference import load_model_config
     from ocrframe.registry import MODELS
-    from ocrframe.runner import build_dataset, dataset_for
+    from ocrframe.runner import build_dataset, dataset_for, mark_for_evaluation
 
     for mode in args.lexicon:
         if mode not in ("none", "sample", "full") and not Path(mode).is_file():
@@ -102,13 +110,14 @@ def lexicon_table(args, cfg) -> int:
         raise ValueError(f"--lexicon {' '.join(args.lexicon)}: two columns would have the same name")
     _, weights = load_model_config(args.checkpoint, args.config)
     model = MODELS.build(cfg.model)
-    model.load_state_dict(weights)
+    load_weights(model, weights, args.checkpoint)
     model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
     if args.data:
         names = [Path(p).name for p in args.data]
         if len(set(names)) != len(names):  # rows are named by the last path component
             names = [str(p) for p in args.data]
-        datasets = {name: build_dataset(dataset_for([p], cfg, cfg.test_pipeline)) for name, p in zip(names, args.data)}
+        datasets = {name: build_dataset(mark_for_evaluation(dataset_for([p], cfg, cfg.test_pipeline)))
+                    for name, p in zip(names, args.data)}
     else:
         datasets = {"test set": build_dataset(cfg.test_dataloader.dataset)}
     out = Path(args.predictions or Path(cfg.work_dir) / "predictions.tsv")
@@ -201,8 +210,11 @@ def cmd_export(args) -> int:
     from ocrframe.export import check_onnx, export_onnx
     from ocrframe.inference import load_model
 
+    from ocrframe.fileio import check_writable
+
     if args.calibration and not args.int8:
         raise ValueError("--calibration is for --int8")
+    check_writable(args.onnx, "--onnx file")  # before loading and exporting, not after
     model, cfg = load_model(args.checkpoint, args.config)
     if args.int8:
         return export_int8_file(args, model, cfg)
@@ -298,6 +310,12 @@ def cmd_ablate(args) -> int:
     return 0
 
 
+def positive_int(text: str) -> int:
+    if not text.strip().lstrip("+").isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, not {text!r}")
+    return int(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from mmengine.config import DictAction
 
@@ -345,7 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "lexicon-free reading (the paper's delta; default 3)")
     p.add_argument("--predictions", type=Path, help="with --lexicon: where the predictions go (TSV; default "
                                                     "WORK_DIR/predictions.tsv)")
-    p.add_argument("--batch-size", type=int, default=64, help="with --lexicon: images per forward pass")
+    p.add_argument("--batch-size", type=positive_int, default=64, help="with --lexicon: images per forward pass")
     p.add_argument("--schedule", default="auto", help=argparse.SUPPRESS)
     p.add_argument("--launcher", default="none", choices=["none", "pytorch", "slurm"])
     p.set_defaults(func=cmd_test)
@@ -363,7 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      "image's own lexicon (third column of gt.txt)")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.add_argument("--frames", action="store_true", help="also give each character's frame and pixel column (JSON)")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=positive_int, default=64)
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "int8"],
                    help="auto: bf16 where the hardware has it natively, else fp32; int8: quantized, run by "
                         "onnxruntime, near ties re-read in fp32 (see docs/benchmarks.md)")
@@ -394,7 +412,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", default="configs/crnn_vgg_bilstm_ctc.py",
                    help="whose charset to check labels with (default: %(default)s)")
     p.add_argument("--split", default="train", choices=["train", "val", "test"], help="with a config as DATASET")
-    p.add_argument("--num", type=int, default=48)
+    p.add_argument("--num", type=positive_int, default=48)
     p.add_argument("--start", type=int, default=0)
     p.add_argument("--shuffle", action="store_true", help="a random choice of samples (--seed) instead of the first")
     p.add_argument("--seed", type=int, default=0)
@@ -417,7 +435,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "configs/ablations/encoder_identity.py")
     p.add_argument("--budget", required=True,
                    help="per run: a time (10m, 90s, 1.5h; iterations sized by TimeBudgetHook) or iterations (500)")
-    p.add_argument("--seeds", type=int, default=3, help="runs per config, seeds 0..N-1 (default: %(default)s)")
+    p.add_argument("--seeds", type=positive_int, default=3, help="runs per config, seeds 0..N-1 (default: %(default)s)")
     p.add_argument("--out", type=Path, default=Path("work_dirs/ablations"), help="default: %(default)s")
     p.add_argument("--schedule", default="auto", help="as for train: 'auto' (default), 'paper', 'cpu', ...")
     p.add_argument("--data", nargs="+", help="train on these LMDBs / gt.txt folders instead of the synthetic words")
@@ -428,11 +446,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv=None) -> int:
+def user_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that report a mistake in what the user gave (a path, a file, an option, a
+    component name): shown as one line. Anything else is a bug and keeps its traceback."""
+    import pickle
+
+    from ocrframe.data.base import BadSample
+    from ocrframe.registry import ComponentError
+
+    return (OSError, ValueError, ComponentError, pickle.UnpicklingError, BadSample, ImportError)
+
+
+def main(argv=None, one_line_errors: bool | None = None) -> int:
+    """The command line. Run as a program (no ``argv``, or ``one_line_errors``), a user's mistake
+    ends with one line naming it and exit status 2 (OCRFRAME_TRACEBACK=1 shows the traceback);
+    called from Python, it raises."""
+    friendly = argv is None if one_line_errors is None else one_line_errors
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     args.argv = argv[1:]  # the command's own arguments, recorded by `ablate`
-    return args.func(args)
+    if not friendly or os.environ.get("OCRFRAME_TRACEBACK"):
+        return args.func(args)
+    try:
+        return args.func(args)
+    except user_errors() as exc:
+        message = str(exc) if not isinstance(exc, OSError) or not exc.filename else f"{exc.strerror}: {exc.filename}"
+        print(f"ocrframe {args.command}: error: {' '.join(message.split())}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -158,7 +158,7 @@ class WorstErrorsHook(Hook):
         for image, width, out in zip(images, widths, outputs):
             self._seen += 1
             pred, truth = out["pred"], out["gt"]
-            if benchmark_form(pred) == benchmark_form(truth):
+            if benchmark_form(pred) == benchmark_form(truth) and not out.get("unreadable"):
                 continue
             self._errors += 1
             badness = (editdistance.eval(pred, truth) / max(len(pred), len(truth), 1), out["score"])
@@ -193,7 +193,8 @@ class TimeBudgetHook(Hook):
     ``validations`` validations), the validation and checkpoint intervals, and the end of every LR
     scheduler that runs until the end of training (e.g. a cosine decay after a fixed warm-up).
     After each validation it plans again with the measured times. The plan is logged and kept in the
-    message hub: a resumed run keeps it (the budget is for one uninterrupted run).
+    message hub; the clocks are saved in checkpoints (``state_dict``), so a resumed run goes on
+    measuring and planning where the interrupted one was (time between the two is not counted).
 
     The config's ``max_iters`` is the upper bound; the plan never exceeds it.
     """
@@ -209,31 +210,52 @@ class TimeBudgetHook(Hook):
         self.validations, self.measure, self.margin = validations, tuple(measure), margin
 
     def before_train(self, runner) -> None:
-        self.started = time.monotonic()
+        now = time.monotonic()
+        self.started = now
         self.upper_bound = runner.train_loop.max_iters
         self.eval_seconds = 0.0         # spent in validations since measure[0]
         self.seconds_per_sample = None  # of an evaluation, once one has been timed
+        self.window_start = self.window_iter = None  # when timing began, and at which iteration
         self.active = runner.train_loop.max_iters > self.measure[1]  # a run this short needs no plan
+        state, self._restored = getattr(self, "_restored", None), None
         plan = runner.message_hub.get_info("time_budget_plan")
-        if plan is not None:  # resumed: keep the plan the run was started with
+        if state is not None:  # resumed with this hook's clocks: go on as if never interrupted
+            self.started = now - state["elapsed"]
+            if state["window"] is not None:
+                self.window_start, self.window_iter = now - state["window"], state["window_iter"]
+            self.upper_bound, self.active = state["upper_bound"], state["active"]
+            self.eval_seconds, self.seconds_per_sample = state["eval_seconds"], state["seconds_per_sample"]
+        elif plan is not None:  # resumed from a checkpoint without them: keep the plan it was started with
             self.active = False
-            self._apply(runner, plan)
             print_log(f"time budget: keeping the plan of {plan['max_iters']} iterations", logger=runner.logger)
+        if plan is not None:
+            self._apply(runner, plan)
+
+    def state_dict(self) -> dict:
+        """Durations rather than clock readings, which mean nothing in another process."""
+        now = time.monotonic()
+        return dict(elapsed=now - self.started, window=None if self.window_start is None else now - self.window_start,
+                    window_iter=self.window_iter, upper_bound=self.upper_bound, active=self.active,
+                    eval_seconds=self.eval_seconds, seconds_per_sample=self.seconds_per_sample)
+
+    def load_state_dict(self, state: dict) -> None:
+        self._restored = state  # applied in before_train, which would reset it otherwise
 
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
         if not self.active:
             return
-        if runner.iter + 1 == self.measure[0]:
-            self.window_start = time.monotonic()
-        elif runner.iter + 1 == self.measure[1]:
+        done = runner.iter + 1
+        if self.window_start is None and done >= self.measure[0]:
+            self.window_start, self.window_iter = time.monotonic(), done
+        elif self.window_start is not None and done - self.window_iter == self.measure[1] - self.measure[0]:
             self._estimate_evaluation(runner, data_batch)
-            self._plan(runner, done=runner.iter + 1, interval=None)
+            self._plan(runner, done=done, interval=None)
 
     def before_val_epoch(self, runner) -> None:
         self.val_started = time.monotonic()
 
     def after_val_epoch(self, runner, metrics=None) -> None:
-        if not self.active or runner.iter < self.measure[1]:
+        if not self.active or self.window_start is None or runner.iter < self.measure[1]:
             return
         seconds = time.monotonic() - self.val_started
         self.eval_seconds += seconds
@@ -254,7 +276,7 @@ class TimeBudgetHook(Hook):
     def _plan(self, runner, done: int, interval: int | None) -> None:
         """Choose max_iters (and, the first time, the validation interval) to end within the budget,
         ``done`` iterations in."""
-        per_iter = (time.monotonic() - self.window_start - self.eval_seconds) / (done - self.measure[0])
+        per_iter = (time.monotonic() - self.window_start - self.eval_seconds) / (done - self.window_iter)
         val_samples = len(runner.val_dataloader.dataset) if runner.val_dataloader is not None else 0
         test_samples = len(runner.test_dataloader.dataset) if runner.cfg.get("test_after_train") else 0
         left = self.budget * (1 - self.margin) - (time.monotonic() - self.started)

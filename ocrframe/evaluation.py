@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 
 from ocrframe.metrics import score_pairs
+from ocrframe.model import Prediction
 
 
 @dataclass
@@ -37,6 +38,7 @@ class Outputs:
     keys: list[str] = field(default_factory=list)
     truths: list[str] = field(default_factory=list)
     lexicons: list[list[str] | None] = field(default_factory=list)
+    unreadable: list[str | None] = field(default_factory=list)  # why an image could not be read, per image
     seconds: float = 0.0
     skipped: str = ""
 
@@ -51,7 +53,8 @@ class Cell:
 
 @torch.inference_mode()
 def run_network(model, dataset, name: str, batch_size: int = 64) -> Outputs:
-    """Log-probabilities of every sample, batched by similar width (little padding)."""
+    """Log-probabilities of every sample, batched by similar width (little padding). An unreadable
+    image keeps its place (the dataset marks it, see ``mark_for_evaluation``) and counts as an error."""
     from ocrframe.data.transforms import pad_collate
 
     outputs = Outputs(name)
@@ -59,17 +62,8 @@ def run_network(model, dataset, name: str, batch_size: int = 64) -> Outputs:
     if hasattr(dataset, "aspect_ratio"):
         order.sort(key=dataset.aspect_ratio)
     device = next(model.parameters()).device
-    seen: set[str] = set()
     for start in range(0, len(order), batch_size):
-        # a dataset that skips a bad sample returns the next one instead: count each image once
-        samples = []
-        for i in order[start:start + batch_size]:
-            sample = dataset[i]
-            if sample["key"] not in seen:
-                seen.add(sample["key"])
-                samples.append(sample)
-        if not samples:
-            continue
+        samples = [dataset[i] for i in order[start:start + batch_size]]
         began = time.perf_counter()
         batch = pad_collate(samples)
         log_probs = model(batch["inputs"].to(device)).float().cpu()
@@ -79,6 +73,7 @@ def run_network(model, dataset, name: str, batch_size: int = 64) -> Outputs:
         outputs.keys += [s["key"] for s in samples]
         outputs.truths += [s["text"] for s in samples]
         outputs.lexicons += [s.get("lexicon") for s in samples]
+        outputs.unreadable += [s.get("unreadable") for s in samples]
     skipped = getattr(dataset, "skipped", None)
     if skipped is not None and skipped.total():
         outputs.skipped = skipped.summary()
@@ -178,17 +173,23 @@ def evaluate(model, datasets: dict[str, object], modes: list[str], delta: int = 
             row = table.setdefault(name, {})
             for mode in modes:
                 predictions, seconds, note = decode_column(model, outputs, mode, delta, file_decoders)
+                predictions = [Prediction("", float("-inf")) if bad else p
+                               for p, bad in zip(predictions, outputs.unreadable)]
                 pairs = [(p.text, truth) for p, truth in zip(predictions, outputs.truths)]
-                metrics = score_pairs(pairs)
+                metrics = score_pairs(pairs, outputs.unreadable)
                 count = max(len(pairs), 1)
                 row[column_name(mode)] = Cell(metrics["word_acc"], metrics["one_minus_ned"],
                                               1000 * (outputs.seconds + seconds) / count, note)
                 if writer is not None:
-                    for key, truth, p in zip(outputs.keys, outputs.truths, predictions):
+                    for key, truth, p, bad in zip(outputs.keys, outputs.truths, predictions, outputs.unreadable):
                         writer.writerow([name, column_name(mode), key, truth, p.text, f"{p.score:.4f}",
-                                         int(benchmark_form(p.text) == benchmark_form(truth))])
+                                         int(not bad and benchmark_form(p.text) == benchmark_form(truth))])
+            unreadable = [key for key, bad in zip(outputs.keys, outputs.unreadable) if bad]
+            if unreadable:
+                row["_unreadable"] = Cell(0, 0, 0, f"{len(unreadable)} of {len(outputs.keys)} images unreadable, "
+                                                   f"counted as errors (e.g. {', '.join(unreadable[:3])})")
             if outputs.skipped:
-                row["_skipped"] = Cell(0, 0, 0, f"skipped when the dataset was built: {outputs.skipped}")
+                row["_skipped"] = Cell(0, 0, 0, f"left out: {outputs.skipped}")
     finally:
         if handle is not None:
             handle.close()
@@ -205,6 +206,6 @@ def format_table(table: dict[str, dict[str, Cell]], modes: list[str]) -> str:
         cells = [f"{row[c].word_acc * 100:.1f} / {row[c].one_minus_ned:.3f} / {row[c].ms_per_sample:.2f}"
                  for c in columns]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-        notes += [f"{name}, {c}: {cell.note}" if c != "_skipped" else f"{name}: {cell.note}"
+        notes += [f"{name}, {c}: {cell.note}" if not c.startswith("_") else f"{name}: {cell.note}"
                   for c, cell in row.items() if cell.note]
     return "\n".join(lines + notes)

@@ -23,6 +23,8 @@ from typing import Iterable
 import numpy as np
 import torch
 
+from ocrframe.fileio import check_writable, remove_stale_temporaries
+
 logger = logging.getLogger("ocrframe.export")
 _exported_here = False  # see export_onnx
 
@@ -46,8 +48,8 @@ def export_onnx(model, out: str | Path, pipeline: list = (), opset: int = 18) ->
     except ImportError:
         raise ImportError("ONNX export needs the onnx packages: pip install 'ocrframe[onnx]'") from None
 
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    out = check_writable(out, "ONNX file")
+    remove_stale_temporaries(out.parent)
     partial = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     # In one process, torch's exporter (2.13) gives the LSTMs of every export after the first a
     # fixed width: the first export runs here, later ones in a fresh process (which imports the
@@ -141,8 +143,7 @@ def quantize_onnx(fp32: str | Path, out: str | Path, calibration: Iterable[np.nd
             batch = next(self.batches, None)
             return None if batch is None else {"images": np.ascontiguousarray(batch, dtype=np.float32)}
 
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    out = check_writable(out, "ONNX file")
     partial = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     with tempfile.TemporaryDirectory() as tmp:
         prepared = Path(tmp) / "prepared.onnx"

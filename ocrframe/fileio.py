@@ -25,3 +25,41 @@ def atomic_write(path: str | Path, data: bytes) -> None:
         os.fsync(directory)
     finally:
         os.close(directory)
+
+
+def remove_stale_temporaries(directory: str | Path) -> list[Path]:
+    """Delete the temporary files :func:`atomic_write` left in ``directory`` when its process was
+    killed mid-write (named ``.NAME.tmp-PID``; those of running processes are kept)."""
+    removed = []
+    for tmp in Path(directory).glob(".*.tmp-*"):
+        pid = tmp.name.rsplit(".tmp-", 1)[1]
+        if pid.isdigit() and not _running(int(pid)):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
+
+
+def check_writable(path: str | Path, what: str = "output") -> Path:
+    """``path`` if a file can be written there (its folder is made if missing), else an error
+    naming it -- before the work that would produce it, not after."""
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{what} {path} is a directory; give a file name")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        probe = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        raise PermissionError(f"cannot write the {what} {path}: {exc.strerror or exc}") from None
+    return path

@@ -36,7 +36,7 @@ import torch
 from mmengine.config import Config
 from PIL import Image
 
-from ocrframe.checkpoint import load_checkpoint, stored_config
+from ocrframe.checkpoint import load_checkpoint, load_weights, stored_config
 from ocrframe.data.transforms import Compose, pad_collate
 from ocrframe.engine import native_bf16
 from ocrframe.model import Prediction, takes_per_image_lexicons
@@ -66,7 +66,7 @@ def load_model(checkpoint: str | Path, config: str | Path | None = None):
     """(recognizer in eval mode with the checkpoint's weights, its config)."""
     cfg, weights = load_model_config(checkpoint, config)
     model = MODELS.build(cfg.model)
-    model.load_state_dict(weights)
+    load_weights(model, weights, checkpoint)
     return model.eval(), cfg
 
 
@@ -454,7 +454,9 @@ def read_lexicon(source) -> list[str]:
 def as_pil(image, index: int = 0) -> Image.Image:
     """An RGB PIL image from a path, a PIL image or a uint8 array (HxW or HxWxC)."""
     if isinstance(image, Image.Image):
-        return image.convert("RGB")
+        from ocrframe.data.base import to_rgb
+
+        return to_rgb(image)
     if isinstance(image, np.ndarray):
         if image.dtype != np.uint8 or image.ndim not in (2, 3):
             raise ValueError(f"image {index}: arrays must be uint8 HxW or HxWxC, got {image.dtype} {image.shape}")

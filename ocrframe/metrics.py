@@ -7,10 +7,12 @@ cer           character error rate: total edits / total ground-truth characters
 """
 from __future__ import annotations
 
+import logging
 import re
 
 import editdistance
 from mmengine.evaluator import BaseMetric
+from mmengine.logging import print_log
 
 _NOT_ALNUM = re.compile(r"[^0-9a-z]")
 
@@ -20,11 +22,13 @@ def benchmark_form(text: str) -> str:
     return _NOT_ALNUM.sub("", text.lower())
 
 
-def score_pairs(pairs: list[tuple[str, str]]) -> dict[str, float]:
-    """Metrics over (prediction, ground truth) pairs, as fractions in [0, 1]."""
+def score_pairs(pairs: list[tuple[str, str]], unreadable: list | None = None) -> dict[str, float]:
+    """Metrics over (prediction, ground truth) pairs, as fractions in [0, 1]. Pairs whose
+    ``unreadable`` entry is true (the image could not be decoded) count as errors."""
     n = max(len(pairs), 1)
-    exact = sum(p == g for p, g in pairs)
-    benchmark = sum(benchmark_form(p) == benchmark_form(g) for p, g in pairs)
+    readable = [not bad for bad in unreadable] if unreadable is not None else [True] * len(pairs)
+    exact = sum(ok and p == g for ok, (p, g) in zip(readable, pairs))
+    benchmark = sum(ok and benchmark_form(p) == benchmark_form(g) for ok, (p, g) in zip(readable, pairs))
     distances = [editdistance.eval(p, g) for p, g in pairs]
     ned = sum(d / max(len(p), len(g), 1) for d, (p, g) in zip(distances, pairs))
     chars = sum(len(g) for _, g in pairs)
@@ -33,10 +37,17 @@ def score_pairs(pairs: list[tuple[str, str]]) -> dict[str, float]:
 
 
 class WordMetric(BaseMetric):
+    """The metrics above over every sample of the set; an unreadable image (see the datasets'
+    ``on_bad_sample="mark"``) stays in the denominator as an error, and the log says how many."""
+
     default_prefix = ""
 
     def process(self, data_batch, data_samples: list[dict]) -> None:
-        self.results.extend((s["pred"], s["gt"]) for s in data_samples)
+        self.results.extend((s["pred"], s["gt"], s.get("unreadable"), s.get("key")) for s in data_samples)
 
-    def compute_metrics(self, results: list[tuple[str, str]]) -> dict[str, float]:
-        return score_pairs(results)
+    def compute_metrics(self, results: list[tuple]) -> dict[str, float]:
+        unreadable = [key for _, _, bad, key in results if bad]
+        if unreadable:
+            print_log(f"{len(unreadable)} of {len(results)} images were unreadable and count as errors "
+                      f"(e.g. {', '.join(map(str, unreadable[:5]))})", logger="current", level=logging.WARNING)
+        return score_pairs([(p, g) for p, g, _, _ in results], [bool(bad) for _, _, bad, _ in results])

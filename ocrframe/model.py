@@ -108,9 +108,13 @@ class Recognizer(BaseModel):
         if mode == "predict":
             predictions = self.decoder.decode(log_probs.float(), lengths, **self.lexicon_kwargs(data_samples))
             unknown = [None] * len(predictions)
-            return [dict(pred=p.text, score=p.score, gt=gt, key=key, **p.extras)
-                    for p, gt, key in zip(predictions, data_samples.get("texts", unknown),
-                                          data_samples.get("keys", unknown))]
+            outputs = [dict(pred=p.text, score=p.score, gt=gt, key=key, **p.extras)
+                       for p, gt, key in zip(predictions, data_samples.get("texts", unknown),
+                                             data_samples.get("keys", unknown))]
+            for out, reason in zip(outputs, data_samples.get("unreadable", unknown)):
+                if reason:  # a blank stood in for an unreadable image: nothing was read
+                    out.update(pred="", score=float("-inf"), unreadable=reason)
+            return outputs
         raise ValueError(f"mode must be 'tensor', 'loss' or 'predict', not {mode!r}")
 
     def non_finite_inputs(self, inputs: torch.Tensor, data_samples: dict) -> dict:

@@ -24,7 +24,7 @@ from typing import Iterable
 
 import pluggy
 
-from ocrframe.registry import SLOTS, Origin, Slots, registering_as
+from ocrframe.registry import BUILTIN_DISTRIBUTIONS, SLOTS, Origin, Slots, preferred_plugins, registering_as
 
 GROUP = "ocrframe.plugins"
 hookspec = pluggy.HookspecMarker("ocrframe")
@@ -58,14 +58,15 @@ class PluginLoader:
         self.loaded: list[Origin] = []
 
     def load(self, eps: Iterable[EntryPoint]) -> None:
-        for ep in sorted(eps, key=lambda e: e.name != "core"):  # the core first, then plugins
+        for ep in sorted(eps, key=load_order):
             dist = getattr(ep, "dist", None)
             origin = Origin(ep.name, dist.name if dist else "?", dist.version if dist else "?")
             where = f"plugin '{ep.name}' (entry point '{ep.name} = {ep.value}' in {origin.distribution})"
             try:
-                module = ep.load()
+                with registering_as(origin):  # registrations at import time count as the plugin's too
+                    module = ep.load()
                 self.manager.register(module, name=ep.name)
-            except Exception as exc:  # a broken plugin must not take the others down
+            except (Exception, SystemExit) as exc:  # a broken plugin (even one calling sys.exit) must not take the others down
                 self._fail(f"{where} failed to load: {type(exc).__name__}: {exc}")
                 continue
             for impl in self.manager.hook.ocrframe_register.get_hookimpls():
@@ -74,7 +75,7 @@ class PluginLoader:
                 try:
                     with registering_as(origin):
                         impl.function(**{name: self.slots for name in impl.argnames})
-                except Exception as exc:
+                except (Exception, SystemExit) as exc:
                     self.slots.unregister(origin)
                     self.manager.unregister(module)
                     self._fail(f"{where} failed to register: {type(exc).__name__}: {exc}")
@@ -85,6 +86,16 @@ class PluginLoader:
     def _fail(self, message: str) -> None:
         self.errors.append(message)
         logger.error("%s -- its components are not available; the other plugins still load.", message)
+
+
+def load_order(ep: EntryPoint) -> tuple:
+    """The core, then the other built-in plugins, then third-party ones, each by name (not by
+    where they sit in site-packages), then those in $OCRFRAME_PREFER_PLUGINS: the first to register
+    a name keeps it, but a preferred plugin replaces it (see ``OcrRegistry._register_module``)."""
+    dist = getattr(ep, "dist", None)
+    distribution = dist.name if dist else "?"
+    return (ep.name in preferred_plugins(), ep.name != "core", distribution not in BUILTIN_DISTRIBUTIONS,
+            distribution, ep.name)
 
 
 _LOADER: PluginLoader | None = None

@@ -14,10 +14,14 @@ import contextlib
 import contextvars
 import difflib
 import inspect
+import logging
+import os
 from dataclasses import dataclass, field
 
 from mmengine import registry as mm
 from mmengine.registry import Registry
+
+logger = logging.getLogger("ocrframe.registry")
 
 
 class ComponentError(KeyError):
@@ -38,10 +42,23 @@ class Origin:
     def __str__(self) -> str:
         return f"plugin '{self.plugin}' ({self.distribution} {self.version})"
 
+    @property
+    def builtin(self) -> bool:
+        return self.distribution in BUILTIN_DISTRIBUTIONS
 
-_CURRENT_ORIGIN: contextvars.ContextVar[Origin] = contextvars.ContextVar(
-    "ocrframe_origin", default=Origin("<direct registration>", "-", "-")
-)
+
+# The distributions built from this repository; their components win clashes with other plugins'.
+BUILTIN_DISTRIBUTIONS = frozenset({"ocrframe", "ocrframe-ctc", "ocrframe-lstm", "ocrframe-omr", "ocrframe-resnet",
+                                   "ocrframe-vgg"})
+PREFER_VARIABLE = "OCRFRAME_PREFER_PLUGINS"
+DIRECT = Origin("<direct registration>", "-", "-")
+_CURRENT_ORIGIN: contextvars.ContextVar[Origin] = contextvars.ContextVar("ocrframe_origin", default=DIRECT)
+
+
+def preferred_plugins() -> list[str]:
+    """Plugins (entry point names) the user prefers, in $OCRFRAME_PREFER_PLUGINS (comma-separated):
+    they load last, and their components replace any others of the same name (logged)."""
+    return [name.strip() for name in os.environ.get(PREFER_VARIABLE, "").split(",") if name.strip()]
 
 
 @contextlib.contextmanager
@@ -114,16 +131,28 @@ class OcrRegistry(Registry):
                     f"(from {origin}): " + "; ".join(problems)
                     + f". A {self.name} is: {self.interface.summary}"
                 )
+        replaced = []
         for name in names:
-            if name in self._module_dict and not force:
-                raise ComponentError(
-                    f"{self.name} '{name}' is registered twice: by {self.origins.get(name)} "
-                    f"({self._module_dict[name].__module__}) and by {origin} ({module.__module__}). "
-                    "Rename one of them, or uninstall one of the two plugins."
-                )
+            if name not in self._module_dict:
+                continue
+            held = self.origins.get(name, _CURRENT_ORIGIN.get())
+            clash = (f"{self.name} '{name}' is registered twice: by {held} ({self._module_dict[name].__module__}) "
+                     f"and by {origin} ({module.__module__})")
+            if origin.plugin in preferred_plugins():
+                force = True  # the user's choice: see preferred_plugins
+            elif not force:
+                raise ComponentError(f"{clash}. Rename one of them, or uninstall one of the two plugins; to use the "
+                                     f"second, set {PREFER_VARIABLE}={origin.plugin}.")
+            elif held.builtin and not origin.builtin and origin.plugin != DIRECT.plugin:
+                raise ComponentError(f"{clash}: a plugin may not replace a built-in component (force=True); the "
+                                     f"built-in stays. To use the plugin's, set {PREFER_VARIABLE}={origin.plugin}.")
+            replaced.append((name, held))
         super()._register_module(module, names, force)
         for name in names:
             self.origins[name] = origin
+        for name, held in replaced:  # never silently
+            logger.warning("%s '%s' of %s replaced by the one of %s (%s)", self.name, name, held, origin,
+                           module.__module__)
 
     def unregister(self, origin: Origin) -> None:
         """Remove everything ``origin`` registered (a plugin whose registration failed midway)."""

@@ -46,15 +46,39 @@ def load_config(path: str, *, schedule: str = "auto", work_dir: str | None = Non
         use_data(cfg.val_dataloader, val_data, cfg)
     cfg.work_dir = work_dir or cfg.get("work_dir") or str(Path("work_dirs") / Path(path).stem)
     if cfg_options:
+        check_option_keys(cfg, cfg_options, path)
         cfg.merge_from_dict(cfg_options)
+    for split in ("val_dataloader", "test_dataloader"):
+        if cfg.get(split):
+            mark_for_evaluation(cfg[split].dataset)
     # A unique name per run: two Runners in one process otherwise share a Visualizer.
     cfg.experiment_name = f"{Path(path).stem}_{time.strftime('%Y%m%d_%H%M%S')}_{time.monotonic_ns() % 10**6}"
     return cfg
 
 
+# Top-level settings read besides the config's own keys: the Runner's arguments and ocrframe's.
+OCRFRAME_SETTINGS = {"load_partial", "schedule", "test_after_train", "folder_dataset"}
+
+
+def check_option_keys(cfg: Config, options: dict, path: str) -> None:
+    """--cfg-options keys must start with a setting the config has or the runner reads: mmengine
+    would add a misspelled one (``trian_cfg.max_iters``) as a new setting that nothing reads."""
+    import difflib
+    import inspect
+
+    known = set(cfg.keys()) | set(inspect.signature(Runner.__init__).parameters) - {"self"} | OCRFRAME_SETTINGS
+    for key in options:
+        top = key.split(".", 1)[0]
+        if top not in known:
+            close = difflib.get_close_matches(top, sorted(known), n=3, cutoff=0.6)
+            raise ValueError(f"--cfg-options {key}: {path} has no setting '{top}'"
+                             + (f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else
+                                f"; its settings: {', '.join(sorted(cfg.keys()))}"))
+
+
 def use_data(dataloader: dict, paths: list[str], cfg: Config) -> None:
     """Point an evaluation dataloader at LMDBs / folders, batching by image width."""
-    dataloader.dataset = dataset_for(paths, cfg, cfg.test_pipeline)
+    dataloader.dataset = mark_for_evaluation(dataset_for(paths, cfg, cfg.test_pipeline))
     if len(paths) == 1:  # a ConcatDataset cannot report aspect ratios
         dataloader.batch_sampler = dict(type="WidthBucketBatchSampler")
 
@@ -81,6 +105,20 @@ def dataset_for(paths: list[str], cfg: Config, pipeline) -> dict:
     if len(datasets) == 1:
         return datasets[0]
     return dict(type="ConcatDataset", datasets=datasets, ignore_keys=["name"])
+
+
+def mark_for_evaluation(dataset_cfg):
+    """Evaluation counts every sample once: datasets (a ConcatDataset's parts too) that would skip
+    an unreadable image and serve the next one instead mark it (``on_bad_sample="mark"``: it
+    counts as an error). "error" is kept; datasets without the setting are left as they are."""
+    from ocrframe.data.base import OcrDataset
+    from ocrframe.registry import DATASETS
+
+    for d in [dataset_cfg, *dataset_cfg.get("datasets", [])]:
+        kind = DATASETS.get(d["type"]) if isinstance(d.get("type"), str) else d.get("type")
+        if isinstance(kind, type) and issubclass(kind, OcrDataset) and d.get("on_bad_sample", "skip") == "skip":
+            d["on_bad_sample"] = "mark"
+    return dataset_cfg
 
 
 def build_dataset(dataset_cfg, raw: bool = False):

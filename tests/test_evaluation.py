@@ -119,13 +119,15 @@ def test_batches_joined_for_decoding_read_as_they_do_apart():
         assert [s for _, s in joined] == pytest.approx([s for _, s in apart], abs=1e-4)
 
 
-def test_an_unreadable_image_is_left_out_once_not_replaced_by_a_repeat(checkpoint, data, tmp_path, capsys):
+def test_an_unreadable_image_counts_once_as_an_error_not_replaced_by_a_repeat(checkpoint, data, tmp_path, capsys):
     folder = write_word_folder(tmp_path / "corrupt", WORDS)
     (folder / "img_002.png").write_bytes(b"not a png")
     out = tmp_path / "predictions.tsv"
     code = main(["test", str(CONFIG), str(checkpoint), "--data", str(folder), "--lexicon", "none",
                  "--predictions", str(out), "--work-dir", str(tmp_path / "w")])
     assert code == 0
-    keys = [row["key"] for row in read_predictions(out)]
-    assert len(keys) == len(set(keys)) == len(WORDS) - 1  # each readable image once, the bad one counted out
-    assert not any(key.endswith("img_002.png") for key in keys)
+    rows = read_predictions(out)
+    assert sorted(row["key"] for row in rows) == [f"img_{i:03d}.png" for i in range(len(WORDS))]  # each image once
+    (bad,) = [row for row in rows if row["key"] == "img_002.png"]
+    assert bad["truth"] == WORDS[2] and bad["prediction"] == "" and bad["correct"] == "0"
+    assert f"1 of {len(WORDS)} images unreadable, counted as errors (e.g. img_002.png)" in capsys.readouterr().out

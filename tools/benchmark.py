@@ -181,7 +181,7 @@ def benchmark_lmdb(directory: Path, count: int) -> Path:
     from ocrframe.data.synthetic import SynthWordDataset
 
     path = directory / "words.lmdb"
-    write_lmdb(path, encoded_samples(SynthWordDataset(Config.fromfile(CONFIG).charset, seed=0), count))
+    write_lmdb(path, encoded_samples(SynthWordDataset(Config.fromfile(CONFIG).charset, seed=0), count), overwrite=True)
     return path
 
 

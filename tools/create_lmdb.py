@@ -1,10 +1,11 @@
 """Build an LMDB in the common OCR layout from a folder with a gt.txt.
 
-    python tools/create_lmdb.py DATA_DIR OUT_LMDB [--gt gt.txt] [--lexicon-file FILE]
+    python tools/create_lmdb.py DATA_DIR OUT_LMDB [--gt gt.txt] [--lexicon-file FILE] [--overwrite]
 
 gt.txt lines are ``relative/path<TAB>label`` with an optional third column of space-separated
 lexicon words for that sample; --lexicon-file gives one such line per sample instead (same order).
-Undecodable images, missing files and empty labels are skipped and summarised.
+Undecodable images, missing files and empty labels are skipped and summarised. An existing LMDB
+at OUT_LMDB is an error unless --overwrite, which empties it first.
 """
 import argparse
 import sys
@@ -20,6 +21,7 @@ def main(argv=None) -> int:
     parser.add_argument("out", type=Path)
     parser.add_argument("--gt", default="gt.txt", help="ground-truth file inside DATA_DIR (default gt.txt)")
     parser.add_argument("--lexicon-file", type=Path, help="one line of space-separated words per sample")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing LMDB at OUT (emptied first)")
     args = parser.parse_args(argv)
 
     entries = read_gt_lines(args.data_dir / args.gt)
@@ -35,7 +37,10 @@ def main(argv=None) -> int:
             data = file.read_bytes() if file.is_file() else None
             yield entry.path, data, entry.label, lexicons[i] if lexicons else entry.lexicon
 
-    written, skipped = write_lmdb(args.out, samples(), total=len(entries))
+    try:
+        written, skipped = write_lmdb(args.out, samples(), total=len(entries), overwrite=args.overwrite)
+    except FileExistsError as exc:
+        sys.exit(f"error: {exc}")
     print(f"wrote {written} samples to {args.out}; skipped {skipped.total()}"
           + (f": {skipped.summary()}" if skipped.total() else ""))
     return 0 if written else 1

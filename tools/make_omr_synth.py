@@ -26,6 +26,7 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=3)
     parser.add_argument("--style", choices=STYLES, default="synthesized")
     parser.add_argument("--folder", action="store_true", help="write OUT/NNNNNN.png and OUT/gt.txt instead of an LMDB")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing LMDB at OUT (emptied first)")
     args = parser.parse_args(argv)
 
     # The raw rendering, before any pipeline: colour images at the engraving's resolution.
@@ -36,7 +37,7 @@ def main(argv=None) -> int:
     if args.folder:
         written = write_folder(args.out, samples, args.num)
     else:
-        written, _ = write_lmdb(args.out, samples, total=args.num)
+        written, _ = write_lmdb(args.out, samples, total=args.num, overwrite=args.overwrite)
     print(f"wrote {written} {args.style} snippets (seed {args.seed}) to {args.out}")
     return 0 if written == args.num else 1
 

@@ -17,13 +17,15 @@ def main(argv=None) -> int:
     parser.add_argument("--num", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--assets", choices=["train", "heldout"], default="train")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing LMDB at OUT (emptied first)")
     args = parser.parse_args(argv)
 
     # The raw rendering, before any pipeline: labels keep their case, images their colour.
     dataset = SynthWordDataset(charset=dict(symbols="0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"),
                                length=args.num, seed=args.seed, assets=args.assets)
 
-    written, skipped = write_lmdb(args.out, encoded_samples(dataset, args.num), total=args.num)
+    written, skipped = write_lmdb(args.out, encoded_samples(dataset, args.num), total=args.num,
+                                   overwrite=args.overwrite)
     print(f"wrote {written} synthetic samples (seed {args.seed}, {args.assets} assets) to {args.out}")
     return 0 if written == args.num else 1
 

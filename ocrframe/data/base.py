@@ -1,5 +1,6 @@
 """What every dataset shares: label checking against the charset, the transform pipeline, and the
-bad-sample policy (skip and count by key, or stop with an error naming the sample)."""
+bad-sample policy: skip and count by key (training), stop with an error naming the sample, or
+mark it (evaluation: the sample keeps its place, is read as nothing and counted as an error)."""
 from __future__ import annotations
 
 import io
@@ -7,13 +8,15 @@ import logging
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from PIL import Image, UnidentifiedImageError
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
 from torch.utils.data import Dataset
 
 from ocrframe.charset import Charset, LabelError
 
 logger = logging.getLogger("ocrframe.data")
-POLICIES = ("skip", "error")
+POLICIES = ("skip", "error", "mark")
+BLANK_SIZE = (100, 32)  # what a marked sample shows the model in place of its image
 
 
 class BadSample(Exception):
@@ -26,23 +29,63 @@ class BadSample(Exception):
 
 
 def image_aspect_ratio(source: bytes | Path) -> float:
-    """Width / height from the image header alone (no decoding); 1.0 if unreadable."""
+    """Width / height as the image is shown (EXIF orientation applied), from the header alone (no
+    decoding); 1.0 if unreadable."""
     try:
         with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
-            return image.width / max(image.height, 1)
+            turned = image.getexif().get(EXIF_ORIENTATION, 1) in (5, 6, 7, 8)  # a quarter turn swaps the sides
+            width, height = (image.height, image.width) if turned else (image.width, image.height)
+            return width / max(height, 1)
     except (OSError, ValueError):
         return 1.0  # the bad sample is reported when it is loaded
 
 
 def decode_image(source: bytes | Path, key: str) -> Image.Image:
-    """An RGB image from encoded bytes or a file, or BadSample saying why not."""
+    """An RGB image from encoded bytes or a file (see :func:`to_rgb`), or BadSample saying why not."""
     try:
         image = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
-        return image.convert("RGB")  # forces the decode, so truncated files fail here too
+        return to_rgb(image)  # decodes, so truncated files fail here too
     except FileNotFoundError:
         raise BadSample(key, "missing image file") from None
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise BadSample(key, "undecodable image", str(exc)) from None
+
+
+EXIF_ORIENTATION = 0x0112
+WIDE_MODES = ("I", "F", "I;16", "I;16L", "I;16B", "I;16N")  # more than 8 bits per pixel
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """The image as shown, in RGB, whatever Pillow read: EXIF orientation applied; 16-bit, 32-bit
+    and float gray scaled into 8 bits (Pillow's own conversion clips them to white or black);
+    transparency (an alpha channel, a palette or tRNS colour) composited onto white, so text drawn
+    in the alpha channel alone shows dark on white."""
+    image = ImageOps.exif_transpose(image)
+    if image.mode in WIDE_MODES:
+        image = Image.fromarray(_to_8_bits(np.asarray(image)), "L")
+    if "transparency" in image.info or image.mode in ("LA", "La", "PA", "RGBa"):
+        image = image.convert("RGBA")
+    if image.mode == "RGBA":
+        white = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, image).convert("RGB")
+    return image.convert("RGB")
+
+
+def _to_8_bits(array: np.ndarray) -> np.ndarray:
+    """Gray values of any range as uint8: unsigned 16-bit scaled from 0..65535; signed 32-bit and
+    float from the smallest of 0..1 (float only), 0..255, 0..65535 that holds them, else from their
+    own minimum to maximum."""
+    values = np.nan_to_num(array.astype(np.float64), nan=0.0)
+    if array.dtype.kind == "u" and array.dtype.itemsize == 2:
+        top, low = 65535.0, 0.0
+    else:
+        low = min(float(values.min(initial=0.0)), 0.0)
+        peak = float(values.max(initial=0.0))
+        ranges = ([1.0] if array.dtype.kind == "f" else []) + [255.0, 65535.0]
+        top = next((r for r in ranges if peak <= r and low == 0.0), None)
+        if top is None:
+            low, top = float(values.min()), max(peak, float(values.min()) + 1e-9)
+    return np.round((values - low) / (top - low) * 255.0).clip(0, 255).astype(np.uint8)
 
 
 class SkipCounter:
@@ -71,7 +114,11 @@ class OcrDataset(Dataset):
     """Base class. Subclasses implement ``__len__``, ``load(index) -> dict(image, text, key)``
     (raising :class:`BadSample` for an unusable sample) and ``describe() -> str``.
 
-    on_bad_sample: "skip" (log the key and the reason, count it, serve the next sample) or "error".
+    on_bad_sample: "skip" (log the key and the reason, count it, serve the next sample), "error",
+    or "mark" (for evaluation, where serving another sample would count that one twice: serve a
+    blank image under the bad sample's key with ``unreadable`` = the reason; the recognizer reads
+    it as nothing and metrics count it as an error). Labels that fail the charset check are left
+    out when the dataset is built, under every policy but "error", and reported then.
     """
 
     def __init__(self, charset, pipeline=(), on_bad_sample: str = "skip"):
@@ -82,7 +129,8 @@ class OcrDataset(Dataset):
         self.charset = Charset.build(charset)
         self.pipeline = Compose(pipeline)
         self.on_bad_sample = on_bad_sample
-        self.skipped = SkipCounter()
+        self.skipped = SkipCounter()     # left out (at build, or skipped when read)
+        self.unreadable = SkipCounter()  # marked (on_bad_sample="mark")
 
     def describe(self) -> str:
         return type(self).__name__
@@ -140,6 +188,10 @@ class OcrDataset(Dataset):
         """The key of sample ``index`` without loading it, for error messages."""
         return f"#{index}"
 
+    def sample_label(self, index: int) -> str:
+        """The label of sample ``index`` without loading it ("" where unknown), for marked samples."""
+        return ""
+
     def __getitem__(self, index: int) -> dict:
         for attempt in range(len(self)):
             i = (index + attempt) % len(self)
@@ -150,6 +202,12 @@ class OcrDataset(Dataset):
                 sample["text"] = self.clean_label(sample["text"], key)
                 return self.pipeline(sample)
             except BadSample as bad:
+                if self.on_bad_sample == "mark":
+                    self.unreadable.add(bad.reason, bad.key)
+                    logger.warning("%s: %s, counted as an error", self.describe(), bad)
+                    blank = Image.new("RGB", BLANK_SIZE, "white")
+                    return self.pipeline(dict(image=blank, text=self.sample_label(i), key=bad.key,
+                                              unreadable=bad.reason))
                 self.skip(bad)
             except Exception as exc:
                 # Raised in a DataLoader worker, the error reaches the training process as text:

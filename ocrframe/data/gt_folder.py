@@ -49,6 +49,9 @@ class GtFolderDataset(OcrDataset):
     def sample_key(self, index: int) -> str:
         return self.entries[index].path
 
+    def sample_label(self, index: int) -> str:
+        return self.entries[index].label
+
     def aspect_ratio(self, index: int) -> float:
         return image_aspect_ratio(self.root / self.entries[index].path)
 

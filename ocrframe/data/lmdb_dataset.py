@@ -59,11 +59,9 @@ class LMDBDataset(OcrDataset):
     def __init__(self, path: str, charset, pipeline=(), on_bad_sample: str = "skip", max_samples: int | None = None):
         super().__init__(charset, pipeline, on_bad_sample)
         self.path = str(path)
-        with shared_reader(self.path).begin() as txn:
-            raw = txn.get(b"num-samples")
-            if raw is None:
-                raise ValueError(f"{self.path} is not an LMDB in the common OCR layout: it has no 'num-samples' key")
-            total = int(raw)
+        env = shared_reader(self.path)
+        with env.begin() as txn:
+            total = checked_count(self.path, txn.get(b"num-samples"), env.stat()["entries"])
             if max_samples is not None:
                 total = min(total, max_samples)
 
@@ -83,6 +81,9 @@ class LMDBDataset(OcrDataset):
     def sample_key(self, index: int) -> str:
         return f"image-{self.samples[index][0]:09d}"
 
+    def sample_label(self, index: int) -> str:
+        return self.samples[index][1]
+
     def aspect_ratio(self, index: int) -> float:
         with shared_reader(self.path).begin() as txn:
             return image_aspect_ratio(txn.get(self.sample_key(index).encode()) or b"")
@@ -101,15 +102,42 @@ class LMDBDataset(OcrDataset):
         return sample
 
 
-def write_lmdb(path: str | Path, samples, total: int | None = None) -> tuple[int, SkipCounter]:
+def checked_count(path: str, raw: bytes | None, entries: int) -> int:
+    """``num-samples`` as a count, checked against the keys the LMDB holds (``entries``, which
+    LMDB keeps in its header): each sample has an image and a label key. Errors name the LMDB."""
+    if raw is None:
+        raise ValueError(f"{path} is not an LMDB in the common OCR layout: it has no 'num-samples' key")
+    text = raw.decode("utf-8", "replace").strip()
+    if not text.isdigit():
+        raise ValueError(f"LMDB {path}: 'num-samples' is {text[:40]!r}, not a count of samples; rebuild it with "
+                         "tools/create_lmdb.py")
+    count = int(text)
+    if 2 * count + 1 > entries:
+        raise ValueError(f"LMDB {path}: 'num-samples' says {count} samples, but it holds only {entries} keys "
+                         f"(a sample has an image and a label key): a damaged or partly written LMDB; rebuild it "
+                         "with tools/create_lmdb.py --overwrite")
+    return count
+
+
+def write_lmdb(path: str | Path, samples, total: int | None = None, overwrite: bool = False) -> tuple[int, SkipCounter]:
     """Write ``(key, image_bytes, label, lexicon_or_None)`` samples in the common layout.
 
     Images are checked to decode and labels to be non-empty; failures are skipped and counted
     by reason. Returns (samples written, skip counter). Commits in chunks so memory stays flat.
+    An LMDB that already holds keys is an error unless ``overwrite``, which empties it first: old
+    keys (lexicons, samples beyond the new count) would otherwise be read as part of the new one.
     """
     from mmengine.utils import ProgressBar
 
     env = open_lmdb(path, write=True)
+    held = env.stat()["entries"]
+    if held and not overwrite:
+        env.close()
+        raise FileExistsError(f"{path} already holds an LMDB ({held} keys); choose a new path, or overwrite it "
+                              "(--overwrite; write_lmdb(..., overwrite=True)), which deletes its keys first")
+    if held:
+        with env.begin(write=True) as txn:
+            txn.drop(env.open_db(), delete=False)
     skipped, written, pending = SkipCounter(), 0, {}
     progress = ProgressBar(total) if total else None
     step = max(1, (total or 1) // 100)  # ~100 bar updates, so a log file stays readable

@@ -81,4 +81,6 @@ def pad_collate(samples: list[dict]) -> dict:
         data_samples["lexicons"] = [s.get("lexicon") for s in samples]
     if any("char_x" in s for s in samples):  # character positions, as fractions of each image's own width
         data_samples["char_x"] = [s.get("char_x") for s in samples]
+    if any(s.get("unreadable") for s in samples):  # evaluation: see OcrDataset's on_bad_sample="mark"
+        data_samples["unreadable"] = [s.get("unreadable") for s in samples]
     return dict(inputs=batch, data_samples=data_samples)

@@ -1,0 +1,108 @@
+"""A user's mistake gets one line naming the file or setting and what to do: checkpoints of another
+model, files that are not checkpoints, misspelled settings, bad numbers, unwritable outputs."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from mmengine.config import Config
+
+from conftest import CONFIG, TINY_RUN, render_word, save_checkpoint
+from ocrframe.checkpoint import load_checkpoint
+from ocrframe.cli import main
+from ocrframe.inference import Reader
+from ocrframe.registry import MODELS
+from ocrframe.runner import load_config
+
+
+@pytest.fixture(scope="module")
+def other_model_checkpoint(tmp_path_factory):
+    """Weights of a CRNN with a smaller BiLSTM, stored with the paper config: they do not fit it."""
+    cfg = Config.fromfile(str(CONFIG))
+    model = MODELS.build(dict(cfg.model, sequence_encoder=dict(type="BiLSTM", hidden_size=32, num_layers=2)))
+    return save_checkpoint(model, cfg, tmp_path_factory.mktemp("other") / "other.pth")
+
+
+def test_weights_of_another_model_are_an_error_naming_the_keys(other_model_checkpoint):
+    with pytest.raises(ValueError, match=r"other.pth does not match the model of the config: weights \d+ of another "
+                                         r"shape: sequence_encoder\..*Pass the config it was trained with"):
+        Reader.from_checkpoint(other_model_checkpoint)
+
+
+def test_ocrframe_test_refuses_another_models_weights_unless_told_to_load_what_fits(other_model_checkpoint, tmp_path):
+    folder = tmp_path / "words"
+    folder.mkdir()
+    render_word("open").save(folder / "a.png")
+    (folder / "gt.txt").write_text("a.png\topen\n")
+    command = ["test", str(CONFIG), str(other_model_checkpoint), "--data", str(folder), "--work-dir", str(tmp_path / "w"),
+               "--cfg-options", "test_dataloader.num_workers=0"]
+    with pytest.raises(ValueError, match=r"does not match the model of the config.*--cfg-options load_partial=True"):
+        main(command)
+    assert main([*command, "load_partial=True"]) == 0
+    log = sorted((tmp_path / "w").glob("*/*.log"))[-1]  # the second run's
+    assert "loaded the weights that match the model; skipped" in log.read_text()
+
+
+def test_resuming_from_a_checkpoint_without_training_state_says_so(other_model_checkpoint, train_lmdb, tmp_path):
+    with pytest.raises(ValueError, match=r"cannot resume from .*other.pth: it holds weights but no training state.*"
+                                         r"--cfg-options load_from="):
+        main(["train", str(CONFIG), "--work-dir", str(tmp_path / "w"), "--data", str(train_lmdb), "--no-test",
+              "--resume", str(other_model_checkpoint), "--cfg-options", *TINY_RUN])
+
+
+def test_a_misspelled_top_level_setting_is_an_error_with_a_suggestion(tmp_path):
+    with pytest.raises(ValueError, match=r"--cfg-options trian_cfg.max_iters: .* has no setting 'trian_cfg'; "
+                                         r"did you mean 'train_cfg'"):
+        load_config(str(CONFIG), work_dir=str(tmp_path), cfg_options={"trian_cfg.max_iters": 2})
+    cfg = load_config(str(CONFIG), work_dir=str(tmp_path), cfg_options={"train_cfg.max_iters": 2, "load_partial": True})
+    assert cfg.train_cfg.max_iters == 2
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"", r"checkpoint .*bad.pth is empty"),
+    (b"this is a text file, not weights\n", r"bad.pth is not a checkpoint torch can read"),
+])
+def test_a_file_that_is_not_a_checkpoint_is_named(tmp_path, content, message):
+    (tmp_path / "bad.pth").write_bytes(content)
+    with pytest.raises(ValueError, match=message):
+        load_checkpoint(tmp_path / "bad.pth")
+
+
+def test_errors_of_the_command_line_are_one_line(tmp_path):
+    (tmp_path / "notes.pth").write_text("this is a text file, not weights\n")
+    render_word("open").save(tmp_path / "a.png")
+    result = subprocess.run([sys.executable, "-m", "ocrframe.cli", "read", str(tmp_path / "notes.pth"),
+                             str(tmp_path / "a.png")], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith(f"ocrframe read: error: {tmp_path / 'notes.pth'} is not "
+                                                             "a checkpoint")
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("size", ["0", "-3", "two"])
+def test_a_batch_size_below_one_is_refused_by_the_parser(checkpoint, size, capsys):
+    with pytest.raises(SystemExit):
+        main(["test", str(CONFIG), str(checkpoint), "--lexicon", "none", "--batch-size", size])
+    assert f"--batch-size: expected a whole number of at least 1, not '{size}'" in capsys.readouterr().err
+
+
+def test_an_unwritable_export_path_is_refused_before_exporting(checkpoint, tmp_path):
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(IsADirectoryError, match=r"--onnx file .* is a directory"):
+        main(["export", str(checkpoint), "--onnx", str(tmp_path)])
+    with pytest.raises(PermissionError, match=r"cannot write the --onnx file .*a_file/out.onnx"):
+        main(["export", str(checkpoint), "--onnx", str(tmp_path / "a_file" / "out.onnx")])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]  # nothing half-written
+
+
+def test_stale_temporary_files_of_dead_processes_are_removed(tmp_path):
+    import os
+
+    from ocrframe.fileio import remove_stale_temporaries
+
+    dead, alive = tmp_path / ".iter_4.pth.tmp-999999999", tmp_path / f".iter_6.pth.tmp-{os.getpid()}"
+    dead.write_bytes(b"x")
+    alive.write_bytes(b"x")
+    assert remove_stale_temporaries(tmp_path) == [dead]
+    assert alive.exists() and not dead.exists()
