@@ -1,6 +1,8 @@
 """Shared fixtures: word images drawn with Pillow, gt.txt folders, LMDBs, and the test plugin."""
 from __future__ import annotations
 
+import hashlib
+import inspect
 import random
 import sys
 from pathlib import Path
@@ -138,3 +140,80 @@ def tinyconv():
         plugin.ocrframe_register(SLOTS)
     yield SLOTS.backbone.get("TinyConv")
     SLOTS.unregister(origin)
+
+
+# -- a model that reads ---------------------------------------------------------------------------
+
+READING_ALPHABET = "adeilmnoprst"  # the letters the reading model was trained on
+READING_WORDS = ["open", "sesame", "mile", "street", "lemon", "tide", "planet", "ram"]  # all of them
+
+
+def train_reading_model(iterations: int = 300, batch_size: int = 16, seed: int = 0):
+    """A small recognizer (SmallResNet backbone, no recurrence, the paper's charset) trained to read
+    strings of 1-6 letters of READING_ALPHABET drawn by ``render_word`` at three font sizes: Adam
+    at 1e-2, ten times lower for the last fifth. About 20 s of one core; it then reads such words
+    (checked by the fixture below). Returns (model in eval mode, its config)."""
+    import torch
+    from mmengine.config import Config
+
+    from ocrframe.data.transforms import Compose, pad_collate
+    from ocrframe.registry import MODELS
+
+    cfg = Config.fromfile(str(CONFIG))
+    cfg.model = dict(cfg.model, backbone=dict(type="SmallResNet", channels=(16, 32, 32, 32)),
+                     sequence_encoder=dict(type="Identity"))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # small convolutions: one thread is as fast, and shares the machine
+    try:
+        torch.manual_seed(seed)
+        model = MODELS.build(cfg.model).train()
+        pipeline = Compose(cfg.test_pipeline)  # train on what reading sees: aspect ratio kept
+        rng = random.Random(seed)
+        pool = []
+        for _ in range(2000):
+            word = "".join(rng.choice(READING_ALPHABET) for _ in range(rng.randint(1, 6)))
+            pool.append(pipeline(dict(image=render_word(word, size=rng.choice([22, 24, 26])), text=word, key=word)))
+        optimizer = torch.optim.Adam(model.parameters(), 1e-2)
+        schedule = torch.optim.lr_scheduler.MultiStepLR(optimizer, [iterations * 4 // 5], 0.1)
+        for _ in range(iterations):
+            batch = pad_collate(rng.sample(pool, batch_size))
+            loss = model(batch["inputs"], batch["data_samples"], mode="loss")["loss"]
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+    finally:
+        torch.set_num_threads(threads)
+    return model.eval(), cfg
+
+
+@pytest.fixture(scope="session")
+def reading_checkpoint(request, tmp_path_factory) -> Path:
+    """A checkpoint of ``train_reading_model`` (stored config included), trained once and kept in
+    pytest's cache directory, keyed by the training code and the torch version. Its config is next
+    to it (``reading_config``). The fixture checks that the model reads words it never saw."""
+    import torch
+
+    from ocrframe.inference import Reader
+
+    recipe = inspect.getsource(train_reading_model) + inspect.getsource(render_word) + torch.__version__
+    key = hashlib.sha256(recipe.encode()).hexdigest()[:16]
+    cache = getattr(request.config, "cache", None)
+    folder = cache.mkdir("ocrframe-reading-model") if cache is not None else tmp_path_factory.mktemp("reading")
+    path = folder / f"reader-{key}.pth"
+    if not path.is_file():
+        model, cfg = train_reading_model()
+        cfg.dump(str(path.with_suffix(".py")))
+        save_checkpoint(model, cfg, path.with_suffix(".tmp"))
+        path.with_suffix(".tmp").replace(path)
+    unseen = random_words(40, seed=99, letters=READING_ALPHABET)
+    readings = Reader.from_checkpoint(path, precision="fp32").read([render_word(w) for w in unseen])
+    correct = sum(p.text == w for p, w in zip(readings, unseen))
+    assert correct >= 36, f"the reading model read {correct} of 40 unseen words: {path} is not trained"
+    return path
+
+
+@pytest.fixture(scope="session")
+def reading_config(reading_checkpoint) -> Path:
+    """The config file of ``reading_checkpoint``."""
+    return reading_checkpoint.with_suffix(".py")

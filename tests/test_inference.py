@@ -8,6 +8,7 @@ import math
 import subprocess
 import sys
 
+import editdistance
 import numpy as np
 import pytest
 import torch
@@ -15,17 +16,52 @@ from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
 
-from conftest import render_word, write_word_folder
+from conftest import READING_WORDS, _font, render_word, write_word_folder
 from ocrframe import Prediction
 from ocrframe.inference import Reader, build_decoder, ctc_alignment, find_decoder, width_buckets
 from ocrframe.registry import SLOTS, ComponentError, Origin, registering_as
 
-WORDS = ["open", "sesame", "a", "thirteen", "mile", "xq"]
+WORDS = ["open", "sesame", "a", "thirteen", "mile", "xq"]  # the last three hold letters the model never saw
 
 
 @pytest.fixture(scope="module")
-def reader(checkpoint) -> Reader:
-    return Reader.from_checkpoint(checkpoint, precision="fp32", batch_size=4, width_step=1)
+def reader(reading_checkpoint) -> Reader:
+    """The small model trained to read words of READING_ALPHABET (conftest.py)."""
+    return Reader.from_checkpoint(reading_checkpoint, precision="fp32", batch_size=4, width_step=1)
+
+
+def glyph_spans(word: str, size: int) -> list[tuple[float, float]]:
+    """(left, right) pixel columns of each character of ``render_word(word, size=size)``, from the
+    font's advances: where the characters really are, independent of the model."""
+    font = _font(size)
+    x0 = 4 - font.getbbox(word)[0]
+    return [(x0 + font.getlength(word[:i]), x0 + font.getlength(word[:i + 1])) for i in range(len(word))]
+
+
+def log_probs_of(reader: Reader, image: Image.Image) -> torch.Tensor:
+    """(T, K) log-probabilities of one image, alone in its batch (no padding)."""
+    return reader.log_probs(torch.from_numpy(reader.input_batches([image])[0]))[0]
+
+
+def ctc_log_probability(log_probs: torch.Tensor, word: str, charset) -> float:
+    """Reference: log p(word | frames), the CTC forward recursion written out over the
+    blank-interleaved label (Graves et al. 2006), in float64."""
+    y = log_probs.double().numpy()
+    states = [charset.blank]
+    for c in charset.encode(word):
+        states += [c, charset.blank]
+    alpha = np.full(len(states), -np.inf)
+    alpha[0] = y[0, states[0]]
+    if len(states) > 1:
+        alpha[1] = y[0, states[1]]
+    for t in range(1, len(y)):
+        previous = alpha.copy()
+        for s, c in enumerate(states):
+            terms = [previous[s]] + ([previous[s - 1]] if s >= 1 else [])
+            if s >= 2 and c != charset.blank and c != states[s - 2]:
+                terms.append(previous[s - 2])
+            alpha[s] = np.logaddexp.reduce(terms) + y[t, c]
+    return float(np.logaddexp(alpha[-1], alpha[-2]) if len(states) > 1 else alpha[-1])
 
 
 def single_image_prediction(reader: Reader, image: Image.Image) -> dict:
@@ -105,15 +141,18 @@ def test_batched_reading_gives_each_image_its_own_unbatched_result(reader):
         assert prediction.score == pytest.approx(alone["score"], rel=1e-4)
 
 
-def test_frames_and_pixel_positions_follow_the_characters(reader):
-    image = render_word("thirteen")
+@pytest.mark.parametrize("word", ["planet", "street", "mile"])
+def test_frames_and_pixel_positions_follow_the_characters(reader, word):
+    # drawn twice as large as the model reads: the pipeline halves it, x must come back in these pixels
+    image = render_word(word, height=64, size=48)
     (prediction,) = reader.read([image], frames=True)
+    assert prediction.text == word
     frames, x = prediction.extras["frames"], prediction.extras["x"]
-    assert len(frames) == len(x) == len(prediction.text)
-    assert frames == sorted(frames) and all(0 <= px <= image.width for px in x)
-    resized_width = reader.pipeline(dict(image=image, text="", key="0"))["width"]
-    num_frames = reader.model.backbone.num_frames(resized_width)
-    assert x == [round((f + 0.5) * image.width / num_frames, 1) for f in frames]
+    assert len(frames) == len(x) == len(word)
+    assert frames == sorted(set(frames))
+    frame_width = image.width / len(log_probs_of(reader, image))  # original pixels per frame
+    for char, px, (left, right) in zip(word, x, glyph_spans(word, 48)):
+        assert left - frame_width <= px <= right + frame_width, f"{char!r} at x={px}, drawn at {left:.0f}-{right:.0f}"
 
 
 def test_bad_inputs_are_named(reader, tmp_path):
@@ -126,16 +165,29 @@ def test_bad_inputs_are_named(reader, tmp_path):
 
 
 def test_bf16_rechecks_close_frames_in_fp32(reader):
-    images = [render_word(w) for w in WORDS[:3]]
+    images = [render_word(w) for w in READING_WORDS]
     fp32 = reader.read(images)
-    bf16 = Reader(reader.model, reader.pipeline.transforms, precision="bf16", recheck_margin=math.inf)
-    assert [p.score for p in bf16.read(images)] == pytest.approx([p.score for p in fp32], rel=1e-6)
+    assert [p.text for p in fp32] == READING_WORDS
+    bf16 = Reader(reader.model, reader.pipeline.transforms, precision="bf16", recheck_margin=-math.inf, batch_size=1)
+    alone = bf16.read(images)
+    assert bf16.rechecked == 0 and [p.score for p in alone] != [p.score for p in fp32]  # really computed in bf16
+    # Each image's closest call in bf16: the smallest top-2 gap over its frames. With the margin
+    # between the smallest and the largest, exactly the images below it are re-read in fp32.
+    gaps = []
+    for image in images:
+        top2 = log_probs_of(bf16, image).topk(2, dim=-1).values
+        gaps.append(float((top2[:, 0] - top2[:, 1]).min()))
+    bf16.recheck_margin = sorted(gaps)[len(gaps) // 2]
+    expected = [gap < bf16.recheck_margin for gap in gaps]
+    reread = bf16.read(images)
+    assert 0 < bf16.rechecked == sum(expected) < len(images)
+    for prediction, reference, bf16_alone, was_reread in zip(reread, fp32, alone, expected):
+        assert prediction.score == pytest.approx((reference if was_reread else bf16_alone).score, rel=1e-5)
+    bf16.recheck_margin, bf16.rechecked = math.inf, 0
+    assert [p.score for p in bf16.read(images)] == pytest.approx([p.score for p in fp32], rel=1e-5)
     assert bf16.rechecked == len(images)  # every image re-read in fp32
-    bf16.recheck_margin, bf16.rechecked = -1.0, 0
-    assert [p.score for p in bf16.read(images)] != [p.score for p in fp32]  # really computed in bf16
-    assert bf16.rechecked == 0
     bf16.recheck_margin = 1.0  # the default
-    assert [p.text for p in bf16.read(images)] == [p.text for p in fp32]
+    assert [p.text for p in bf16.read(images)] == READING_WORDS
 
 
 # -- decoders and lexicons chosen per call -----------------------------------------------------
@@ -197,14 +249,24 @@ def test_per_image_lexicons_follow_their_images_through_the_width_buckets(reader
 
 
 def test_a_lexicon_decoder_picks_the_most_probable_word_of_a_lexicon_file(reader, lexicon_decoders, tmp_path):
-    (tmp_path / "words.txt").write_text("open\nsesame mile\n")
-    images = [render_word(w) for w in WORDS[:3]]
-    predictions = reader.read(images, decoder="bestword", lexicon=tmp_path / "words.txt")
-    for image, prediction in zip(images, predictions):
-        scores = {w: p.score for w in ("open", "sesame", "mile")
-                  for p in reader.read([image], decoder="bestword", lexicon=[[w]])}
-        assert prediction.text == max(scores, key=scores.get)
-        assert prediction.score == pytest.approx(scores[prediction.text], rel=1e-4)
+    # near neighbours of the words drawn; "mile" and "tide" themselves are missing
+    words = ["open", "oven", "opens", "pen", "smile", "male", "mild", "lime", "tile", "tidy", "side", "ride"]
+    (tmp_path / "words.txt").write_text("\n".join(words[:6]) + "\n" + " ".join(words[6:]) + "\n")
+    drawn = ["open", "mile", "tide"]
+    images = [render_word(w) for w in drawn]
+    default = reader.read(images, lexicon=tmp_path / "words.txt")  # the CTC plugin's LexiconDecoder (delta 3)
+    exhaustive = reader.read(images, decoder=dict(type="LexiconDecoder", mode="exhaustive"),
+                             lexicon=tmp_path / "words.txt")
+    per_image = reader.read(images, decoder="bestword", lexicon=tmp_path / "words.txt")  # decode(..., lexicons)
+    for image, *predictions in zip(images, default, exhaustive, per_image):
+        log_probs = log_probs_of(reader, image)
+        scores = {w: ctc_log_probability(log_probs, w, reader.charset) for w in words}
+        free = reader.read([image], decoder="greedy")[0].text
+        within_3 = {w: p for w, p in scores.items() if editdistance.eval(w, free) <= 3}
+        for prediction, candidates in zip(predictions, (within_3, scores, scores)):
+            assert prediction.text == max(candidates, key=candidates.get)
+            assert prediction.score == pytest.approx(candidates[prediction.text], abs=1e-3)
+    assert default[0].text == "open"
 
 
 def test_a_global_lexicon_goes_to_the_constructor_of_a_decoder_that_takes_one(reader):
@@ -232,25 +294,29 @@ def ocrframe(*args, cwd) -> subprocess.CompletedProcess:
                           cwd=cwd, timeout=300)
 
 
-def test_read_a_gt_folder_prints_a_line_per_image_and_the_accuracy(checkpoint, tmp_path):
+def test_read_a_gt_folder_prints_a_line_per_image_and_the_accuracy(reading_checkpoint, tmp_path):
     folder = write_word_folder(tmp_path / "words", WORDS)
-    result = ocrframe("read", checkpoint, folder, "--precision", "fp32", cwd=tmp_path)
+    result = ocrframe("read", reading_checkpoint, folder, "--precision", "fp32", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     rows = [line.split("\t") for line in result.stdout.strip().splitlines()]
     assert [(r[0], r[3]) for r in rows] == [(str(folder / f"img_{i:03d}.png"), w) for i, w in enumerate(WORDS)]
     correct = sum(r[1] == r[3] for r in rows)
+    assert [r[1] == r[3] for r in rows[:3]] == [True, True, True]  # the words of the letters it was trained on
     assert f"accuracy on {len(WORDS)} labelled images: word accuracy {correct / len(WORDS):.1%}" in result.stderr
 
 
-def test_read_json_gives_frames_and_counts_unreadable_images(checkpoint, tmp_path):
+def test_read_json_gives_frames_and_counts_unreadable_images(reading_checkpoint, tmp_path):
     folder = tmp_path / "images"
     folder.mkdir()
-    render_word("open").save(folder / "a.png")
+    render_word("planet", height=64, size=48).save(folder / "a.png")
     (folder / "broken.png").write_bytes(b"not an image")
-    result = ocrframe("read", checkpoint, folder, "--json", "--frames", "--precision", "fp32", cwd=tmp_path)
+    result = ocrframe("read", reading_checkpoint, folder, "--json", "--frames", "--precision", "fp32", cwd=tmp_path)
     assert result.returncode == 1  # something was skipped
     (record,) = [json.loads(line) for line in result.stdout.splitlines()]
     assert record["image"] == str(folder / "a.png")
-    assert len(record["frames"]) == len(record["x"]) == len(record["text"])
+    assert record["text"] == "planet" and len(record["frames"]) == len(record["x"]) == 6
+    frame_width = 2 * 4  # drawn at twice the model's height; the backbone gives a frame per 4 columns
+    for px, (left, right) in zip(record["x"], glyph_spans("planet", 48)):
+        assert left - frame_width <= px <= right + frame_width
     assert "skipped 1 unreadable image(s): 1 undecodable image" in result.stderr
     assert "broken.png" in result.stderr

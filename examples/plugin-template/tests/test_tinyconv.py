@@ -1,5 +1,7 @@
 """The plugin's own tests: each component directly, through ocrframe's registry (so the slot's
 interface check runs), and in a recognizer built from the plugin's config."""
+import itertools
+import math
 from pathlib import Path
 
 import pytest
@@ -40,14 +42,34 @@ def test_confidence_is_the_best_frame_of_each_character():
     assert prediction.extras["uncertain"] == [2]
 
 
-def test_text_and_score_are_the_greedy_decoders():
+def most_probable_path(log_probs: torch.Tensor, length: int) -> tuple[str, float]:
+    """Reference: the single most probable path over the first ``length`` frames, found by
+    trying every path, then collapsed (repeats merged, blanks dropped); and its log-probability."""
+    best_path, best_score = None, -math.inf
+    for path in itertools.product(range(log_probs.shape[1]), repeat=length):
+        score = sum(float(log_probs[t, c]) for t, c in enumerate(path))
+        if score > best_score:
+            best_path, best_score = path, score
+    symbols = [c for t, c in enumerate(best_path) if c != CHARSET.blank and (t == 0 or c != best_path[t - 1])]
+    return CHARSET.decode(symbols), best_score
+
+
+def test_text_and_score_are_those_of_the_most_probable_path():
     torch.manual_seed(0)
-    log_probs = torch.randn(8, 12, 4).log_softmax(-1)
-    lengths = torch.randint(1, 13, (8,))
+    log_probs = (3 * torch.randn(8, 6, 4)).log_softmax(-1)   # peaked: repeats and blanks both occur
+    lengths = torch.tensor([6, 5, 1, 6, 3, 6, 4, 2])            # rows shorter than 6 are padded
+    decoder = DECODERS.build(dict(type="ConfidenceDecoder"), default_args=dict(charset=CHARSET))
+    predictions = decoder.decode(log_probs, lengths)
+    for row, (prediction, length) in enumerate(zip(predictions, lengths.tolist())):
+        text, score = most_probable_path(log_probs[row], length)
+        assert prediction.text == text
+        assert prediction.score == pytest.approx(score, abs=1e-5)
+        assert len(prediction.extras["confidences"]) == len(prediction.text)
+    assert len({p.text for p in predictions}) > 4 and any(len(p.text) > 1 for p in predictions)
+    # ocrframe-ctc's GreedyDecoder, a separate implementation, reads the same
     greedy = DECODERS.build(dict(type="GreedyDecoder"), default_args=dict(charset=CHARSET)).decode(log_probs, lengths)
-    confident = DECODERS.build(dict(type="ConfidenceDecoder"), default_args=dict(charset=CHARSET)).decode(log_probs, lengths)
-    assert [(p.text, p.score) for p in confident] == [(p.text, p.score) for p in greedy]
-    assert [len(p.extras["confidences"]) for p in confident] == [len(p.text) for p in confident]
+    assert [p.text for p in predictions] == [p.text for p in greedy]
+    assert [p.score for p in predictions] == pytest.approx([p.score for p in greedy], abs=1e-5)
 
 
 def test_the_config_builds_a_recognizer_with_both_components():
