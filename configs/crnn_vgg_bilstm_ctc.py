@@ -93,11 +93,15 @@ env_cfg = dict(cudnn_benchmark=True, dist_cfg=dict(backend="nccl"))
 #   from 1 to 0 over the first half of training (AlignmentLossDecay): CTC alone finishes.
 # - Curriculum: a share 1 - d of the samples is easy (short dictionary words, everyday typefaces, no
 #   distortion), d rising from 0 to 1 over the first 40 % of training (DifficultyRamp).
+# - Validation on 500 images at the training geometry (100x32): keeping the aspect ratio pads every
+#   batch to its widest word, and six such validations of 1000 images took 22 % of a 27-minute run
+#   on the AVX2 host. The final test keeps the paper's protocol (aspect ratio kept, width >= 100).
 # bf16 autocast runs where the CPU has fast bf16 kernels (fp32 elsewhere, said in the log).
 cpu_hooks = [dict(type="AlignmentLossDecay", fraction=0.5), dict(type="DifficultyRamp", start=0.0, fraction=0.4)]
 schedules = dict(cpu=dict(
     model=dict(alignment_loss=1.0, backbone_defaults=dict(batch_norm="all")),
     train_dataloader=dict(batch_size=16),
+    val_dataloader=dict(dataset=dict(pipeline=train_pipeline, length=500)),
     train_cfg=dict(max_iters=100_000, val_interval=1000),
     optim_wrapper=dict(_delete_=True, type="AutocastOptimWrapper", dtype="bfloat16",
                        optimizer=dict(type="Adam", lr=1e-3), clip_grad=dict(max_norm=5.0)),

@@ -44,6 +44,7 @@ class AlignmentLossDecay(Hook):
         if self.initial is None:
             self.initial = model.alignment_weight
         model.alignment_weight = self.initial * (1.0 - _ramp(runner.iter, runner.train_loop.max_iters, self.fraction))
+        runner.message_hub.update_scalar("train/alignment_weight", model.alignment_weight)  # logged with the loss
 
 
 @HOOKS.register_module()
@@ -72,6 +73,7 @@ class DifficultyRamp(Hook):
             self._warn_unless_shared(runner.train_loop.dataloader)
         ramp = _ramp(runner.iter, runner.train_loop.max_iters, self.fraction)
         dataset.difficulty = self.start + (1.0 - self.start) * ramp
+        runner.message_hub.update_scalar("train/difficulty", dataset.difficulty)
 
     def _warn_unless_shared(self, dataloader) -> None:
         """The difficulty reaches DataLoader workers through memory they inherit when forked;

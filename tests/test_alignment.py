@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from mmengine.config import Config
+from mmengine.logging import MessageHub
 
 from conftest import CONFIG
 from ocrframe.data.synth_text import WordRenderer, discover_assets
@@ -180,6 +181,7 @@ class _Loop:
 class _Runner:
     def __init__(self, model, max_iters):
         self.model, self.train_loop, self.iter = model, _Loop(max_iters), 0
+        self.message_hub = MessageHub.get_instance(f"test-{id(self)}")
 
 
 def test_the_weight_decays_linearly_to_zero_and_follows_the_iteration_on_resume():

@@ -3,10 +3,13 @@ is easy (short dictionary words, everyday typefaces, no distortion); DifficultyR
 the iteration, and forked DataLoader workers follow it."""
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 import torch
 from mmengine.config import Config
+from mmengine.logging import MessageHub
 
 from conftest import CONFIG
 from ocrframe.data.synth_text import EASY_MAX_LENGTH, WordRenderer, design_group, discover_assets
@@ -94,6 +97,7 @@ class _Loop:
 class _Runner:
     def __init__(self, dataloader, max_iters):
         self.train_loop, self.iter = _Loop(dataloader, max_iters), 0
+        self.message_hub = MessageHub.get_instance(f"test-{id(self)}")
 
 
 def test_ramp_follows_the_iteration_and_reaches_forked_workers():
@@ -122,3 +126,47 @@ def test_ramp_follows_the_iteration_and_reaches_forked_workers():
     runner.iter = 25
     fresh.before_train_iter(runner, 25)
     assert dataset.difficulty == pytest.approx(0.5)
+    assert runner.message_hub.get_scalar("train/difficulty").current() == pytest.approx(0.5)  # logged
+
+
+def test_a_run_killed_and_resumed_follows_the_same_curriculum_and_alignment_decay(tmp_path):
+    """tools/train.py on the embedded synthetic words with the CPU schedule, killed with SIGKILL
+    after a checkpoint and resumed: every logged difficulty and alignment weight equals the
+    uninterrupted run's at the same iteration."""
+    import json
+
+    from conftest import REPO, TINY_RUN
+    from test_fault_tolerance import kill_after_checkpoint, run
+
+    iters = 8
+    options = [*TINY_RUN, f"train_cfg.max_iters={iters}", "train_cfg.val_interval=1000",
+               "train_dataloader.batch_size=4", "val_dataloader.dataset.length=8",
+               "model.sequence_encoder.hidden_size=16", "param_scheduler.0.end=2", "param_scheduler.1.begin=2"]
+
+    def command(work_dir, *extra):
+        return [sys.executable, str(REPO / "tools" / "train.py"), str(CONFIG), "--schedule", "cpu", "--work-dir",
+                str(work_dir), "--no-test", *extra, "--cfg-options", *options]
+
+    def logged(work_dir) -> dict[int, tuple[float, float]]:
+        values = {}
+        for log in sorted(work_dir.glob("*/vis_data/scalars.json")):  # one per run; the later run wins
+            for line in log.read_text().splitlines():
+                record = json.loads(line)
+                if "difficulty" in record:
+                    values[record["iter"]] = (record["difficulty"], record["alignment_weight"])
+        return values
+
+    straight = tmp_path / "straight" / "work"
+    straight.parent.mkdir()
+    run(command(straight), straight.parent)
+    killed = tmp_path / "killed" / "work"
+    killed.parent.mkdir()
+    resumed_from = kill_after_checkpoint(command(killed), killed, iteration=4)
+    run(command(killed, "--resume"), killed.parent)
+    expected, got = logged(straight), logged(killed)
+    assert sorted(expected) == sorted(got) == list(range(1, iters + 1)), (expected, got)
+    assert resumed_from >= 4
+    for it in expected:
+        assert got[it] == pytest.approx(expected[it]), it
+    difficulties = [expected[it][0] for it in sorted(expected)]
+    assert difficulties == sorted(difficulties) and difficulties[0] < 1.0  # the ramp was under way

@@ -1,6 +1,7 @@
 """Measurements recorded in docs/benchmarks.md, each printed side by side in one run.
 
     python tools/benchmark.py train-step [--batch 64] [--iters 4]   # memory format x precision
+    python tools/benchmark.py train-recipe [--batches 16 64]        # batch size x batch norm x alignment probe
     python tools/benchmark.py render [--num 300]                    # synthetic word renderer
     python tools/benchmark.py infer [--checkpoint CKPT] [--val 1000] [--onnx] [--int8]   # Reader vs eager
     python tools/benchmark.py omr-render [--lines 20]               # engraved music: lines and snippets
@@ -60,6 +61,48 @@ def train_step(args) -> None:
     print("| channels_last | bf16 autocast | images/s | vs fp32 contiguous |\n|---|---|---|---|")
     for channels_last, bf16, rate in rows:
         print(f"| {'yes' if channels_last else 'no'} | {'yes' if bf16 else 'no'} | {rate:.0f} | {rate / base:.1f}x |")
+
+
+def train_recipe(args) -> None:
+    """Images/s of one training step (channels_last, bf16 autocast where native) for the CPU recipe's
+    choices side by side: batch size, batch norm placement, the alignment probe. Interleaved rounds,
+    best of them, so load from other work disturbs every variant alike."""
+    from ocrframe.engine import native_bf16
+
+    model_cfg = Config.fromfile(CONFIG).model
+    bf16 = native_bf16("cpu")
+    variants = [(batch, bn, align) for batch in args.batches for bn, align in
+                (("paper", 0.0), ("all", 0.0), ("all", 1.0))]
+    setups = {}
+    for batch, bn, align in variants:
+        torch.manual_seed(0)
+        model = MODELS.build(dict(model_cfg, alignment_loss=align, backbone_defaults=dict(batch_norm=bn)))
+        rng = np.random.default_rng(0)
+        texts = ["".join(rng.choice(list("abcdefghij"), 6)) for _ in range(batch)]
+        samples = dict(texts=texts, keys=texts, widths=torch.full((batch,), 100),
+                       char_x=[[(i + 0.5) / 6 for i in range(6)]] * batch)
+        setups[batch, bn, align] = (model, torch.optim.Adam(model.parameters(), 1e-3),
+                                    torch.randn(batch, 1, 32, 100), samples)
+    best = {v: 0.0 for v in variants}
+    for _ in range(args.rounds):
+        for variant in variants:
+            model, optimizer, images, samples = setups[variant]
+            for step in range(args.steps + 1):  # one warm-up step
+                if step == 1:
+                    start = time.perf_counter()
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                    losses = model(images, samples, mode="loss")
+                optimizer.zero_grad()
+                sum(losses.values()).backward()
+                optimizer.step()
+            rate = variant[0] * args.steps / (time.perf_counter() - start)
+            best[variant] = max(best[variant], rate)
+    base = best[variants[0]]
+    print(f"{'bf16 autocast' if bf16 else 'fp32 (no native bf16)'}, channels_last, best of {args.rounds} rounds")
+    print("| batch | batch norm | alignment probe | images/s | vs first row |\n|---|---|---|---|---|")
+    for batch, bn, align in variants:
+        rate = best[batch, bn, align]
+        print(f"| {batch} | {bn} | {'yes' if align else 'no'} | {rate:.1f} | {rate / base:.2f}x |")
 
 
 def render(args) -> None:
@@ -539,6 +582,11 @@ def greedy(args) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("train-recipe")
+    p.add_argument("--batches", type=int, nargs="+", default=[16, 64])
+    p.add_argument("--steps", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=2)
+    p.set_defaults(func=train_recipe)
     p = sub.add_parser("train-step")
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--iters", type=int, default=4)
