@@ -46,6 +46,16 @@ def random_words(count: int, seed: int = 0, letters: str = "abcdefghijklmnopqrst
     return ["".join(rng.choice(letters) for _ in range(rng.randint(2, 5))) for _ in range(count)]
 
 
+def edit_distance(a: str, b: str) -> int:
+    """Levenshtein distance, the textbook dynamic programme (a reference for the metrics)."""
+    row = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        previous, row[0] = row[0], i
+        for j, y in enumerate(b, 1):
+            previous, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, previous + (x != y))
+    return row[-1]
+
+
 def write_word_folder(root: Path, words: list[str], lexicons: dict[int, list[str]] | None = None) -> Path:
     """A folder of PNG word images with a gt.txt (``path<TAB>label[<TAB>lexicon]``)."""
     root.mkdir(parents=True, exist_ok=True)

@@ -3,15 +3,17 @@
 decoder-only ablation once per seed."""
 from __future__ import annotations
 
+import copy
 import json
 import math
+import shutil
 import statistics
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from conftest import CONFIG, REPO
+from conftest import CONFIG, REPO, edit_distance, random_words
 from ocrframe import ablation
 from ocrframe.ablation import Budget, Sweep, describe_changes
 from ocrframe.cli import main
@@ -106,30 +108,45 @@ def test_sweep_resumes_without_repeating_finished_runs(two_config_sweep):
         assert (sweep.out / "runs" / name).read_text() == text
 
 
-def test_sweep_table_holds_each_config_with_mean_and_std_over_seeds(two_config_sweep):
+def test_sweep_table_holds_each_config_with_mean_and_std_over_seeds(two_config_sweep, tmp_path):
     sweep = two_config_sweep[0]
     table = (sweep.out / "results.md").read_text()
     rows = {line.split(" | ")[0].strip("| "): line for line in table.splitlines() if line.startswith("| ")}
     assert set(rows) == {"config", "crnn_vgg_bilstm_ctc", "encoder_identity"}
     for name in ("crnn_vgg_bilstm_ctc", "encoder_identity"):
         runs = [json.loads(sweep.result_path(name, seed).read_text()) for seed in (0, 1)]
-        accuracy = [r["metrics"]["word_acc"] for r in runs]
-        ned = [r["metrics"]["one_minus_ned"] for r in runs]
         model = MODELS.build(sweep.cfgs[name].model)
         cells = [c.strip() for c in rows[name].strip("|").split("|")]
         assert cells[2] == f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M"
         assert cells[3] == "2"  # iterations
-        assert float(cells[4].replace(",", "")) > 0  # train images/s
+        assert all(r["train_images_per_s"] > 0 for r in runs)  # measured; a loaded machine may round it to 0
+        assert cells[4] == f"{statistics.fmean(r['train_images_per_s'] for r in runs):,.0f}"
         losses = [training_curves(r["work_dir"])[0][-1]["loss"] for r in runs]  # logged at every iteration here
         assert cells[6] == f"{statistics.fmean(losses):.2f}"
-        assert cells[7] == f"{statistics.fmean(accuracy):.1%} ± {statistics.stdev(accuracy):.1%}"
-        assert cells[8] == f"{statistics.fmean(ned):.3f} ± {statistics.stdev(ned):.3f}"
         assert cells[9] == "2"
     assert "reference" in rows["crnn_vgg_bilstm_ctc"]
     assert "`model.sequence_encoder: BiLSTM(hidden_size=256, num_layers=2) → Identity()`" in rows["encoder_identity"]
     assert "Not run yet" not in table
     with Image.open(sweep.out / "results.png") as chart:
         assert chart.format == "PNG" and chart.width > 300
+
+    # Accuracies two seeds apart, so that mean, sample and population standard deviation all differ:
+    # the same runs with known metrics, tabulated again (in a copy of the sweep's output).
+    known = {"crnn_vgg_bilstm_ctc": ([0.25, 0.75], [0.5, 0.9]), "encoder_identity": ([0.125, 0.375], [0.3, 0.4])}
+    copied = copy.copy(sweep)
+    copied.out = Path(shutil.copytree(sweep.out, tmp_path / "out"))
+    for name, (accuracy, ned) in known.items():
+        for seed in (0, 1):
+            path = copied.result_path(name, seed)
+            run = json.loads(path.read_text())
+            run["metrics"].update(word_acc=accuracy[seed], one_minus_ned=ned[seed])
+            path.write_text(json.dumps(run))
+    ablation.write_report(copied, log=lambda message: None)
+    rows = {line.split(" | ")[0].strip("| "): [c.strip() for c in line.strip("|").split("|")]
+            for line in (copied.out / "results.md").read_text().splitlines() if line.startswith("| ")}
+    # by hand: mean (a + b) / 2 and sample standard deviation |a - b| / sqrt(2)
+    assert rows["crnn_vgg_bilstm_ctc"][7:9] == ["50.0% ± 35.4%", "0.700 ± 0.283"]
+    assert rows["encoder_identity"][7:9] == ["25.0% ± 17.7%", "0.350 ± 0.071"]
 
 
 def test_sweep_refuses_to_mix_budgets_in_one_output(two_config_sweep, data):
@@ -139,12 +156,17 @@ def test_sweep_refuses_to_mix_budgets_in_one_output(two_config_sweep, data):
 
 
 def test_decoder_only_ablation_is_evaluated_on_the_same_training(tmp_path, data, tinyconv):
-    """ConfidenceDecoder (the plugin template's) reads as the greedy decoder does: same training,
-    so the very same accuracy, from one training."""
-    config = tmp_path / "decoder_confidence.py"
-    config.write_text(f'_base_ = ["{CONFIG}"]\nmodel = dict(decoder=dict(_delete_=True, type="ConfidenceDecoder"))\n')
-    sweep = tiny_sweep([CONFIG, config], tmp_path / "out", data)
-    assert sweep.groups == [["crnn_vgg_bilstm_ctc", "decoder_confidence"]]
+    """Two decoder-only ablations of one training: the plugin template's ConfidenceDecoder (a best
+    path decoder of its own) reads as the greedy decoder does; a lexicon decoder whose lexicon is one
+    validation word reads that word for every image, whatever the model: its metrics are known."""
+    words = random_words(16, seed=2)  # the validation LMDB's labels (conftest.val_lmdb)
+    only = words[3]
+    confidence, one_word = tmp_path / "decoder_confidence.py", tmp_path / "decoder_one_word.py"
+    confidence.write_text(f'_base_ = ["{CONFIG}"]\nmodel = dict(decoder=dict(_delete_=True, type="ConfidenceDecoder"))\n')
+    one_word.write_text(f'_base_ = ["{CONFIG}"]\nmodel = dict(decoder=dict(_delete_=True, type="LexiconDecoder", '
+                        f'lexicon=["{only}"], mode="exhaustive"))\n')
+    sweep = tiny_sweep([CONFIG, confidence, one_word], tmp_path / "out", data)
+    assert sweep.groups == [["crnn_vgg_bilstm_ctc", "decoder_confidence", "decoder_one_word"]]
     trained, real_build = [], ablation.build_runner
     ablation.build_runner = lambda cfg: trained.append(cfg.work_dir) or real_build(cfg)
     try:
@@ -152,9 +174,13 @@ def test_decoder_only_ablation_is_evaluated_on_the_same_training(tmp_path, data,
     finally:
         ablation.build_runner = real_build
     assert len(trained) == 1
-    greedy, confidence = (json.loads(sweep.result_path(n, 0).read_text()) for n in sweep.names)
-    assert confidence["trained_with"] == "crnn_vgg_bilstm_ctc"
-    assert confidence["metrics"] == greedy["metrics"]
+    greedy, confident, fixed = (json.loads(sweep.result_path(n, 0).read_text()) for n in sweep.names)
+    assert confident["trained_with"] == fixed["trained_with"] == "crnn_vgg_bilstm_ctc"
+    assert confident["metrics"] == greedy["metrics"]
+    assert fixed["metrics"]["word_acc"] == pytest.approx(words.count(only) / len(words))
+    ned = statistics.fmean(edit_distance(only, w) / max(len(only), len(w)) for w in words)
+    assert fixed["metrics"]["one_minus_ned"] == pytest.approx(1 - ned)
+    assert fixed["metrics"] != greedy["metrics"]
     assert "† Only the decoder differs" in (sweep.out / "results.md").read_text()
 
 

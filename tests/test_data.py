@@ -4,17 +4,21 @@ from __future__ import annotations
 import io
 import logging
 import re
+import subprocess
+import sys
 
 import lmdb
 import numpy as np
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 from mmengine.config import Config
 from ocrframe_vgg import VGG
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from conftest import CONFIG, create_lmdb, make_lmdb, render_word, write_word_folder
+from conftest import CONFIG, REPO, create_lmdb, make_lmdb, random_words, render_word, write_word_folder
 from ocrframe.data.base import BadSample
 from ocrframe.data.gt_folder import GtFolderDataset
 from ocrframe.data.lmdb_dataset import LMDBDataset, write_lmdb
@@ -301,3 +305,89 @@ def test_recognizer_uses_each_images_own_frames_in_a_padded_batch():
     for prediction, log_prob, length in zip(predictions, log_probs, lengths):
         # the best path's score sums the image's own frames, not the padding's
         assert prediction["score"] == pytest.approx(log_prob[:length].max(-1).values.sum().item(), rel=1e-5)
+
+
+# -- width-bucketed batches --------------------------------------------------------------------
+
+class KnownRatios:
+    """A dataset that is only its images' aspect ratios (width / height)."""
+
+    def __init__(self, ratios):
+        self.ratios = list(ratios)
+
+    def __len__(self) -> int:
+        return len(self.ratios)
+
+    def aspect_ratio(self, index: int) -> float:
+        return self.ratios[index]
+
+
+@given(ratios=st.lists(st.floats(0.2, 20), min_size=1, max_size=50), batch_size=st.integers(1, 9),
+       drop_last=st.booleans(), seed=st.integers(0, 1000))
+def test_width_buckets_batch_every_index_once_narrowest_first(ratios, batch_size, drop_last, seed):
+    from mmengine.dataset import DefaultSampler
+
+    from ocrframe.data.sampler import WidthBucketBatchSampler
+
+    dataset = KnownRatios(ratios)
+    batches = list(WidthBucketBatchSampler(DefaultSampler(dataset, shuffle=True, seed=seed), batch_size, drop_last))
+    seen = [i for batch in batches for i in batch]
+    assert len(seen) == len(set(seen))  # no index twice
+    if drop_last:
+        assert all(len(batch) == batch_size for batch in batches)
+        assert len(seen) == len(ratios) // batch_size * batch_size  # only the incomplete last batch is left out
+        left_out = set(range(len(ratios))) - set(seen)
+        assert all(ratios[i] >= max(ratios[j] for j in seen) for i in left_out if seen)  # the widest ones
+    else:
+        assert sorted(seen) == list(range(len(ratios)))
+        assert [len(b) for b in batches] == [batch_size] * (len(ratios) // batch_size) + (
+            [len(ratios) % batch_size] if len(ratios) % batch_size else [])
+    assert [ratios[i] for i in seen] == sorted(ratios[i] for i in seen)  # similar widths share a batch
+
+
+def test_width_buckets_of_an_lmdb_follow_its_images_widths(train_lmdb):
+    from mmengine.dataset import DefaultSampler
+
+    from ocrframe.data.sampler import WidthBucketBatchSampler
+
+    dataset = LMDBDataset(str(train_lmdb), charset=ALNUM)
+    batches = list(WidthBucketBatchSampler(DefaultSampler(dataset, shuffle=False), 8))
+    sizes = [render_word(word).size for word in random_words(64, seed=1)]  # the images conftest.train_lmdb drew
+    ratios = [w / h for w, h in sizes]
+    assert len(set(ratios)) > 8
+    order = [i for batch in batches for i in batch]
+    assert sorted(order) == list(range(64)) and [ratios[i] for i in order] == sorted(ratios)
+
+
+def test_width_buckets_need_a_dataset_that_knows_its_aspect_ratios():
+    from mmengine.dataset import DefaultSampler
+
+    from ocrframe.data.sampler import WidthBucketBatchSampler
+
+    with pytest.raises(TypeError, match="needs a dataset with aspect_ratio\\(index\\); list has none"):
+        WidthBucketBatchSampler(DefaultSampler([1, 2, 3], shuffle=False), 2)
+
+
+# -- tools/create_lmdb.py as a command --------------------------------------------------------
+
+def test_create_lmdb_tool_writes_images_labels_and_lexicons_that_read_back(tmp_path):
+    words = ["harbour", "open24", "b52"]
+    folder = write_word_folder(tmp_path / "words", words)
+    (tmp_path / "lexicons.txt").write_text("harbour harbor\nopen24 open\nb52 b25 b5\n")
+    result = subprocess.run([sys.executable, str(REPO / "tools" / "create_lmdb.py"), str(folder), str(tmp_path / "out"),
+                             "--lexicon-file", str(tmp_path / "lexicons.txt")], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"wrote 3 samples to {tmp_path / 'out'}; skipped 0" in result.stdout
+    dataset = LMDBDataset(str(tmp_path / "out"), charset=ALNUM)
+    for i, word in enumerate(words):
+        sample = dataset.load(i)
+        assert sample["text"] == word
+        assert list(sample["lexicon"]) == (tmp_path / "lexicons.txt").read_text().splitlines()[i].split()
+        with Image.open(folder / f"img_{i:03d}.png") as source:
+            assert np.array_equal(pixels(sample["image"]), pixels(source))
+    (tmp_path / "lexicons.txt").write_text("harbour\n")
+    result = subprocess.run([sys.executable, str(REPO / "tools" / "create_lmdb.py"), str(folder), str(tmp_path / "again"),
+                             "--lexicon-file", str(tmp_path / "lexicons.txt")], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode != 0 and "has 1 lines but gt.txt has 3 samples" in result.stderr

@@ -7,6 +7,7 @@ import itertools
 import math
 
 import editdistance
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
@@ -70,6 +71,44 @@ def test_a_beam_that_never_prunes_finds_the_most_probable_labelling(blank, frame
         assert probabilities[prediction.text] == pytest.approx(best, rel=1e-5)  # the text, up to ties
 
 
+def reference_beam(log_probs: torch.Tensor, length: int, blank: int, width: int) -> tuple[tuple[int, ...], float]:
+    """Prefix beam search written plainly, as the module docstring of beam.py states it: entries
+    are (prefix, ends in blank); every frame each entry is extended by every class, extensions
+    landing on the same entry are added up, the ``width`` most probable entries are kept; at the
+    end the two endings of each prefix are added up and the most probable prefix wins."""
+    beam = {((), True): 0.0}
+    for t in range(length):
+        extended: dict[tuple, float] = {}
+        for (prefix, blank_ended), score in beam.items():
+            for c in range(log_probs.shape[1]):
+                if c == blank:
+                    key = (prefix, True)
+                elif prefix and c == prefix[-1] and not blank_ended:
+                    key = (prefix, False)  # a repeat without a blank between: the same symbol
+                else:
+                    key = (prefix + (c,), False)
+                extended[key] = float(np.logaddexp(extended.get(key, -np.inf), score + float(log_probs[t, c])))
+        beam = dict(sorted(extended.items(), key=lambda item: -item[1])[:width])
+    totals: dict[tuple, float] = {}
+    for (prefix, _), score in beam.items():
+        totals[prefix] = float(np.logaddexp(totals.get(prefix, -np.inf), score))
+    return max(totals.items(), key=lambda item: item[1])
+
+
+@settings(max_examples=40)
+@given(data=st.data(), blank=st.sampled_from(["first", "last"]), width=st.integers(2, 6), frames=st.integers(1, 12),
+       symbols=st.integers(2, 4), seed=st.integers(0, 2**31), peak=st.sampled_from([0.5, 2.0]))
+def test_a_pruning_beam_keeps_what_a_plain_prefix_beam_search_keeps(data, blank, width, frames, symbols, seed, peak):
+    charset = Charset("abcd"[:symbols], blank=blank)
+    log_probs = random_log_probs(seed, 3, frames, charset.num_classes, peak)
+    lengths = data.draw(st.lists(st.integers(1, frames), min_size=3, max_size=3))
+    predictions = BeamSearchDecoder(charset, beam_width=width).decode(log_probs, torch.tensor(lengths))
+    for row, (prediction, length) in enumerate(zip(predictions, lengths)):
+        prefix, score = reference_beam(log_probs[row], length, charset.blank, width)
+        assert prediction.score == pytest.approx(score, abs=1e-4)
+        assert prediction.text == charset.decode(list(prefix))
+
+
 def test_beam_search_finds_the_labelling_whose_paths_add_up_where_best_path_does_not():
     # Best path is "--" (p=0.36) -> "", but "a" collects a-, -a and aa: 0.24 + 0.24 + 0.16 = 0.64.
     charset = Charset("a", blank="first")
@@ -122,6 +161,20 @@ def test_bk_tree_and_banded_index_find_exactly_the_words_a_brute_force_scan_find
         assert found == brute
         nearest = min(editdistance.eval(query, w) for w in words)
         assert banded.nearest(query) == [i for i, w in enumerate(words) if editdistance.eval(query, w) == nearest]
+
+
+def test_banded_index_finds_what_a_brute_force_scan_finds_for_many_queries_at_once():
+    """More queries than BandedIndex.GROUP: they are compared with the words in several groups
+    of neighbouring lengths, each with its own band of word lengths."""
+    rng = np.random.default_rng(0)
+    letters = list("abcdef")
+    words = ["".join(rng.choice(letters, rng.integers(1, 12))) for _ in range(400)]
+    queries = ["".join(rng.choice(letters, rng.integers(0, 14))) for _ in range(3 * BandedIndex.GROUP + 17)]
+    index = BandedIndex(words)
+    for radius in (0, 1, 2, 3):
+        found = index.search_many(queries, radius)
+        assert found == [[i for i, w in enumerate(words) if editdistance.eval(q, w) <= radius] for q in queries]
+    assert len({len(q) for q in queries}) > 10 and sum(map(len, found)) > len(queries)
 
 
 def test_lexicon_words_are_case_folded_and_symbols_outside_the_charset_are_reported(caplog):

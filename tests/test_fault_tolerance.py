@@ -4,6 +4,7 @@ kept; a crafted checkpoint is refused on resume; a non-finite loss skips the ste
 samples; an exception in a data worker names the dataset, the sample and the cause."""
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -210,6 +211,65 @@ def test_a_diverged_run_stops_with_advice_instead_of_skipping_forever(small_mode
         small_model.train_step(batch(["ab"], nan_in=0), optim)
 
 
+def test_a_finite_step_resets_the_count_of_skips_in_a_row(small_model):
+    from ocrframe.optim import NonFiniteLossError
+
+    optim = wrapper_for(small_model, max_consecutive_skips=3)
+    for nan_in in (0, 0, None, 0, 0):  # two skips, a good step, two skips: never three in a row
+        small_model.train_step(batch(["ab"], nan_in=nan_in), optim)
+    assert optim.skipped_steps == 4
+    with pytest.raises(NonFiniteLossError, match="3 steps in a row"):
+        small_model.train_step(batch(["ab"], nan_in=0), optim)
+    assert optim.skipped_steps == 5
+
+
+RANK_SCRIPT = """
+import json, os, sys
+import torch
+import torch.distributed as dist
+from ocrframe.optim import GuardedOptimWrapper
+
+dist.init_process_group("gloo")
+rank = dist.get_rank()
+torch.manual_seed(0)
+model = torch.nn.Linear(3, 1)
+optim = GuardedOptimWrapper(optimizer=torch.optim.SGD(model.parameters(), lr=0.1))
+before = model.weight.detach().clone()
+loss = model(torch.ones(2, 3)).pow(2).mean()
+if rank == 1:
+    loss = loss * float("nan")  # a NaN on this rank only
+optim.update_params(loss)
+skipped_first = optim.skipped_steps
+unchanged = torch.equal(model.weight, before)
+optim.update_params(model(torch.ones(2, 3)).pow(2).mean())  # finite on both ranks
+json.dump(dict(skipped_first=skipped_first, unchanged=unchanged, skipped_total=optim.skipped_steps,
+               moved=not torch.equal(model.weight, before)), open(sys.argv[1] + f"/rank{rank}.json", "w"))
+dist.destroy_process_group()
+"""
+
+
+def test_a_nan_on_one_rank_makes_every_rank_skip_the_step(tmp_path):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    (tmp_path / "rank.py").write_text(RANK_SCRIPT)
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    processes = [subprocess.Popen([sys.executable, str(tmp_path / "rank.py"), str(tmp_path)], cwd=tmp_path,
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                  env=dict(env, RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
+                                           MASTER_PORT=str(port), OMP_NUM_THREADS="1"))
+                 for rank in range(2)]
+    for process in processes:
+        output = process.communicate(timeout=300)[0]
+        assert process.returncode == 0, output[-3000:]
+    for rank in range(2):
+        record = json.loads((tmp_path / f"rank{rank}.json").read_text())
+        # rank 0's loss was finite, yet it skipped with rank 1: the ranks' weights stay the same
+        assert record == dict(skipped_first=1, unchanged=True, skipped_total=1, moved=True), (rank, record)
+
+
 # -- data workers ------------------------------------------------------------------------------
 
 class FailsOn:
@@ -244,3 +304,59 @@ def test_an_exception_in_a_data_worker_names_dataset_sample_and_cause(dataset_ty
     message = str(error.value)
     assert "DataLoader worker" in message
     assert f"{name}: sample {key} (index 2) failed: ZeroDivisionError: division by zero" in message
+
+
+# -- checkpoint rotation -------------------------------------------------------------------------
+
+def test_old_checkpoints_are_deleted_only_after_the_new_one_is_in_place(tmp_path, monkeypatch):
+    """AtomicCheckpointHook keeps the last 2 of checkpoints written every iteration: whenever it
+    deletes one, the newest is already a whole file and last_checkpoint already points at it, so a
+    kill at any moment leaves a checkpoint to resume from."""
+    from mmengine.model import BaseModel
+    from mmengine.runner import Runner
+    from torch import nn
+    from torch.utils.data import TensorDataset
+
+    from ocrframe.checkpoint import AtomicLocalBackend
+
+    class Toy(BaseModel):
+        def __init__(self):
+            super().__init__()
+            self.linear = nn.Linear(2, 1)
+
+        def forward(self, inputs, data_samples=None, mode="tensor"):
+            out = self.linear(inputs)
+            return {"loss": out.pow(2).mean()} if mode == "loss" else out
+
+    saved, removals = [], []
+    real_remove = AtomicLocalBackend.remove
+
+    def remove(backend, path):
+        newest = saved[-1]
+        removals.append(dict(removed=Path(path).name, newest=newest.name,
+                             newest_loads=load_checkpoint(newest)["meta"]["iter"] if newest.is_file() else None,
+                             pointer=(tmp_path / "last_checkpoint").read_text() if (tmp_path / "last_checkpoint").is_file() else ""))
+        real_remove(backend, path)
+
+    monkeypatch.setattr(AtomicLocalBackend, "remove", remove)
+    runner = Runner(model=Toy(), work_dir=str(tmp_path), experiment_name=f"rotation_{time.time_ns()}",
+                    train_dataloader=DataLoader(TensorDataset(torch.randn(16, 2)), batch_size=4),
+                    optim_wrapper=dict(optimizer=dict(type="SGD", lr=0.1)),
+                    train_cfg=dict(by_epoch=False, max_iters=5), default_scope="ocrframe",
+                    default_hooks=dict(checkpoint=dict(type="AtomicCheckpointHook", by_epoch=False, interval=1,
+                                                       max_keep_ckpts=2)))
+    real_save = runner.save_checkpoint
+
+    def save(out_dir, filename, *args, **kwargs):
+        saved.append(Path(out_dir) / filename)
+        return real_save(out_dir, filename, *args, **kwargs)
+
+    runner.save_checkpoint = save
+    runner.train()
+    assert [p.name for p in saved] == [f"iter_{i}.pth" for i in range(1, 6)]
+    assert [r["removed"] for r in removals] == ["iter_1.pth", "iter_2.pth", "iter_3.pth"]
+    for removal in removals:
+        iteration = int(removal["newest"][5:-4])
+        assert removal["newest_loads"] == iteration, removal  # the new checkpoint is whole before any deletion
+        assert removal["pointer"].endswith(removal["newest"]), removal  # and resume would pick it
+    assert sorted(p.name for p in tmp_path.glob("iter_*.pth")) == ["iter_4.pth", "iter_5.pth"]

@@ -18,7 +18,8 @@ from PIL import Image
 
 from conftest import READING_WORDS, _font, render_word, write_word_folder
 from ocrframe import Prediction
-from ocrframe.inference import Reader, build_decoder, ctc_alignment, find_decoder, width_buckets
+from ocrframe.cli import main
+from ocrframe.inference import Reader, build_decoder, ctc_alignment, find_decoder, load_model, width_buckets
 from ocrframe.registry import SLOTS, ComponentError, Origin, registering_as
 
 WORDS = ["open", "sesame", "a", "thirteen", "mile", "xq"]  # the last three hold letters the model never saw
@@ -320,3 +321,62 @@ def test_read_json_gives_frames_and_counts_unreadable_images(reading_checkpoint,
         assert left - frame_width <= px <= right + frame_width
     assert "skipped 1 unreadable image(s): 1 undecodable image" in result.stderr
     assert "broken.png" in result.stderr
+
+
+def read_rows(capsys) -> list[list[str]]:
+    return [line.split("\t") for line in capsys.readouterr().out.strip().splitlines()]
+
+
+def test_read_with_each_images_own_lexicon(reading_checkpoint, tmp_path, capsys):
+    # "mile" is not in its image's lexicon: the most probable of the words offered is read instead
+    lexicons = {0: ["open", "oven", "opal"], 1: ["smile", "mild", "male"], 2: ["street", "stress"]}
+    words = ["open", "mile", "street"]
+    folder = write_word_folder(tmp_path / "words", words, lexicons)
+    assert main(["read", str(reading_checkpoint), str(folder), "--lexicon", "sample", "--precision", "fp32"]) == 0
+    rows = read_rows(capsys)
+    assert [r[1] in lexicons[i] for i, r in enumerate(rows)] == [True, True, True]
+    assert [rows[0][1], rows[2][1]] == ["open", "street"]
+    model, cfg = load_model(reading_checkpoint)
+    reader = Reader(model, cfg.test_pipeline, precision="fp32")
+    log_probs = log_probs_of(reader, render_word("mile"))
+    scores = {w: ctc_log_probability(log_probs, w, reader.charset) for w in lexicons[1]}
+    assert rows[1][1] == max(scores, key=scores.get)
+    # an image without a lexicon of its own is named
+    (folder / "gt.txt").write_text((folder / "gt.txt").read_text() + "img_000.png\topen\n")
+    with pytest.raises(ValueError, match="--lexicon sample needs a lexicon .* 1 have none"):
+        main(["read", str(reading_checkpoint), str(folder), "--lexicon", "sample"])
+
+
+def test_read_with_a_decoder_chosen_by_name(reading_checkpoint, tmp_path, capsys):
+    model, cfg = load_model(reading_checkpoint)
+    reader = Reader(model, cfg.test_pipeline, precision="fp32")
+    for word in READING_WORDS[:3]:
+        render_word(word).save(tmp_path / f"{word}.png")
+        # one image per command: the network sees it alone, as in the reference below
+        assert main(["read", str(reading_checkpoint), str(tmp_path / f"{word}.png"), "--decoder", "beam", "--json",
+                     "--precision", "fp32"]) == 0
+        record = json.loads(capsys.readouterr().out)
+        assert record["text"] == word
+        # beam search scores the text over all its paths: log p(text), more than the best path alone
+        image = Image.open(tmp_path / f"{word}.png")
+        assert record["score"] == pytest.approx(ctc_log_probability(log_probs_of(reader, image), word, reader.charset),
+                                                abs=1e-3)
+        assert record["score"] > reader.read([image])[0].score + 1e-3
+
+
+def test_read_on_onnxruntime_gives_the_torch_readings(reading_checkpoint, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("OCRFRAME_CACHE", str(tmp_path / "cache"))
+    folder = write_word_folder(tmp_path / "words", READING_WORDS)
+    assert main(["read", str(reading_checkpoint), str(folder), "--precision", "fp32"]) == 0
+    on_torch = read_rows(capsys)
+    assert main(["read", str(reading_checkpoint), str(folder), "--runtime", "onnxruntime"]) == 0
+    on_onnxruntime = read_rows(capsys)
+    assert [r[1] for r in on_onnxruntime] == [r[1] for r in on_torch] == READING_WORDS
+    assert [float(r[2]) for r in on_onnxruntime] == pytest.approx([float(r[2]) for r in on_torch], abs=2e-3)
+    assert [p.name.rsplit("-", 1)[1] for p in (tmp_path / "cache" / "onnx").glob("*.onnx")] == ["fp32.onnx"]
+
+
+def test_read_a_folder_without_images_is_an_error(reading_checkpoint, tmp_path):
+    (tmp_path / "notes.txt").write_text("no images here")
+    with pytest.raises(FileNotFoundError, match=r"holds no images \(.*\.png.*\) and no gt\.txt"):
+        main(["read", str(reading_checkpoint), str(tmp_path)])

@@ -100,6 +100,15 @@ def test_list_shows_builtin_plugins_with_their_distributions(installed_testplugi
     assert rows["Recognizer"][0] == "model" and "plugin 'core' (ocrframe " in rows["Recognizer"][1]
 
 
+def test_list_slot_shows_the_components_of_that_slot_only(installed_testplugin, tmp_path):
+    everything = listed(run_python(["-m", "ocrframe.cli", "list"], [installed_testplugin], tmp_path).stdout)
+    result = run_python(["-m", "ocrframe.cli", "list", "--slot", "decoder"], [installed_testplugin], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert listed(result.stdout) == {name: row for name, row in everything.items() if row[0] == "decoder"}
+    assert {"GreedyDecoder", "BeamSearchDecoder", "LexiconDecoder", "ConfidenceDecoder"} <= set(listed(result.stdout))
+    assert len(everything) > len(listed(result.stdout))
+
+
 def test_installed_plugin_backbone_is_usable_from_a_config(installed_testplugin, tmp_path):
     script = textwrap.dedent(f"""
         import torch

@@ -11,11 +11,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import torch
 from mmengine.config import Config
 from PIL import Image
 
-from conftest import CONFIG, REPO, TINY_RUN, render_word
+from conftest import (CONFIG, READING_ALPHABET, REPO, TINY_RUN, edit_distance, make_lmdb, random_words, render_word,
+                      write_word_folder)
 from ocrframe.checkpoint import load_checkpoint
+from ocrframe.data.transforms import Compose
+from ocrframe.inference import load_model
 from ocrframe.cli import main
 from ocrframe.engine import training_curves
 from ocrframe.registry import MODELS
@@ -151,36 +155,111 @@ def test_resume_restores_the_optimizer_state(resumed_run):
     assert adam_steps("iter_6.pth") == {6.0}  # 2 without the restored state
 
 
-def test_test_tool_prints_metrics_that_match_the_validation_of_that_checkpoint(first_run, val_lmdb, tmp_path):
-    result = tool("test", CONFIG, first_run.work_dir / "iter_4.pth", "--data", val_lmdb, "--work-dir", tmp_path / "t",
+def best_path_reading(model, pipeline, image: Image.Image) -> tuple[str, float]:
+    """Reference reading: the network on one image, the most probable class of each frame, repeats
+    merged and blanks dropped by hand (the symbols then spelled by the charset); the score is the
+    sum of the per-frame maxima."""
+    sample = pipeline(dict(image=image.convert("RGB"), text="", key="0"))
+    with torch.no_grad():
+        best = model(sample["image"][None])[0].max(-1)
+    path = best.indices.tolist()
+    symbols = [c for t, c in enumerate(path) if c != model.charset.blank and (t == 0 or c != path[t - 1])]
+    return model.charset.decode(symbols), float(best.values.sum())
+
+
+MIXED_WORDS = random_words(12, seed=4, letters=READING_ALPHABET) + random_words(4, seed=5, letters="bcfghkquvwxyz")
+
+
+@pytest.fixture(scope="module")
+def mixed_lmdb(tmp_path_factory) -> Path:
+    """12 words of the letters the reading model knows and 4 with letters it never saw."""
+    base = tmp_path_factory.mktemp("mixed")
+    return make_lmdb(write_word_folder(base / "folder", MIXED_WORDS), base / "lmdb")
+
+
+def test_test_tool_prints_the_metrics_of_the_checkpoints_readings(reading_checkpoint, reading_config, mixed_lmdb,
+                                                                   tmp_path):
+    result = tool("test", reading_config, reading_checkpoint, "--data", mixed_lmdb, "--work-dir", tmp_path / "t",
                   "--cfg-options", "test_dataloader.num_workers=0", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads(result.stdout.strip().splitlines()[-1])
-    assert set(metrics) == {"word_acc", "word_acc_exact", "one_minus_ned", "cer"}
-    validation_at_4 = next(r for r in first_run.scalars if r.get("step") == 4 and "word_acc" in r)
-    for name, value in metrics.items():
-        assert value == pytest.approx(validation_at_4[name], abs=1e-4)
-    # the worst misreadings, drawn: one cell per misread image (all 16 after 4 iterations)
-    misread = round((1 - metrics["word_acc"]) * 16)
-    assert f"worst_errors.png: the {min(misread, 40)} worst of {misread} misreadings among 16 test images" in result.stdout
+    # the reference: each image the LMDB was made of, read alone, scored by hand
+    model, cfg = load_model(reading_checkpoint)
+    pipeline = Compose(cfg.test_pipeline)
+    pairs = [(best_path_reading(model, pipeline, render_word(word))[0], word) for word in MIXED_WORDS]
+    correct = sum(p == g for p, g in pairs)
+    assert 0 < correct < 16  # some read right, some not: a mix-up of metrics shows
+    distances = [edit_distance(p, g) for p, g in pairs]
+    expected = dict(word_acc=correct / 16, word_acc_exact=correct / 16,
+                    one_minus_ned=1 - sum(d / max(len(p), len(g)) for d, (p, g) in zip(distances, pairs)) / 16,
+                    cer=sum(distances) / sum(len(g) for _, g in pairs))
+    assert metrics == pytest.approx(expected, abs=1e-4)
+    # the worst misreadings, drawn: one cell per misread image
+    misread = 16 - correct
+    assert f"worst_errors.png: the {misread} worst of {misread} misreadings among 16 test images" in result.stdout
     with Image.open(tmp_path / "t" / "worst_errors.png") as grid:
         assert grid.format == "PNG" and grid.height >= math.ceil(misread / (grid.width // 100)) * 48
 
 
-def test_infer_tool_prints_a_text_and_score_per_image(first_run, tmp_path):
+def test_infer_tool_prints_a_text_and_score_per_image(reading_checkpoint, tmp_path):
+    words = ["open", "sesame", "planet"]
     images = []
-    for word in ("open", "sesame"):
+    for word in words:
         render_word(word).save(tmp_path / f"{word}.png")
         images.append(tmp_path / f"{word}.png")
-    result = tool("infer", first_run.work_dir / "iter_4.pth", *images, cwd=tmp_path)
+    result = tool("infer", reading_checkpoint, *images, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     lines = result.stdout.strip().splitlines()
-    assert len(lines) == 2
-    for line, image in zip(lines, images):
+    assert len(lines) == 3
+    model, cfg = load_model(reading_checkpoint)
+    for line, image, word in zip(lines, images, words):
         path, text, score = line.split("\t")
-        assert path == str(image)
-        assert re.fullmatch(r"[0-9a-z]*", text)
-        assert float(score) <= 0  # a log-probability
+        reference_text, reference_score = best_path_reading(model, Compose(cfg.test_pipeline), Image.open(image))
+        assert (path, text) == (str(image), word) == (str(image), reference_text)
+        assert float(score) == pytest.approx(reference_score, abs=1e-3)  # printed with 3 decimals
+
+
+def test_train_with_amp_and_auto_scale_lr(train_lmdb, val_lmdb, tmp_path):
+    work_dir = tmp_path / "amp"
+    result = train(work_dir, train_lmdb, val_lmdb, 2, "--amp", "--auto-scale-lr", "--schedule", "paper",
+                   options=("model.sequence_encoder.hidden_size=32",))
+    assert "mixed precision: CPU bf16 autocast" in result.stdout
+    dumped = Config.fromfile(str(work_dir / "crnn_vgg_bilstm_ctc.py"))
+    assert dumped.optim_wrapper.type == "AutocastOptimWrapper" and dumped.optim_wrapper.dtype == "bfloat16"
+    assert dumped.optim_wrapper.optimizer == dict(type="Adadelta", lr=1.0, rho=0.9)  # the paper's, kept
+    # ADADELTA's lr 1.0 scaled by (1 process x batch 8) / base batch 64
+    losses = [r for r in finished_run(work_dir).scalars if "loss" in r]
+    assert [r["lr"] for r in losses] == pytest.approx([1.0 * 8 / 64] * 2)
+
+
+def test_mixed_precision_on_a_cpu_is_bf16_autocast_keeping_the_optimizer():
+    from ocrframe.optim import use_mixed_precision
+
+    cfg = Config(dict(optim_wrapper=dict(type="GuardedOptimWrapper", optimizer=dict(type="Adam", lr=1e-3),
+                                         clip_grad=dict(max_norm=5.0), loss_scale="dynamic", max_consecutive_skips=7)))
+    assert use_mixed_precision(cfg).startswith("CPU bf16 autocast")
+    assert cfg.optim_wrapper == dict(type="AutocastOptimWrapper", dtype="bfloat16", optimizer=dict(type="Adam", lr=1e-3),
+                                     clip_grad=dict(max_norm=5.0), max_consecutive_skips=7)
+
+
+@pytest.mark.parametrize("fast_bf16", [True, False])
+def test_autocast_wrapper_runs_the_forward_in_bf16_where_the_cpu_has_fast_bf16(fast_bf16, monkeypatch):
+    import ocrframe.engine
+    from ocrframe.engine import AutocastOptimWrapper
+
+    logged = []
+    monkeypatch.setattr(ocrframe.engine, "native_bf16", lambda device: fast_bf16)
+    monkeypatch.setattr(ocrframe.engine, "print_log", lambda message, **kwargs: logged.append(message))
+    model = torch.nn.Linear(4, 2)
+    before = model.weight.detach().clone()
+    wrapper = AutocastOptimWrapper(optimizer=torch.optim.SGD(model.parameters(), lr=0.1))
+    for _ in range(2):
+        with wrapper.optim_context(model):
+            out = model(torch.ones(3, 4))
+        assert out.dtype == (torch.bfloat16 if fast_bf16 else torch.float32)
+        wrapper.update_params(out.float().pow(2).mean())
+    assert not torch.equal(model.weight, before) and model.weight.dtype == torch.float32  # fp32 weights stepped
+    assert sum("has no fast bf16 kernels" in m for m in logged) == (0 if fast_bf16 else 1)  # said once
 
 
 def test_wrong_config_path_is_a_clear_error(tmp_path):

@@ -369,3 +369,72 @@ def test_forked_worker_renders_the_same_bytes():
     child.join(timeout=60)
     image, expected = render(5)
     assert (label, data) == (expected, image.tobytes())
+
+
+# ----------------------------------------------------------------------------------------------
+# The label is what is drawn
+# ----------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("split", ["train", "heldout"])
+def test_the_label_is_the_text_drawn(split, monkeypatch):
+    """Every call that draws text is watched: the runs drawn on the first text layer (the fill;
+    per-character runs when the renderer spaces letters itself) spell the label, case included."""
+    from PIL import ImageDraw
+
+    renderer(split)  # assets scanned before watching
+    real_text = ImageDraw.ImageDraw.text
+    for seed in SEEDS:
+        calls = []
+
+        def spy(draw, xy, text, *args, **kwargs):
+            calls.append((draw, text))  # the draw object kept, so that no other one gets its id
+            return real_text(draw, xy, text, *args, **kwargs)
+
+        with monkeypatch.context() as patch:
+            patch.setattr(ImageDraw.ImageDraw, "text", spy)
+            _, label = render(seed, split)
+        fill = calls[0][0]
+        assert "".join(text for draw, text in calls if draw is fill) == label, seed
+
+
+# ----------------------------------------------------------------------------------------------
+# Tools
+# ----------------------------------------------------------------------------------------------
+
+def test_make_synth_writes_the_datasets_samples_to_an_lmdb(tmp_path):
+    import io
+
+    import lmdb
+
+    result = subprocess.run([sys.executable, str(Path(__file__).parents[1] / "tools" / "make_synth.py"),
+                             str(tmp_path / "synth"), "--num", "4", "--seed", "3", "--assets", "heldout"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"wrote 4 synthetic samples (seed 3, heldout assets) to {tmp_path / 'synth'}" in result.stdout
+    dataset = SynthWordDataset(charset=dict(symbols=ALNUM), length=4, seed=3, assets="heldout")
+    with lmdb.open(str(tmp_path / "synth"), readonly=True, lock=False) as env, env.begin() as txn:
+        assert int(txn.get(b"num-samples")) == 4
+        for i in range(4):
+            sample = dataset.load(i)  # sample i of the seed, labels keeping their case
+            assert txn.get(f"label-{i + 1:09d}".encode()).decode() == sample["text"]
+            stored = Image.open(io.BytesIO(txn.get(f"image-{i + 1:09d}".encode())))
+            assert np.array_equal(np.asarray(stored.convert("RGB")), np.asarray(sample["image"].convert("RGB")))
+
+
+def test_make_photo_word_writes_a_camera_sized_photo_of_the_word(tmp_path):
+    tool = Path(__file__).parents[1] / "tools" / "make_photo_word.py"
+    outputs = {}
+    for name, seed in [("a", 1), ("b", 1), ("c", 2)]:
+        result = subprocess.run([sys.executable, str(tool), "harbour", str(tmp_path / f"{name}.jpg"), "--seed", str(seed)],
+                                capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert f"wrote {tmp_path / f'{name}.jpg'}" in result.stdout
+        with Image.open(tmp_path / f"{name}.jpg") as photo:
+            assert photo.format == "JPEG" and photo.mode == "RGB"
+            outputs[name] = np.asarray(photo)
+    for photo in outputs.values():
+        height, width = photo.shape[:2]
+        assert height > 96 and width > 2 * height  # a 7-letter word at 96 px, not cut to the model's 32
+        assert photo.std() > 10  # not a blank page
+    assert np.array_equal(outputs["a"], outputs["b"])  # the seed decides
+    assert outputs["a"].shape != outputs["c"].shape or not np.array_equal(outputs["a"], outputs["c"])

@@ -2,16 +2,19 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
 import torch
+from mmengine.config import Config
 from PIL import Image
 
-from conftest import CONFIG, random_words, write_word_folder
+from conftest import CONFIG, random_words, render_word, write_word_folder
 from ocrframe.cli import main
 from ocrframe.data.synthetic import SynthWordDataset
-from ocrframe.visualize import Cell, dataset_cells, draw_grid, to_pil
+from ocrframe.registry import DATASETS
+from ocrframe.visualize import GREY, INK, Cell, draw_grid, to_pil
 
 
 def test_grid_lays_out_equal_cells_in_as_many_columns_as_fit():
@@ -41,12 +44,20 @@ def test_tensors_are_shown_stretched_to_the_grey_range():
     assert np.asarray(image).tolist() == [[0, 128, 255]]
 
 
-def test_browse_an_lmdb_shows_its_labels(train_lmdb, tmp_path, capsys):
-    assert main(["browse", str(train_lmdb), "--num", "8", "--out", str(tmp_path / "grid.png"),
+def grid_pixels(path) -> np.ndarray:
+    with Image.open(path) as grid:
+        return np.asarray(grid.convert("RGB"))
+
+
+def test_browse_an_lmdb_shows_its_images_and_labels(train_lmdb, tmp_path, capsys):
+    assert main(["browse", str(train_lmdb), "--num", "8", "--start", "3", "--out", str(tmp_path / "grid.png"),
                  "--config", str(CONFIG)]) == 0
     assert f"wrote {tmp_path / 'grid.png'}: 8 of 64 samples" in capsys.readouterr().out
-    with Image.open(tmp_path / "grid.png") as grid:
-        assert np.asarray(grid.convert("L")).std() > 10
+    # what the grid must show: samples 4..11 (keys count from 1) of the words conftest.train_lmdb
+    # drew, each image as drawn, its label and its key
+    cells = [Cell(render_word(word), [(word, INK), (f"image-{number:09d}", GREY)])
+             for number, word in zip(range(4, 12), random_words(64, seed=1)[3:11])]
+    assert np.array_equal(grid_pixels(tmp_path / "grid.png"), np.asarray(draw_grid(cells)))
 
 
 def test_browse_a_gt_folder_counts_what_it_could_not_show(tmp_path, capsys):
@@ -64,22 +75,33 @@ def test_browse_a_registered_dataset_type_with_options(tmp_path, capsys):
     assert "3 of 1000000 samples" in capsys.readouterr().out
     dataset = SynthWordDataset(charset=dict(symbols="0123456789abcdefghijklmnopqrstuvwxyz", case="lower"),
                                seed=7, assets="heldout")
-    cells, failed = dataset_cells(dataset, num=3)
-    assert failed == 0
-    assert [c.lines[0][0] for c in cells] == [dataset.clean_label(dataset.load(i)["text"], "") for i in range(3)]
-    assert [c.lines[1][0] for c in cells] == ["7-0", "7-1", "7-2"]
+    samples = [dataset.load(i) for i in range(3)]
+    cells = [Cell(s["image"], [(s["text"].lower(), INK), (f"7-{i}", GREY)]) for i, s in enumerate(samples)]
+    assert np.array_equal(grid_pixels(tmp_path / "synth.png"), np.asarray(draw_grid(cells)))
 
 
 def test_browse_a_config_split_as_the_model_sees_it(tmp_path, capsys):
     assert main(["browse", str(CONFIG), "--split", "val", "--num", "2", "--as-model-sees-it",
                  "--out", str(tmp_path / "val.png")]) == 0
     assert "2 of 1000 samples" in capsys.readouterr().out
+    cfg = Config.fromfile(str(CONFIG))  # the validation split: seed 1, through the test pipeline
+    dataset = SynthWordDataset(charset=cfg.charset, pipeline=cfg.test_pipeline, length=1000, seed=1)
+    samples = [dataset[i] for i in range(2)]
+    assert all(tuple(s["image"].shape[-2:]) == (32, s["width"]) for s in samples)  # grayscale, 32 high
+    cells = [Cell(to_pil(s["image"]), [(s["text"], INK), (s["key"], GREY)]) for s in samples]
+    assert np.array_equal(grid_pixels(tmp_path / "val.png"), np.asarray(draw_grid(cells)))
 
 
 def test_browse_music_from_the_omr_config_shows_pitch_labels(tmp_path, capsys):
     omr_config = CONFIG.parent / "crnn_omr.py"
     assert main(["browse", str(omr_config), "--split", "test", "--num", "2", "--out", str(tmp_path / "omr.png")]) == 0
-    assert "2 of " in capsys.readouterr().out
+    assert "2 of 1500 samples" in capsys.readouterr().out  # the three test splits of 500
+    cfg = Config.fromfile(str(omr_config))
+    clean = DATASETS.build(dict(type="EngravedMusicDataset", charset=cfg.charset, length=500, seed=2, style="clean"))
+    samples = [clean.load(i) for i in range(2)]  # the first test split, as stored
+    assert all(re.fullmatch(r"[A-G][#b]?\d( [A-G][#b]?\d)*", s["text"]) for s in samples), [s["text"] for s in samples]
+    cells = [Cell(s["image"], [(clean.clean_label(s["text"], s["key"]), INK), (s["key"], GREY)]) for s in samples]
+    assert np.array_equal(grid_pixels(tmp_path / "omr.png"), np.asarray(draw_grid(cells)))
 
 
 def test_browse_names_a_missing_config(tmp_path):
