@@ -137,6 +137,25 @@ def stored_config(state: dict, path: str | Path) -> Config:
     return Config(data)
 
 
+def use_trained_model(cfg: Config, state: dict) -> Config:
+    """``cfg`` with the model a checkpoint was trained as, where the checkpoint stores its config:
+    one config file builds different models under different schedules (the CPU schedule's batch
+    norm and alignment probe), and the weights fit the one they were trained with. The decoder stays
+    the config's: it has no weights, and reading a trained model with another decoder is what a
+    config may ask. A checkpoint that stores no usable config leaves ``cfg`` as it is (a mismatch is
+    then reported on loading)."""
+    try:
+        trained = stored_config(state, "checkpoint")
+    except ValueError:
+        return cfg
+    if "model" in trained and "model" in cfg:
+        decoder = cfg.model.get("decoder")
+        cfg.model = trained.model
+        if decoder is not None:
+            cfg.model.decoder = decoder
+    return cfg
+
+
 @CheckpointLoader.register_scheme(prefixes="", force=True)
 def _load_local_checkpoint(filename, map_location=None) -> dict:
     """mmengine's loader for local files (resume, ``load_from``), replaced by the safe one above:

@@ -79,7 +79,12 @@ def use_tensorboard(cfg) -> None:
 def cmd_test(args) -> int:
     from ocrframe.runner import build_runner, load_config
 
+    from ocrframe.checkpoint import load_checkpoint, use_trained_model
+
     cfg = load_config(args.config, schedule=args.schedule, work_dir=args.work_dir, cfg_options=args.cfg_options)
+    use_trained_model(cfg, load_checkpoint(args.checkpoint))
+    if args.cfg_options:  # the user's settings still win over the checkpoint's model
+        cfg.merge_from_dict(args.cfg_options)
     if args.lexicon:
         return lexicon_table(args, cfg)
     if args.data:

@@ -36,7 +36,7 @@ import torch
 from mmengine.config import Config
 from PIL import Image
 
-from ocrframe.checkpoint import load_checkpoint, load_weights, stored_config
+from ocrframe.checkpoint import load_checkpoint, load_weights, stored_config, use_trained_model
 from ocrframe.data.transforms import Compose, pad_collate
 from ocrframe.engine import native_bf16
 from ocrframe.model import Prediction, takes_per_image_lexicons
@@ -56,7 +56,7 @@ def load_model_config(checkpoint: str | Path, config: str | Path | None = None) 
     if config is not None:
         if not Path(config).is_file():
             raise FileNotFoundError(f"config {config} does not exist")
-        cfg = Config.fromfile(str(config))
+        cfg = use_trained_model(Config.fromfile(str(config)), state)
     else:
         cfg = stored_config(state, checkpoint)
     return cfg, state.get("state_dict", state)
