@@ -70,8 +70,8 @@ class ResumableIterBasedTrainLoop(IterBasedTrainLoop):
         while self._iter < self._max_iters and not self.stop_training:
             self.runner.model.train()
             data_batch = next(self.dataloader_iterator)
+            self._count_samples()  # before the iteration's hooks save a checkpoint
             self.run_iter(data_batch)
-            self._count_samples()
             self._decide_current_val_interval()
             if (self.runner.val_loop is not None and self._iter >= self.val_begin
                     and (self._iter % self.val_interval == 0 or self._iter == self._max_iters)):
