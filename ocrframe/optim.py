@@ -49,7 +49,7 @@ class SkipNonFiniteLoss:
         self._skips_in_a_row += 1
         self._inner_count += 1  # keeps gradient accumulation in step with the iterations
         self.zero_grad(**(zero_kwargs or {}))
-        print_log(f"skipped an optimizer step: the loss is {float(loss):.4g} (on this or another rank; the "
+        print_log(f"skipped an optimizer step: the loss is {float(loss.detach()):.4g} (on this or another rank; the "
                   f"samples are logged above); {self.skipped_steps} step(s) skipped so far",
                   logger="current", level=logging.WARNING)
         if self._skips_in_a_row >= self.max_consecutive_skips:
