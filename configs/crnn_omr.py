@@ -80,7 +80,7 @@ test_evaluator = dict(
                "CRNN (paper)": dict(clean=(0.746, 0.37), synthesized=(0.815, 0.30), camera=(0.840, 0.30))},
 )
 
-train_cfg = dict(type="IterBasedTrainLoop", max_iters=100_000, val_interval=5000)
+train_cfg = dict(type="ResumableIterBasedTrainLoop", max_iters=100_000, val_interval=5000)
 val_cfg = dict(type="ValLoop")
 test_cfg = dict(type="TestLoop")
 

@@ -49,7 +49,7 @@ test_dataloader = dict(val_dataloader, persistent_workers=False,
 val_evaluator = dict(type="WordMetric")
 test_evaluator = val_evaluator
 
-train_cfg = dict(type="IterBasedTrainLoop", max_iters=300_000, val_interval=5000)
+train_cfg = dict(type="ResumableIterBasedTrainLoop", max_iters=300_000, val_interval=5000)
 val_cfg = dict(type="ValLoop")
 test_cfg = dict(type="TestLoop")
 

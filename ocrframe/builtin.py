@@ -1,5 +1,5 @@
 """The core's own components, registered through the plugin hook like any plugin's."""
-from ocrframe import distributed, engine, optim, recipe  # noqa: F401  (register the runner-level pieces in scope ocrframe)
+from ocrframe import distributed, engine, loops, optim, recipe  # noqa: F401  (register the runner-level pieces in scope ocrframe)
 from ocrframe.data.gt_folder import GtFolderDataset
 from ocrframe.data.lmdb_dataset import LMDBDataset
 from ocrframe.data.synthetic import SynthWordDataset

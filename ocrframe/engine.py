@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import heapq
+import io
 import itertools
 import json
 import logging
@@ -12,12 +13,14 @@ from pathlib import Path
 
 import editdistance
 import torch
+from mmengine.dist import all_gather_object, is_main_process
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmengine.optim import OptimWrapper
 
 from ocrframe.data.sampler import WidthBucketBatchSampler
 from ocrframe.data.transforms import pad_collate
+from ocrframe.fileio import atomic_write
 from ocrframe.metrics import benchmark_form
 from ocrframe.optim import SkipNonFiniteLoss
 from ocrframe.registry import DATA_SAMPLERS, FUNCTIONS, HOOKS, OPTIM_WRAPPERS
@@ -28,9 +31,11 @@ DATA_SAMPLERS.register_module(module=WidthBucketBatchSampler)
 
 def native_bf16(device: str) -> bool:
     """Whether bf16 runs on fast kernels here. CPUs without AVX-512 BF16 / AMX make oneDNN refuse
-    bf16 convolutions, and PyTorch falls back to a reference path many times slower than fp32."""
+    bf16 convolutions, and PyTorch falls back to a reference path many times slower than fp32.
+    GPUs before Ampere (V100, T4) emulate bf16, and ``is_bf16_supported()`` counts emulation
+    unless told not to."""
     if device == "cuda":
-        return torch.cuda.is_bf16_supported()
+        return torch.cuda.is_bf16_supported(including_emulation=False)
     if device == "cpu":
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     return True
@@ -56,8 +61,13 @@ class AutocastOptimWrapper(SkipNonFiniteLoss, OptimWrapper):
     def optim_context(self, model):
         device = next(model.parameters()).device.type
         if self._enabled is None:
-            self._enabled = self.dtype != torch.bfloat16 or native_bf16(device)
-            if not self._enabled:
+            self._enabled = device != "cuda" and (self.dtype != torch.bfloat16 or native_bf16(device))
+            if device == "cuda":
+                # cuDNN runs LSTMs in fp16 under any autocast dtype: unscaled, their gradients underflow
+                print_log("AutocastOptimWrapper has no loss scaling, which CUDA autocast needs: training in fp32; "
+                          "for mixed precision on a GPU use tools/train.py --amp (GuardedAmpOptimWrapper)",
+                          logger="current", level=logging.WARNING)
+            elif not self._enabled:
                 print_log(f"this {device.upper()} has no fast bf16 kernels: training in fp32 instead of bf16 "
                           "autocast, which would be slower here", logger="current", level=logging.WARNING)
         with super().optim_context(model), torch.autocast(device, dtype=self.dtype, enabled=self._enabled):
@@ -81,7 +91,7 @@ class CurvePlotHook(Hook):
         self._plot(runner)
 
     def _plot(self, runner) -> None:
-        if scalar_logs(runner.work_dir):
+        if is_main_process() and scalar_logs(runner.work_dir):  # rank 0 writes the log it reads
             plot_curves(runner.work_dir, Path(runner.work_dir) / self.filename, self.metrics)
 
 
@@ -102,7 +112,11 @@ def training_curves(work_dir: str | Path) -> tuple[list[dict], list[dict]]:
     train, val = {}, {}
     for log in logs:
         for line in log.read_text().splitlines():
-            record = json.loads(line)
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # the line a running training is appending
+
             if "loss" in record:
                 train[record["iter"]] = record
             else:
@@ -129,10 +143,10 @@ def plot_curves(work_dir: str | Path, out: str | Path, metrics=("word_acc", "one
     ax_val.legend(loc="lower right")
     fig.tight_layout()
     out = Path(out)
-    tmp = out.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=100)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=100)
     plt.close(fig)
-    tmp.replace(out)
+    atomic_write(out, png.getvalue())
     return out
 
 
@@ -162,7 +176,8 @@ class WorstErrorsHook(Hook):
                 continue
             self._errors += 1
             badness = (editdistance.eval(pred, truth) / max(len(pred), len(truth), 1), out["score"])
-            entry = (badness, next(self._order), image[..., : int(width)].clone(), truth, pred, out["score"])
+            entry = (badness, next(self._order), image[..., : int(width)].cpu().clone(), truth, pred, out["score"],
+                     out.get("key"))
             if len(self._worst) < self.num:
                 heapq.heappush(self._worst, entry)
             else:
@@ -171,15 +186,26 @@ class WorstErrorsHook(Hook):
     def after_test_epoch(self, runner, metrics=None) -> None:
         from ocrframe.visualize import GREY, INK, RED, Cell, save_grid, to_pil
 
-        if not self._worst:
-            runner.logger.info(f"no misread image among {self._seen}: no {self.filename}")
+        # Each rank tested its share of the set: rank 0 draws the worst over all of them.
+        shares = all_gather_object((self._worst, self._seen, self._errors))
+        if not is_main_process():
             return
-        worst = sorted(self._worst, reverse=True)
+        seen, errors = sum(s[1] for s in shares), sum(s[2] for s in shares)
+        worst, keys = [], set()
+        # the distributed sampler pads the last share with repeats: count each image once
+        for entry in sorted((e for s in shares for e in s[0]), key=lambda e: e[0], reverse=True):
+            if entry[-1] is None or entry[-1] not in keys:
+                keys.add(entry[-1])
+                worst.append(entry)
+        worst = worst[: self.num]
+        if not worst:
+            runner.logger.info(f"no misread image among {seen}: no {self.filename}")
+            return
         cells = [Cell(to_pil(image), [(f"truth: {truth}", INK), (f"read:  {pred}", RED), (f"score {score:.2f}", GREY)])
-                 for _, _, image, truth, pred, score in worst]
+                 for _, _, image, truth, pred, score, _ in worst]
         path = save_grid(cells, Path(runner.work_dir) / self.filename)
-        runner.logger.info(f"{self.filename}: the {len(worst)} worst of {self._errors} misreadings "
-                           f"among {self._seen} test images: {path}")
+        runner.logger.info(f"{self.filename}: the {len(worst)} worst of {errors} misreadings "
+                           f"among {seen} test images: {path}")
 
 
 @HOOKS.register_module()

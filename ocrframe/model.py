@@ -82,13 +82,30 @@ class Recognizer(BaseModel):
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.to(memory_format=self.memory_format)
 
-    def frame_lengths(self, widths: torch.Tensor) -> torch.Tensor:
-        """Frames each image yields before padding, so padded columns never reach CTC."""
-        return torch.tensor([self.backbone.num_frames(int(w)) for w in widths], dtype=torch.long)
+    def frame_lengths(self, widths) -> torch.Tensor:
+        """Frames each image yields before padding, so padded columns never reach CTC.
+
+        Computed where the widths are, in one tensor operation: ``num_frames`` is integer
+        arithmetic, which works on a tensor of widths as on one int. A backbone whose ``num_frames``
+        takes Python ints only costs one copy of the widths to the host."""
+        widths = torch.as_tensor(widths)
+        try:
+            frames = self.backbone.num_frames(widths)
+        except (TypeError, ValueError, RuntimeError):
+            frames = None
+        if not (isinstance(frames, torch.Tensor) and frames.shape == widths.shape):
+            frames = torch.tensor([self.backbone.num_frames(w) for w in widths.tolist()], device=widths.device)
+        return frames.long()
 
     def forward(self, inputs: torch.Tensor, data_samples: dict | None = None, mode: str = "tensor"):
-        if mode == "loss" and not torch.isfinite(inputs).all():
-            return self.non_finite_inputs(inputs, data_samples or {})
+        finite = statistics = None
+        if mode == "loss":
+            # Images with non-finite pixels run through the network as zeros, so that every rank runs
+            # the same collectives (SyncBatchNorm) and no rank waits for one that returned early; the
+            # loss is then NaN (the step is skipped) and batch norm's statistics are put back.
+            finite = torch.isfinite(inputs).flatten(1).all(1)
+            inputs = torch.where(finite[:, None, None, None], inputs, 0.0)
+            statistics = [(s, s.clone()) for s in self.batch_norm_statistics()]
         features = self.backbone(inputs.contiguous(memory_format=self.memory_format))  # (N, D, 1, T)
         frames = features.squeeze(2).transpose(1, 2)     # (N, T, D): map-to-sequence
         sequence = self.sequence_encoder(frames)         # (N, T, E)
@@ -96,10 +113,15 @@ class Recognizer(BaseModel):
         if mode == "tensor":
             return log_probs
         data_samples = data_samples or {}
-        widths = data_samples.get("widths", torch.full((len(inputs),), inputs.shape[-1]))
-        lengths = self.frame_lengths(widths).clamp(max=log_probs.shape[1])
+        widths = data_samples.get("widths")
+        if widths is None:
+            widths = torch.full((len(inputs),), inputs.shape[-1], device=inputs.device)
+        lengths = self.frame_lengths(widths).to(log_probs.device).clamp(max=log_probs.shape[1])
         if mode == "loss":
-            losses = self.loss(log_probs, lengths, data_samples)
+            all_finite = finite.all()
+            for current, before in statistics:  # through .data: backward does not read them in training
+                current.data.copy_(torch.where(all_finite, current, before))
+            losses = self.loss(log_probs, lengths, data_samples, finite)
             if self.alignment_weight > 0 and data_samples.get("char_x") is not None:
                 probe = self.alignment_probe(frames).float().log_softmax(-1)
                 losses["loss_align"] = self.alignment_weight * self.alignment_loss(
@@ -117,13 +139,11 @@ class Recognizer(BaseModel):
             return outputs
         raise ValueError(f"mode must be 'tensor', 'loss' or 'predict', not {mode!r}")
 
-    def non_finite_inputs(self, inputs: torch.Tensor, data_samples: dict) -> dict:
-        """A NaN loss, without running the network: NaN pixels would also poison batch norm's
-        running statistics, which no skipped optimizer step undoes."""
-        bad = ~torch.isfinite(inputs).flatten(1).all(1)
-        keys = [k for k, b in zip(data_samples.get("keys", []), bad.tolist()) if b]
-        logger.warning("non-finite pixels in %d image(s) of the batch: %s", int(bad.sum()), keys)
-        return {"loss": inputs.new_tensor(float("nan"))}
+    def batch_norm_statistics(self) -> list[torch.Tensor]:
+        """The running statistics of every batch norm layer (SyncBatchNorm included)."""
+        return [buffer for module in self.modules() if isinstance(module, torch.nn.modules.batchnorm._BatchNorm)
+                for buffer in (module.running_mean, module.running_var, module.num_batches_tracked)
+                if buffer is not None]
 
     def lexicon_kwargs(self, data_samples: dict) -> dict:
         """The images' own lexicons (a dataset's ``lexicon`` field), for a decoder whose
@@ -135,28 +155,47 @@ class Recognizer(BaseModel):
             return {}
         return dict(lexicons=lexicons)
 
-    def loss(self, log_probs, lengths, data_samples) -> dict:
+    def loss(self, log_probs, lengths, data_samples, finite_inputs: torch.Tensor | None = None) -> dict:
+        """Mean CTC loss over the usable samples; ``finite_inputs`` (N,) marks images whose pixels
+        are all finite (the loss is NaN otherwise, so the step is skipped). Every tensor is made on
+        the device of ``log_probs``, and the host reads one small tensor of flags per step."""
+        device = log_probs.device
+        keys = data_samples.get("keys", [])
         targets = [self.charset.encode(t) for t in data_samples["texts"]]
         # CTC needs one frame per symbol plus one between repeated symbols; samples that do not
         # fit would give an infinite loss. They are left out of the mean and reported by key.
-        needed = torch.tensor([len(t) + sum(a == b for a, b in zip(t, t[1:])) for t in targets])
+        needed = torch.tensor([len(t) + sum(a == b for a, b in zip(t, t[1:])) for t in targets], device=device)
         usable = (needed <= lengths) & (needed > 0)
-        if not usable.all():
-            keys = [k for k, ok in zip(data_samples.get("keys", []), usable.tolist()) if not ok]
-            self.skipped_labels += int((~usable).sum())
-            logger.warning("left %d sample(s) out of the CTC loss (label empty or longer than the frames "
-                           "the image gives): %s; %d so far", int((~usable).sum()), keys, self.skipped_labels)
-        flat = torch.tensor([i for t in targets for i in t], dtype=torch.long)
-        target_lengths = torch.tensor([len(t) for t in targets], dtype=torch.long)
+        flat = torch.tensor([i for t in targets for i in t], dtype=torch.long, device=device)
+        target_lengths = torch.tensor([len(t) for t in targets], dtype=torch.long, device=device)
         per_sample = self.head.loss(log_probs, lengths, flat, target_lengths)
-        # A non-finite loss (NaN pixels, overflow, diverged weights) is reported by key and kept in
-        # the total, which the optimizer wrapper then refuses to step on (ocrframe/optim.py).
+        if finite_inputs is None:
+            finite_inputs = torch.ones_like(usable)
+        # A non-finite loss (overflow, diverged weights) is reported by key and kept in the total,
+        # which the optimizer wrapper then refuses to step on (ocrframe/optim.py).
         broken = usable & ~torch.isfinite(per_sample.detach())
-        if broken.any():
-            keys = [k for k, bad in zip(data_samples.get("keys", []), broken.tolist()) if bad]
-            logger.warning("non-finite CTC loss for %d sample(s): %s", int(broken.sum()), keys)
+        flags = torch.stack([(~finite_inputs).any(), (~usable).any(), broken.any()]).cpu().tolist()
+        if any(flags):
+            self.report_samples(keys, flags, finite_inputs, usable, broken)
         per_sample = torch.where(usable, per_sample, torch.zeros_like(per_sample))  # not inf * 0 = NaN
-        return {"loss": per_sample.sum() / usable.sum().clamp(min=1)}
+        loss = per_sample.sum() / usable.sum().clamp(min=1)
+        return {"loss": torch.where(finite_inputs.all(), loss, torch.full_like(loss, float("nan")))}
+
+    def report_samples(self, keys, flags, finite_inputs, usable, broken) -> None:
+        """Log the keys behind the flags the loss raised (rare: the masks are read only then)."""
+        bad_pixels, unusable, non_finite = flags
+        if bad_pixels:
+            bad = [k for k, ok in zip(keys, finite_inputs.tolist()) if not ok]
+            logger.warning("non-finite pixels in %d image(s) of the batch: %s", int((~finite_inputs).sum()), bad)
+        if unusable:
+            left_out = int((~usable).sum())
+            self.skipped_labels += left_out
+            logger.warning("left %d sample(s) out of the CTC loss (label empty or longer than the frames the image "
+                           "gives): %s; %d so far", left_out, [k for k, ok in zip(keys, usable.tolist()) if not ok],
+                           self.skipped_labels)
+        if non_finite:
+            logger.warning("non-finite CTC loss for %d sample(s): %s", int(broken.sum()),
+                           [k for k, bad in zip(keys, broken.tolist()) if bad])
 
     def alignment_loss(self, log_probs, lengths, targets, char_x) -> torch.Tensor:
         """Frame-level cross-entropy where the data says where each character is drawn (synthetic

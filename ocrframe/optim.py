@@ -49,7 +49,7 @@ class SkipNonFiniteLoss:
         self._skips_in_a_row += 1
         self._inner_count += 1  # keeps gradient accumulation in step with the iterations
         self.zero_grad(**(zero_kwargs or {}))
-        print_log(f"skipped an optimizer step: the loss is {float(loss):.4g} (on this or another rank; the "
+        print_log(f"skipped an optimizer step: the loss is {float(loss.detach()):.4g} (on this or another rank; the "
                   f"samples are logged above); {self.skipped_steps} step(s) skipped so far",
                   logger="current", level=logging.WARNING)
         if self._skips_in_a_row >= self.max_consecutive_skips:
@@ -73,17 +73,26 @@ class GuardedAmpOptimWrapper(SkipNonFiniteLoss, AmpOptimWrapper):
 def use_mixed_precision(cfg) -> str:
     """Switch a config's optimizer wrapper to mixed precision on this device; returns what was chosen.
 
-    CUDA: :class:`GuardedAmpOptimWrapper`, bf16 where the GPU has it, else fp16 with loss scaling.
+    CUDA: :class:`GuardedAmpOptimWrapper` (see :func:`cuda_amp`).
     CPU: ``AutocastOptimWrapper`` with bf16, which itself trains in fp32 where the CPU has no fast
     bf16 kernels. Either way the CTC loss is computed in fp32 (see the CTC head).
     """
     wrapper = cfg.optim_wrapper
     keep = {k: v for k, v in wrapper.items() if k in ("optimizer", "clip_grad", "accumulative_counts",
                                                         "paramwise_cfg", "max_consecutive_skips")}
-    if torch.cuda.is_available():  # untested here: no GPU on this machine
-        dtype = "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
-        cfg.optim_wrapper = dict(type="GuardedAmpOptimWrapper", dtype=dtype,
-                                 loss_scale="dynamic" if dtype == "float16" else 1.0, **keep)
-        return f"CUDA AMP {dtype}" + (" with dynamic loss scaling" if dtype == "float16" else "")
+    if torch.cuda.is_available():  # the choice is tested with a stand-in torch.cuda; no GPU here
+        dtype, loss_scale = cuda_amp()
+        cfg.optim_wrapper = dict(type="GuardedAmpOptimWrapper", dtype=dtype, loss_scale=loss_scale, **keep)
+        return f"CUDA AMP {dtype} with dynamic loss scaling"
     cfg.optim_wrapper = dict(type="AutocastOptimWrapper", dtype="bfloat16", **keep)
     return "CPU bf16 autocast (fp32 where this CPU has no fast bf16 kernels)"
+
+
+def cuda_amp() -> tuple[str, str]:
+    """(autocast dtype, loss scale) for CUDA training: bf16 where the GPU has it natively, else
+    fp16; dynamic loss scaling either way. Under autocast, cuDNN runs LSTMs in fp16 whatever the
+    autocast dtype (ATen's AutocastRNN.cpp casts ``_cudnn_rnn`` to half), so the BiLSTM's
+    gradients need scaling with bf16 too."""
+    from ocrframe.engine import native_bf16
+
+    return ("bfloat16" if native_bf16("cuda") else "float16"), "dynamic"

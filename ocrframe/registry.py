@@ -295,8 +295,8 @@ _MIRRORS = {
     for name, root in vars(mm).items()
     if isinstance(root, Registry) and root.parent is None and "ocrframe" not in root.children
 }
-HOOKS, OPTIM_WRAPPERS, FUNCTIONS, DATA_SAMPLERS = (
-    _MIRRORS[name] for name in ("HOOKS", "OPTIM_WRAPPERS", "FUNCTIONS", "DATA_SAMPLERS"))
+HOOKS, OPTIM_WRAPPERS, FUNCTIONS, DATA_SAMPLERS, LOOPS = (
+    _MIRRORS[name] for name in ("HOOKS", "OPTIM_WRAPPERS", "FUNCTIONS", "DATA_SAMPLERS", "LOOPS"))
 
 
 def _registries() -> list[Registry]:

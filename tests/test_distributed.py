@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -91,6 +92,44 @@ def test_torchrun_two_cpu_processes_on_the_lmdb(tmp_path, train_lmdb):
     assert result.returncode == 0, result.stderr[-4000:]
     check_ranks(read_probe(tmp_path), {f"image-{i:09d}" for i in range(1, 65)}, batch_size=8)
     assert "distributed backend gloo instead of the config's nccl" in result.stdout + result.stderr
+
+
+def test_two_ranks_one_writer_and_the_worst_errors_of_the_whole_test_set(tmp_path, train_lmdb, val_lmdb):
+    """2 gloo ranks train 2 iterations (rank 1's first batch has a NaN pixel), validate and test
+    with the curve-plot and worst-errors hooks. Only rank 0 writes curves.png and worst_errors.png;
+    the grid is drawn from both ranks' halves of the 16 test images; the NaN batch runs through the
+    network on its rank too, so a collective inside the forward pass (as SyncBatchNorm's) never
+    waits, and both ranks skip that step."""
+    config = tmp_path / "hooks_config.py"
+    config.write_text(f"""
+_base_ = [{str(CONFIG)!r}]
+custom_imports = dict(imports=["rank_probe"], allow_failed_imports=False)
+custom_hooks = [dict(type="CurvePlotHook"), dict(type="WorstErrorsHook", num=100),
+                dict(type="FileWriteProbeHook", out_dir={str(tmp_path / "probe")!r})]
+model = dict(sequence_encoder=dict(hidden_size=16, num_layers=1))
+train_cfg = dict(max_iters=2, val_interval=2)
+default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=1000, save_last=False, save_best=None))
+train_dataloader = dict(batch_size=4, num_workers=0, persistent_workers=False)
+val_dataloader = dict(num_workers=0, persistent_workers=False, batch_size=4)
+test_dataloader = dict(num_workers=0, persistent_workers=False, batch_size=4, dataset=dict(
+    _delete_=True, type="LMDBDataset", path={str(val_lmdb)!r}, charset={{{{_base_.charset}}}},
+    pipeline={{{{_base_.test_pipeline}}}}))
+env_cfg = dict(dist_cfg=dict(timeout=60))
+""")
+    command = [str(REPO / "tools" / "dist_train.sh"), str(config), str(WORLD), "--work-dir", str(tmp_path / "work"),
+               "--schedule", "paper", "--data", str(train_lmdb), "--val-data", str(val_lmdb)]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=300,
+                            env=environment(PYTHON=sys.executable, PORT=str(free_port())))
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, log[-4000:]
+    ranks = [json.loads((tmp_path / "probe" / f"writes_rank{r}.json").read_text()) for r in range(WORLD)]
+    assert "plot_curves" in ranks[0]["writes"] and "save_grid" in ranks[0]["writes"]
+    assert ranks[1]["writes"] == []
+    assert (tmp_path / "work" / "curves.png").is_file() and (tmp_path / "work" / "worst_errors.png").is_file()
+    assert re.search(r"worst_errors\.png: the 16 worst of 16 misreadings among 16 test images", log)
+    assert ranks[0]["collectives"] == ranks[1]["collectives"] == 2  # both ranks ran both forward passes
+    assert ranks[0]["skipped_steps"] == ranks[1]["skipped_steps"] == 1
+    assert "non-finite pixels in 1 image(s)" in log
 
 
 def test_slurm_launcher_two_cpu_processes_on_synthetic_words(tmp_path):

@@ -18,7 +18,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from conftest import CONFIG, REPO, TINY_RUN
+from conftest import CONFIG, REPO, TESTS, TINY_RUN
 from ocrframe.checkpoint import load_checkpoint
 from ocrframe.fileio import atomic_write
 
@@ -32,15 +32,31 @@ OPTIONS = [*TINY_RUN, f"train_cfg.max_iters={ITERS}", "train_cfg.val_interval=10
 
 
 def train_command(work_dir: Path, data: tuple[Path, Path], *extra: str) -> list[str]:
-    """tools/train.py on (train LMDB, validation LMDB); the loop validates once, at the end."""
-    return [sys.executable, str(REPO / "tools" / "train.py"), str(CONFIG), "--schedule", "cpu", "--work-dir",
+    """tools/train.py on (train LMDB, validation LMDB); the loop validates once, at the end. The
+    config adds a hook recording the keys of each training batch (to WORK_DIR/../probe)."""
+    config = work_dir.parent / "config_with_probe.py"
+    config.write_text(f"""
+_base_ = [{str(CONFIG)!r}]
+custom_imports = dict(imports=["rank_probe"], allow_failed_imports=False)
+schedules = dict(cpu=dict(custom_hooks=[dict(type="RankProbeHook", out_dir={str(work_dir.parent / "probe")!r})]))
+""")
+    return [sys.executable, str(REPO / "tools" / "train.py"), str(config), "--schedule", "cpu", "--work-dir",
             str(work_dir), "--data", str(data[0]), "--val-data", str(data[1]), "--no-test", *extra,
             "--cfg-options", *OPTIONS]
 
 
+def environment() -> dict:
+    return dict(os.environ, OMP_NUM_THREADS="1",
+                PYTHONPATH=os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]))
+
+
+def batch_keys(work_dir: Path) -> list[list[str]]:
+    """The keys of each batch the (last) run trained on."""
+    return json.loads((work_dir.parent / "probe" / "keys_rank0.json").read_text())["keys"]
+
+
 def run(command: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    result = subprocess.run(command, capture_output=True, text=True, cwd=cwd, timeout=300,
-                            env=dict(os.environ, OMP_NUM_THREADS="1"))
+    result = subprocess.run(command, capture_output=True, text=True, cwd=cwd, timeout=300, env=environment())
     assert result.returncode == 0, result.stderr[-3000:]
     return result
 
@@ -51,7 +67,7 @@ def kill_after_checkpoint(command: list[str], work_dir: Path, iteration: int) ->
     log = work_dir.parent / "killed_run.log"
     with open(log, "w") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=work_dir.parent,
-                                   env=dict(os.environ, OMP_NUM_THREADS="1"))
+                                   env=environment())
     deadline = time.monotonic() + 240
     while not (work_dir / "last_checkpoint").is_file() or \
             not (work_dir / "last_checkpoint").read_text().endswith(f"iter_{iteration}.pth"):
@@ -86,7 +102,10 @@ def test_resume_after_sigkill_reaches_the_same_weights_as_an_uninterrupted_run(u
     work_dir, resumed_from, log = killed_and_resumed
     assert resumed_from >= 4
     assert re.search(rf"resumed epoch: 0, iter: {resumed_from}\b", log)
-    assert f"Advance dataloader {resumed_from} steps" in log  # the data position is restored
+    # the data position is restored without loading the batches already trained on
+    assert f"resumed the data at sample {resumed_from * 8} of the global order" in log
+    assert "Advance dataloader" not in log
+    assert batch_keys(work_dir) == batch_keys(uninterrupted)[resumed_from:]  # the same samples, in order
     straight = load_checkpoint(uninterrupted / f"iter_{ITERS}.pth")
     resumed = load_checkpoint(work_dir / f"iter_{ITERS}.pth")
     assert resumed["meta"]["iter"] == straight["meta"]["iter"] == ITERS
@@ -101,6 +120,42 @@ def test_resume_after_sigkill_reaches_the_same_weights_as_an_uninterrupted_run(u
     # the same samples in the same order after the kill: the weights agree
     for name, tensor in straight["state_dict"].items():
         torch.testing.assert_close(resumed["state_dict"][name], tensor, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def infinite_sampler(size: int, shuffle: bool, rank: int = 0, world_size: int = 1):
+    import itertools
+
+    from mmengine.dataset import InfiniteSampler
+
+    sampler = InfiniteSampler(list(range(size)), shuffle=shuffle, seed=3)
+    sampler.rank, sampler.world_size = rank, world_size
+    sampler.indices = sampler._indices_of_rank()
+    return lambda n: list(itertools.islice(iter(sampler), n)), sampler
+
+
+@pytest.mark.parametrize("shuffle", [True, False])
+def test_a_sampler_started_at_a_position_goes_on_with_the_samples_that_follow_it(shuffle):
+    """Two ranks drew 7 batches of 3 (42 samples of the global order, 4 epochs of 10 and more); the
+    run resumes on one rank, or on two: each rank goes on with its share of what follows."""
+    from ocrframe.loops import start_at
+
+    draw, _ = infinite_sampler(10, shuffle)
+    order = draw(200)  # one rank: the global order itself
+    for world in (1, 2):
+        for rank in range(world):
+            draw, sampler = infinite_sampler(10, shuffle, rank, world)
+            draw(5)  # what the loop's first iterator prefetched before the checkpoint was loaded
+            start_at(sampler, 42)
+            assert draw(30) == order[42 + rank::world][:30]
+
+
+def test_resuming_on_another_number_of_processes_warns_about_the_learning_rate():
+    from ocrframe.loops import resume_message
+
+    message = resume_message(old_world=4, new_world=2, batch_size=64, auto_scale_lr=True)
+    assert "trained on 4 process(es) with 2" in message and "learning rates are the checkpoint's" in message
+    assert "--auto-scale-lr scaled them for 4 x 64" in message
+    assert "global batch is now 128 instead of 256" in resume_message(4, 2, 64, auto_scale_lr=False)
 
 
 def test_only_the_last_k_checkpoints_are_kept_and_last_checkpoint_points_at_the_newest(uninterrupted, killed_and_resumed):
@@ -135,7 +190,7 @@ def test_resume_from_a_crafted_pickle_is_refused_and_its_code_never_runs(tmp_pat
     evil = tmp_path / "evil.pth"
     torch.save({"state_dict": {}, "meta": Payload()}, evil)
     result = subprocess.run(train_command(tmp_path / "work", (train_lmdb, val_lmdb), "--resume", str(evil)),
-                            capture_output=True, text=True, cwd=tmp_path, timeout=300)
+                            capture_output=True, text=True, cwd=tmp_path, timeout=300, env=environment())
     assert result.returncode != 0
     assert f"refused to load {evil}" in result.stderr
     assert not marker.exists()

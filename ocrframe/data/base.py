@@ -40,11 +40,26 @@ def image_aspect_ratio(source: bytes | Path) -> float:
         return 1.0  # the bad sample is reported when it is loaded
 
 
-def decode_image(source: bytes | Path, key: str) -> Image.Image:
-    """An RGB image from encoded bytes or a file (see :func:`to_rgb`), or BadSample saying why not."""
+SIGNATURES = ((b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"))
+
+
+def decode_image(source: bytes | Path, key: str, mode: str = "RGB") -> Image.Image:
+    """An image in ``mode`` ("RGB", or "L" for a pipeline that wants grayscale) from encoded bytes
+    or a file, as shown (see :func:`to_rgb`), or BadSample saying why not."""
+    if mode == "L" and isinstance(source, bytes):
+        image = _gray_by_opencv(source)
+        if image is not None:
+            return image
     try:
-        image = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
-        return to_rgb(image)  # decodes, so truncated files fail here too
+        if isinstance(source, bytes):  # the format named by its signature: no trying every decoder
+            formats = next(([name] for signature, name in SIGNATURES if source.startswith(signature)), None)
+            image = Image.open(io.BytesIO(source), formats=formats)
+        else:
+            image = Image.open(source)
+        if mode == "L":
+            image.draft("L", image.size)  # JPEG: decoded straight to grayscale (other formats ignore it)
+        image = to_rgb(image)  # decodes, so truncated files fail here too
+        return image if mode == "RGB" else image.convert(mode)
     except FileNotFoundError:
         raise BadSample(key, "missing image file") from None
     except (UnidentifiedImageError, OSError, ValueError) as exc:
@@ -88,6 +103,26 @@ def _to_8_bits(array: np.ndarray) -> np.ndarray:
     return np.round((values - low) / (top - low) * 255.0).clip(0, 255).astype(np.uint8)
 
 
+def _gray_by_opencv(data: bytes) -> Image.Image | None:
+    """An 8-bit RGB or grayscale PNG, or a JPEG, decoded straight to grayscale by OpenCV (installed
+    with mmengine): a C call, without Pillow's per-image Python work, which costs more than the
+    decoding itself on small word images. Pixels as Pillow's ``convert("L")`` gives them, within
+    one grey level of rounding. None for anything else (other formats, alpha, palettes, 16 bits, a
+    file OpenCV cannot read, transparency, EXIF data that may turn the image): Pillow decodes those
+    as :func:`to_rgb` says and reports the errors."""
+    png = data.startswith(SIGNATURES[0][0]) and len(data) > 25 and data[24] == 8 and data[25] in (0, 2)
+    if not (png or data.startswith(SIGNATURES[1][0])):
+        return None
+    if b"tRNS" in data[:4096] or b"Exif\x00\x00" in data[:65536]:
+        return None
+    try:
+        import cv2
+    except ImportError:
+        return None
+    array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE | cv2.IMREAD_IGNORE_ORIENTATION)
+    return None if array is None else Image.fromarray(array)
+
+
 class SkipCounter:
     """Counts skipped samples by reason and keeps the first few keys of each, for the log."""
 
@@ -119,15 +154,22 @@ class OcrDataset(Dataset):
     blank image under the bad sample's key with ``unreadable`` = the reason; the recognizer reads
     it as nothing and metrics count it as an error). Labels that fail the charset check are left
     out when the dataset is built, under every policy but "error", and reported then.
+    A subclass whose ``load`` returns labels already cleaned (by :meth:`scan_labels`) sets
+    ``labels_cleaned = True``, so they are not cleaned again for every sample.
     """
+
+    labels_cleaned = False
 
     def __init__(self, charset, pipeline=(), on_bad_sample: str = "skip"):
         if on_bad_sample not in POLICIES:
             raise ValueError(f"on_bad_sample must be one of {POLICIES}, not {on_bad_sample!r}")
-        from ocrframe.data.transforms import Compose
+        from ocrframe.data.transforms import Compose, Grayscale
 
         self.charset = Charset.build(charset)
         self.pipeline = Compose(pipeline)
+        # a pipeline that starts by making images grayscale gets them decoded that way
+        first = self.pipeline.transforms[0] if self.pipeline.transforms else None
+        self.decode_mode = "L" if isinstance(first, Grayscale) else "RGB"
         self.on_bad_sample = on_bad_sample
         self.skipped = SkipCounter()     # left out (at build, or skipped when read)
         self.unreadable = SkipCounter()  # marked (on_bad_sample="mark")
@@ -199,7 +241,8 @@ class OcrDataset(Dataset):
             try:
                 sample = self.load(i)
                 key = sample["key"]
-                sample["text"] = self.clean_label(sample["text"], key)
+                if not self.labels_cleaned:
+                    sample["text"] = self.clean_label(sample["text"], key)
                 return self.pipeline(sample)
             except BadSample as bad:
                 if self.on_bad_sample == "mark":

@@ -57,7 +57,8 @@ class GtFolderDataset(OcrDataset):
 
     def load(self, index: int) -> dict:
         entry = self.entries[index]
-        sample = dict(image=decode_image(self.root / entry.path, entry.path), text=entry.label, key=entry.path)
+        sample = dict(image=decode_image(self.root / entry.path, entry.path, self.decode_mode), text=entry.label,
+                      key=entry.path)
         if entry.lexicon:
             sample["lexicon"] = list(entry.lexicon)
         return sample

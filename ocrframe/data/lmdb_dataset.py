@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import lmdb
+import numpy as np
 
 from ocrframe.data.base import BadSample, OcrDataset, SkipCounter, decode_image, image_aspect_ratio
 
@@ -54,11 +55,17 @@ class LMDBDataset(OcrDataset):
     decoded when read, and an undecodable one is handled by ``on_bad_sample``.
 
     The LMDB handle is opened per process (:func:`shared_reader`), so workers never share one.
+    The usable samples are kept as two numpy arrays and one bytes object (sample numbers, label
+    offsets, the cleaned labels), not a list of Python objects: forked DataLoader workers share
+    them, where millions of objects would be copied into each worker as their reference counts change.
     """
+
+    labels_cleaned = True
 
     def __init__(self, path: str, charset, pipeline=(), on_bad_sample: str = "skip", max_samples: int | None = None):
         super().__init__(charset, pipeline, on_bad_sample)
         self.path = str(path)
+        self._env, self._env_pid = None, None
         env = shared_reader(self.path)
         with env.begin() as txn:
             total = checked_count(self.path, txn.get(b"num-samples"), env.stat()["entries"])
@@ -69,34 +76,50 @@ class LMDBDataset(OcrDataset):
                 raw = txn.get(f"label-{i:09d}".encode())
                 return None if raw is None else raw.decode("utf-8", "replace")
 
-            self.samples: list[tuple[int, str]] = self.scan_labels(
-                ((i, f"image-{i:09d}", label(i)) for i in range(1, total + 1)), total)
+            usable = self.scan_labels(((i, f"image-{i:09d}", label(i)) for i in range(1, total + 1)), total)
+        self.numbers = np.fromiter((number for number, _ in usable), dtype=np.int64, count=len(usable))
+        encoded = [text.encode("utf-8") for _, text in usable]
+        self.label_ends = np.cumsum(np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded)))
+        self.labels = b"".join(encoded)
 
     def describe(self) -> str:
         return f"LMDB {self.path}"
 
     def __len__(self) -> int:
-        return len(self.samples)
+        return len(self.numbers)
 
     def sample_key(self, index: int) -> str:
-        return f"image-{self.samples[index][0]:09d}"
+        return f"image-{self.numbers[index]:09d}"
+
+    def label(self, index: int) -> str:
+        """Sample ``index``'s label, as cleaned when the dataset was built."""
+        start = int(self.label_ends[index - 1]) if index > 0 else 0
+        return self.labels[start:int(self.label_ends[index])].decode("utf-8")
+
+    def __getstate__(self) -> dict:
+        return dict(self.__dict__, _env=None, _env_pid=None)  # an LMDB handle never crosses processes
+
+    def _reader(self) -> lmdb.Environment:
+        if self._env_pid != os.getpid():  # one lookup per process, not per sample
+            self._env, self._env_pid = shared_reader(self.path), os.getpid()
+        return self._env
 
     def sample_label(self, index: int) -> str:
-        return self.samples[index][1]
+        return self.label(index)
 
     def aspect_ratio(self, index: int) -> float:
-        with shared_reader(self.path).begin() as txn:
+        with self._reader().begin() as txn:
             return image_aspect_ratio(txn.get(self.sample_key(index).encode()) or b"")
 
     def load(self, index: int) -> dict:
-        number, text = self.samples[index]
-        key = self.sample_key(index)
-        with shared_reader(self.path).begin() as txn:
+        number = int(self.numbers[index])
+        key = f"image-{number:09d}"
+        with self._reader().begin() as txn:
             data = txn.get(key.encode())
             lexicon = txn.get(f"lexicon-{number:09d}".encode())
         if data is None:
             raise BadSample(key, "missing image")
-        sample = dict(image=decode_image(data, key), text=text, key=key)
+        sample = dict(image=decode_image(data, key, self.decode_mode), text=self.label(index), key=key)
         if lexicon is not None:
             sample["lexicon"] = lexicon.decode("utf-8").split()
         return sample

@@ -25,7 +25,8 @@ class Grayscale:
     """RGB -> one channel (the paper's input)."""
 
     def __call__(self, sample: dict) -> dict:
-        sample["image"] = sample["image"].convert("L")
+        if sample["image"].mode != "L":  # datasets decode to L directly for a pipeline starting here
+            sample["image"] = sample["image"].convert("L")
         return sample
 
 
@@ -43,7 +44,9 @@ class Resize:
         if width is None:
             width = round(image.width * self.height / max(image.height, 1))
             width = min(max(width, self.min_width), self.max_width)
-        sample["image"] = image.resize((width, self.height), Image.BILINEAR)
+        if image.size != (width, self.height):
+            image = image.resize((width, self.height), Image.BILINEAR)
+        sample["image"] = image
         return sample
 
 
@@ -54,12 +57,12 @@ class ToTensor:
         self.mean, self.std = mean, std
 
     def __call__(self, sample: dict) -> dict:
-        array = np.asarray(sample["image"], dtype=np.float32) / 255.0
-        if array.ndim == 2:
-            array = array[None]
-        else:
-            array = array.transpose(2, 0, 1)
-        sample["image"] = torch.from_numpy((array - self.mean) / self.std)
+        array = np.asarray(sample["image"], dtype=np.float32)
+        array = array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
+        # (x / 255 - mean) / std as one multiply and one subtract, in place
+        array *= 1.0 / (255.0 * self.std)
+        array -= self.mean / self.std
+        sample["image"] = torch.from_numpy(np.ascontiguousarray(array))
         sample["width"] = sample["image"].shape[-1]
         return sample
 
@@ -69,9 +72,16 @@ def pad_collate(samples: list[dict]) -> dict:
     true width so the recognizer can ignore the frames of the padding."""
     images = [s["image"] for s in samples]
     height, width = images[0].shape[-2], max(i.shape[-1] for i in images)
-    batch = images[0].new_zeros((len(images), images[0].shape[0], height, width))
-    for i, image in enumerate(images):
-        batch[i, :, :, : image.shape[-1]] = image
+    if all(image.shape[-1] == width for image in images):  # training: one width, nothing to pad
+        out = None
+        if torch.utils.data.get_worker_info() is not None:  # as default_collate: straight into shared memory
+            storage = images[0]._typed_storage()._new_shared(len(images) * images[0].numel(), device="cpu")
+            out = images[0].new(storage).resize_(len(images), *images[0].shape)
+        batch = torch.stack(images, out=out)
+    else:
+        batch = images[0].new_zeros((len(images), images[0].shape[0], height, width))
+        for i, image in enumerate(images):
+            batch[i, :, :, : image.shape[-1]] = image
     data_samples = dict(
         texts=[s["text"] for s in samples],
         keys=[s["key"] for s in samples],

@@ -36,16 +36,17 @@ def ctc_log_likelihoods(log_probs: torch.Tensor, frame_lengths: torch.Tensor, ro
                         labels: list[list[int]], blank: int, chunk: int = 4096) -> torch.Tensor:
     """log p(label | frames of sample ``rows[i]``) for each pair, by torch's CTC loss in batches;
     -inf for a label that cannot fit in its frames."""
-    scores = []
+    scores, device = [], log_probs.device
+    frame_lengths = frame_lengths.to(device)
     for start in range(0, len(rows), chunk):
-        part_rows = torch.tensor(rows[start:start + chunk], dtype=torch.long)
+        part_rows = torch.tensor(rows[start:start + chunk], dtype=torch.long, device=device)
         part_labels = labels[start:start + chunk]
-        targets = torch.tensor([c for label in part_labels for c in label], dtype=torch.long)
+        targets = torch.tensor([c for label in part_labels for c in label], dtype=torch.long, device=device)
         loss = F.ctc_loss(log_probs[part_rows].transpose(0, 1), targets, frame_lengths[part_rows],
-                          torch.tensor([len(label) for label in part_labels]), blank=blank,
+                          torch.tensor([len(label) for label in part_labels], device=device), blank=blank,
                           reduction="none", zero_infinity=False)
         scores.append(-loss)
-    return torch.cat(scores) if scores else torch.zeros(0)
+    return torch.cat(scores) if scores else torch.zeros(0, device=device)
 
 
 class LexiconDecoder:

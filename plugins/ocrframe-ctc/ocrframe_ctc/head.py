@@ -1,6 +1,8 @@
 """Per-frame classifier and the CTC loss: -log p(label | frames), summed over paths by torch."""
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -25,6 +27,13 @@ class CTCHead(nn.Module):
     def loss(self, log_probs: torch.Tensor, frame_lengths: torch.Tensor, targets: torch.Tensor,
              target_lengths: torch.Tensor) -> torch.Tensor:
         """Per-sample negative log-likelihood; ``targets`` are concatenated, ``frame_lengths`` per sample."""
-        with torch.autocast(log_probs.device.type, enabled=False):
+        with fp32_here(log_probs.device.type):
             return F.ctc_loss(log_probs.float().transpose(0, 1), targets, frame_lengths, target_lengths,
                               blank=self.blank, reduction="none", zero_infinity=self.zero_infinity)
+
+
+def fp32_here(device_type: str):
+    """Autocast off on ``device_type``; nothing to turn off on a device autocast does not know."""
+    if torch.amp.is_autocast_available(device_type):
+        return torch.autocast(device_type, enabled=False)
+    return contextlib.nullcontext()
