@@ -24,7 +24,8 @@ from ocrframe.runner import load_config
 ABLATIONS = sorted((REPO / "configs" / "ablations").glob("*.py"))
 # what each family of ablation may change (file name prefix -> setting)
 CHANGED_SETTING = {"encoder": "model.sequence_encoder", "backbone": "model.backbone", "decoder": "model.decoder",
-                   "optimizer": "optim_wrapper.optimizer", "train_width": "train_pipeline"}
+                   "optimizer": "optim_wrapper.optimizer", "train_width": "train_pipeline",
+                   "recipe": ("model.alignment_loss", "custom_hooks")}
 # optimizer_adam changes the paper settings; under the CPU schedule (Adam already) it changes nothing
 SCHEDULE = {"optimizer_adam": "paper"}
 TINY = {"train_dataloader.batch_size": 4, "train_dataloader.num_workers": 0,

@@ -20,14 +20,14 @@ from ocrframe.cli import main
 from ocrframe.runner import build_runner, load_config
 
 UPPER_BOUND = 40
-# The CPU schedule with a small network and TimeBudgetHook (custom_hooks.2): timing iterations 2-4, a
+# The CPU schedule with a small network and TimeBudgetHook (custom_hooks.4): timing iterations 2-4, a
 # 30-second budget at one fake second per iteration, four validations; a checkpoint every iteration
 # until the plan sets the interval to the validation interval; every checkpoint kept.
 OPTIONS = [*TINY_RUN, f"train_cfg.max_iters={UPPER_BOUND}", "train_cfg.val_interval=1000",
            "default_hooks.checkpoint.interval=1", "default_hooks.checkpoint.max_keep_ckpts=-1",
            "model.sequence_encoder.hidden_size=16", "model.sequence_encoder.num_layers=1",
            "model.backbone.remove=[conv3,conv4,conv5,conv6]", "train_dataloader.batch_size=4",
-           "custom_hooks.2.minutes=0.5", "custom_hooks.2.measure=[2,4]", "custom_hooks.2.validations=4",
+           "custom_hooks.4.minutes=0.5", "custom_hooks.4.measure=[2,4]", "custom_hooks.4.validations=4",
            "param_scheduler.0.end=3", "param_scheduler.1.begin=3"]
 
 

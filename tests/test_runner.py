@@ -23,6 +23,7 @@ from ocrframe.inference import load_model
 from ocrframe.cli import main
 from ocrframe.engine import training_curves
 from ocrframe.registry import MODELS
+from ocrframe.runner import load_config
 
 def tool(name: str, *args, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(REPO / "tools" / f"{name}.py"), *map(str, args)],
@@ -129,14 +130,14 @@ def test_plot_of_a_directory_without_logs_says_what_it_looked_for(tmp_path):
 def test_training_checkpoint_loads_safely_into_a_fresh_model(first_run):
     checkpoint = load_checkpoint(first_run.work_dir / "iter_4.pth")  # weights_only=True
     assert checkpoint["meta"]["iter"] == 4
-    model = MODELS.build(Config.fromfile(str(CONFIG)).model)
+    model = MODELS.build(load_config(str(CONFIG), schedule="cpu").model)  # the model the CPU schedule trains
     assert not model.load_state_dict(checkpoint["state_dict"], strict=True).missing_keys
 
 
 def test_training_checkpoints_store_the_config_as_data_that_read_uses(first_run):
     meta = load_checkpoint(first_run.work_dir / "iter_4.pth")["meta"]
     assert meta["cfg_format"] == "json"
-    assert json.loads(meta["cfg"])["model"] == Config.fromfile(str(CONFIG)).model.to_dict()
+    assert json.loads(meta["cfg"])["model"] == load_config(str(CONFIG), schedule="cpu").model.to_dict()
 
 
 def test_resume_continues_from_the_last_checkpoint(resumed_run):
@@ -207,7 +208,7 @@ def test_infer_tool_prints_a_text_and_score_per_image(reading_checkpoint, tmp_pa
     for word in words:
         render_word(word).save(tmp_path / f"{word}.png")
         images.append(tmp_path / f"{word}.png")
-    result = tool("infer", reading_checkpoint, *images, cwd=tmp_path)
+    result = tool("infer", reading_checkpoint, *images, "--precision", "fp32", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     lines = result.stdout.strip().splitlines()
     assert len(lines) == 3
@@ -216,7 +217,9 @@ def test_infer_tool_prints_a_text_and_score_per_image(reading_checkpoint, tmp_pa
         path, text, score = line.split("\t")
         reference_text, reference_score = best_path_reading(model, Compose(cfg.test_pipeline), Image.open(image))
         assert (path, text) == (str(image), word) == (str(image), reference_text)
-        assert float(score) == pytest.approx(reference_score, abs=1e-3)  # printed with 3 decimals
+        # printed with 3 decimals; the tool decodes the PNG straight to gray (OpenCV), within one grey
+        # level of the Pillow conversion the reference uses
+        assert float(score) == pytest.approx(reference_score, abs=1e-2)
 
 
 def test_train_with_amp_and_auto_scale_lr(train_lmdb, val_lmdb, tmp_path):
