@@ -389,6 +389,7 @@ def test_old_checkpoints_are_deleted_only_after_the_new_one_is_in_place(tmp_path
     def remove(backend, path):
         newest = saved[-1]
         removals.append(dict(removed=Path(path).name, newest=newest.name,
+                             present=sorted(p.name for p in tmp_path.glob("iter_*.pth")),
                              newest_loads=load_checkpoint(newest)["meta"]["iter"] if newest.is_file() else None,
                              pointer=(tmp_path / "last_checkpoint").read_text() if (tmp_path / "last_checkpoint").is_file() else ""))
         real_remove(backend, path)
@@ -412,6 +413,10 @@ def test_old_checkpoints_are_deleted_only_after_the_new_one_is_in_place(tmp_path
     assert [r["removed"] for r in removals] == ["iter_1.pth", "iter_2.pth", "iter_3.pth"]
     for removal in removals:
         iteration = int(removal["newest"][5:-4])
+        # the new checkpoint is one of the 2 kept: the one deleted is the third newest, and two
+        # others are on disk while it goes
+        assert int(removal["removed"][5:-4]) == iteration - 2, removal
+        assert removal["present"] == sorted(f"iter_{i}.pth" for i in range(iteration - 2, iteration + 1)), removal
         assert removal["newest_loads"] == iteration, removal  # the new checkpoint is whole before any deletion
         assert removal["pointer"].endswith(removal["newest"]), removal  # and resume would pick it
     assert sorted(p.name for p in tmp_path.glob("iter_*.pth")) == ["iter_4.pth", "iter_5.pth"]

@@ -205,8 +205,10 @@ def test_test_tool_prints_the_metrics_of_the_checkpoints_readings(reading_checkp
 def test_infer_tool_prints_a_text_and_score_per_image(reading_checkpoint, tmp_path):
     words = ["open", "sesame", "planet"]
     images = []
-    for word in words:
-        render_word(word).save(tmp_path / f"{word}.png")
+    for word in words:  # on canvases of one width, so that no image is padded in the tool's batch
+        canvas = Image.new("RGB", (140, 32), "white")
+        canvas.paste(render_word(word), (0, 0))
+        canvas.save(tmp_path / f"{word}.png")
         images.append(tmp_path / f"{word}.png")
     result = tool("infer", reading_checkpoint, *images, "--precision", "fp32", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
