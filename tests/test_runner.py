@@ -215,13 +215,16 @@ def test_infer_tool_prints_a_text_and_score_per_image(reading_checkpoint, tmp_pa
     lines = result.stdout.strip().splitlines()
     assert len(lines) == 3
     model, cfg = load_model(reading_checkpoint)
+    right = 0
     for line, image, word in zip(lines, images, words):
         path, text, score = line.split("\t")
         reference_text, reference_score = best_path_reading(model, Compose(cfg.test_pipeline), Image.open(image))
-        assert (path, text) == (str(image), word) == (str(image), reference_text)
+        assert (path, text) == (str(image), reference_text)
+        right += text == word
         # printed with 3 decimals; the tool decodes the PNG straight to gray (OpenCV), within one grey
         # level of the Pillow conversion the reference uses
         assert float(score) == pytest.approx(reference_score, abs=1e-2)
+    assert right >= 2  # the small model reads most of them: the texts are not empty noise
 
 
 def test_train_with_amp_and_auto_scale_lr(train_lmdb, val_lmdb, tmp_path):
