@@ -21,7 +21,7 @@ from pathlib import Path
 from mmengine.hooks import Hook
 
 from ocrframe.fileio import atomic_write
-from ocrframe.engine import training_curves
+from ocrframe.visualize import training_curves
 from ocrframe.registry import DECODERS, MODELS
 from ocrframe.runner import build_runner, load_config
 

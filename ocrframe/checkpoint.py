@@ -42,7 +42,7 @@ from mmengine.model import is_model_wrapper
 from mmengine.runner import CheckpointLoader, IterBasedTrainLoop, find_latest_checkpoint
 
 from ocrframe.fileio import atomic_write, remove_stale_temporaries
-from ocrframe.registry import HOOKS, unregistered_types
+from ocrframe.registry import unregistered_types
 
 logger = logging.getLogger("ocrframe.checkpoint")
 CONFIG_FORMAT = "json"  # meta["cfg_format"] of a config stored as data
@@ -176,7 +176,6 @@ class AtomicLocalBackend(LocalBackend):
 register_backend("atomic_local", AtomicLocalBackend, force=True)
 
 
-@HOOKS.register_module()
 class AtomicCheckpointHook(CheckpointHook):
     """mmengine's CheckpointHook (same arguments) that writes checkpoints and ``last_checkpoint``
     atomically and deletes old checkpoints (beyond ``max_keep_ckpts``) only after the new one is
@@ -238,7 +237,6 @@ def load_weights(model, state_dict: dict, source, partial: bool = False, advice:
     return [key for _, keys in problems for key in keys]
 
 
-@HOOKS.register_module()
 class CheckpointMetaHook(Hook):
     """What mmengine leaves out of checkpoints and resume. ``build_runner`` adds it to every runner.
 
@@ -315,3 +313,26 @@ def stateful_hooks(runner) -> dict:
             seen[name] = seen.get(name, 0) + 1
             found[name if seen[name] == 1 else f"{name}#{seen[name]}"] = hook
     return found
+
+
+def load_model_config(checkpoint: str | Path, config: str | Path | None = None) -> tuple[Config, dict]:
+    """The config a checkpoint was trained with (stored in it as data by the runner, or ``config``,
+    a file the user names) and its weights. A stored config is never executed (see the module docstring)."""
+    state = load_checkpoint(checkpoint)
+    if config is not None:
+        if not Path(config).is_file():
+            raise FileNotFoundError(f"config {config} does not exist")
+        cfg = use_trained_model(Config.fromfile(str(config)), state)
+    else:
+        cfg = stored_config(state, checkpoint)
+    return cfg, state.get("state_dict", state)
+
+
+def load_model(checkpoint: str | Path, config: str | Path | None = None):
+    """(recognizer in eval mode with the checkpoint's weights, its config)."""
+    from ocrframe.registry import MODELS
+
+    cfg, weights = load_model_config(checkpoint, config)
+    model = MODELS.build(cfg.model)
+    load_weights(model, weights, checkpoint)
+    return model.eval(), cfg

@@ -31,26 +31,9 @@ def cmd_train(args) -> int:
     from ocrframe.runner import build_runner, load_config
 
     cfg = load_config(args.config, schedule=args.schedule, work_dir=args.work_dir, cfg_options=args.cfg_options,
-                      train_data=args.data, val_data=args.val_data)
-    if args.tensorboard:
-        use_tensorboard(cfg)
-    cfg.resume = bool(args.resume)
-    if isinstance(args.resume, str):
-        if not Path(args.resume).is_file():
-            raise FileNotFoundError(f"--resume {args.resume}: no such checkpoint")
-        cfg.load_from = args.resume
-    elif args.resume and not (Path(cfg.work_dir) / "last_checkpoint").is_file():
-        # mmengine would log "resumed from None" and start from scratch
-        raise FileNotFoundError(f"--resume: {cfg.work_dir} holds no checkpoint to resume from (no last_checkpoint); "
-                                "train without --resume, or give the checkpoint: --resume CHECKPOINT")
-    if args.amp:
-        from ocrframe.optim import use_mixed_precision
-
-        print(f"mixed precision: {use_mixed_precision(cfg)}")
-    if args.auto_scale_lr:
-        cfg.auto_scale_lr = dict(cfg.get("auto_scale_lr") or {}, enable=True)
-    prepare_distributed(cfg, args.launcher)
-    cfg.test_after_train = bool(args.test and cfg.get("test_dataloader"))  # TimeBudgetHook counts it in
+                      train_data=args.data, val_data=args.val_data, tensorboard=args.tensorboard, resume=args.resume,
+                      amp=args.amp, auto_scale_lr=args.auto_scale_lr, launcher=args.launcher,
+                      test_after_train=args.test)
     runner = build_runner(cfg)
     runner.train()
     if cfg.test_after_train:
@@ -58,41 +41,15 @@ def cmd_train(args) -> int:
     return 0
 
 
-def prepare_distributed(cfg, launcher: str) -> None:
-    from ocrframe.distributed import prepare
-
-    prepare(cfg, launcher)
-
-
-def use_tensorboard(cfg) -> None:
-    """Add mmengine's TensorBoard backend to the config's visualizer (event files in the run's
-    vis_data/, next to scalars.json: `tensorboard --logdir WORK_DIR`)."""
-    try:
-        import tensorboard  # noqa: F401  (mmengine imports it only when the runner starts)
-    except ImportError:
-        raise ImportError("--tensorboard needs the tensorboard package: pip install 'ocrframe[tensorboard]'") from None
-    visualizer = cfg.setdefault("visualizer", dict(type="Visualizer", vis_backends=[dict(type="LocalVisBackend")]))
-    if not any(b["type"] == "TensorboardVisBackend" for b in visualizer.vis_backends):
-        visualizer.vis_backends.append(dict(type="TensorboardVisBackend"))
-
-
 def cmd_test(args) -> int:
     from ocrframe.runner import build_runner, load_config
 
-    from ocrframe.checkpoint import load_checkpoint, use_trained_model
-
-    cfg = load_config(args.config, schedule=args.schedule, work_dir=args.work_dir, cfg_options=args.cfg_options)
-    use_trained_model(cfg, load_checkpoint(args.checkpoint))
-    if args.cfg_options:  # the user's settings still win over the checkpoint's model
-        cfg.merge_from_dict(args.cfg_options)
-    if args.lexicon:
+    table = bool(args.lexicon)  # the Table 2 evaluation runs outside the Runner, on its own data
+    cfg = load_config(args.config, schedule=args.schedule, work_dir=args.work_dir, cfg_options=args.cfg_options,
+                      checkpoint=args.checkpoint, test_data=None if table else args.data,
+                      launcher=None if table else args.launcher)
+    if table:
         return lexicon_table(args, cfg)
-    if args.data:
-        from ocrframe.runner import use_data
-
-        use_data(cfg.test_dataloader, args.data, cfg)
-    cfg.load_from = args.checkpoint
-    prepare_distributed(cfg, args.launcher)
     metrics = build_runner(cfg).test()
     print(json.dumps({k: round(float(v), 4) for k, v in metrics.items()}))
     return 0
@@ -104,9 +61,9 @@ def lexicon_table(args, cfg) -> int:
 
     from ocrframe.checkpoint import load_weights
     from ocrframe.evaluation import column_name, evaluate, format_table
-    from ocrframe.inference import load_model_config
+    from ocrframe.checkpoint import load_model_config
     from ocrframe.registry import MODELS
-    from ocrframe.runner import build_dataset, dataset_for, mark_for_evaluation
+    from ocrframe.data.build import build_dataset, dataset_for, mark_for_evaluation
 
     for mode in args.lexicon:
         if mode not in ("none", "sample", "full") and not Path(mode).is_file():
@@ -159,7 +116,8 @@ def read_inputs(inputs: list[Path]) -> list[tuple[Path, str | None, list[str] | 
 
 def cmd_read(args) -> int:
     from ocrframe.data.base import BadSample, SkipCounter
-    from ocrframe.inference import Reader, as_pil
+    from ocrframe.data.batching import as_pil
+    from ocrframe.inference import Reader
     from ocrframe.metrics import benchmark_form, score_pairs
 
     items = read_inputs(args.inputs)
@@ -213,7 +171,7 @@ def calibration_images(paths: list[Path] | None) -> list[Path] | None:
 
 def cmd_export(args) -> int:
     from ocrframe.export import check_onnx, export_onnx
-    from ocrframe.inference import load_model
+    from ocrframe.checkpoint import load_model
 
     from ocrframe.fileio import check_writable
 
@@ -234,7 +192,8 @@ def cmd_export(args) -> int:
 
 
 def export_int8_file(args, model, cfg) -> int:
-    from ocrframe.inference import CALIBRATION_IMAGES, Reader, quantized_model, validation_images
+    from ocrframe.export import CALIBRATION_IMAGES, quantized_model, validation_images
+    from ocrframe.inference import Reader
 
     images = calibration_images(args.calibration) or validation_images(cfg)
     out = quantized_model(model, cfg, args.onnx, images, args.opset)
@@ -272,7 +231,7 @@ def browse_dataset(args):
     registered dataset type, without the pipeline unless --as-model-sees-it."""
     from mmengine.config import Config
 
-    from ocrframe.runner import build_dataset, dataset_for
+    from ocrframe.data.build import build_dataset, dataset_for
 
     target = args.dataset
     if target.endswith(".py"):
@@ -296,7 +255,7 @@ def browse_dataset(args):
 
 
 def cmd_plot(args) -> int:
-    from ocrframe.engine import plot_curves
+    from ocrframe.visualize import plot_curves
 
     out = plot_curves(args.work_dir, args.out or Path(args.work_dir) / "curves.png")
     print(f"wrote {out}")
@@ -330,7 +289,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("list", help="every registered component, its slot and the plugin providing it")
-    p.add_argument("--slot", help="only this slot (backbone, sequence_encoder, head, decoder, dataset, ...)")
+    p.add_argument("--slot", help="only this slot (backbone, sequence_encoder, head, decoder, dataset, ..., hook, "
+                                  "optim_wrapper, loop, data_sampler, function, model_wrapper)")
     p.set_defaults(func=cmd_list)
 
     p = sub.add_parser("train", help="train a config with mmengine's Runner")

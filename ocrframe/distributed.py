@@ -19,14 +19,12 @@ import torch
 import torch.distributed as dist
 from mmengine.logging import print_log
 from mmengine.model import MMDistributedDataParallel
-from mmengine.registry import MODEL_WRAPPERS  # mmengine's own: the Runner looks wrappers up there, unscoped
 
 
 def uses_cuda() -> bool:
     return torch.cuda.is_available()
 
 
-@MODEL_WRAPPERS.register_module()
 class AnyDeviceDDP(MMDistributedDataParallel):
     """mmengine's DDP wrapper with ``device_ids`` only for a module on a GPU: for a CPU module
     DDP requires ``device_ids=None``."""

@@ -11,7 +11,8 @@ lexicon column:
              ``.jsonl`` file of {"key": ..., "lexicon": [...]} lines, a lexicon per image key
 
 ``full`` and word files use the paper's search: the words within edit distance ``delta`` of the
-lexicon-free reading, the most probable by CTC (``LexiconDecoder``). Word accuracy follows the
+lexicon-free reading, the most probable by CTC (``decoders.lexicon_decoder``: the CTC plugin's
+``LexiconDecoder``, whose ``mode`` and ``delta`` the columns set). Word accuracy follows the
 benchmark protocol (case-insensitive alphanumerics, ocrframe.metrics); time per sample is the
 network's share plus the decoding of that column.
 """
@@ -55,15 +56,14 @@ class Cell:
 def run_network(model, dataset, name: str, batch_size: int = 64) -> Outputs:
     """Log-probabilities of every sample, batched by similar width (little padding). An unreadable
     image keeps its place (the dataset marks it, see ``mark_for_evaluation``) and counts as an error."""
+    from ocrframe.data.batching import width_buckets
     from ocrframe.data.transforms import pad_collate
 
     outputs = Outputs(name)
-    order = list(range(len(dataset)))
-    if hasattr(dataset, "aspect_ratio"):
-        order.sort(key=dataset.aspect_ratio)
+    ratio = dataset.aspect_ratio if hasattr(dataset, "aspect_ratio") else lambda index: 0.0
     device = next(model.parameters()).device
-    for start in range(0, len(order), batch_size):
-        samples = [dataset[i] for i in order[start:start + batch_size]]
+    for batch_indices in width_buckets([ratio(i) for i in range(len(dataset))], batch_size, width_step=None):
+        samples = [dataset[i] for i in batch_indices]
         began = time.perf_counter()
         batch = pad_collate(samples)
         log_probs = model(batch["inputs"].to(device)).float().cpu()
@@ -125,7 +125,7 @@ def decoding_chunks(batches, size: int = 1024):
 
 def decode_column(model, outputs: Outputs, mode: str, delta: int, file_decoders: dict):
     """(predictions, decoding seconds, note) of one lexicon column on one dataset."""
-    from ocrframe.inference import build_decoder
+    from ocrframe.decoders import build_decoder, lexicon_decoder
 
     charset = model.charset
     lexicons = None
@@ -133,13 +133,13 @@ def decode_column(model, outputs: Outputs, mode: str, delta: int, file_decoders:
         decoder = model.decoder
     elif mode == "sample" or mode.endswith(".jsonl"):
         lexicons = per_image_lexicons(outputs, mode)
-        decoder = build_decoder(dict(type="LexiconDecoder", mode="exhaustive"), charset)
+        decoder = build_decoder(dict(type=lexicon_decoder(), mode="exhaustive"), charset)
     elif mode == "full":
         union = list(dict.fromkeys(w for words in per_image_lexicons(outputs, "sample") for w in words))
-        decoder = build_decoder(dict(type="LexiconDecoder", lexicon=union, delta=delta), charset)
+        decoder = build_decoder(dict(type=lexicon_decoder(), lexicon=union, delta=delta), charset)
     else:  # one word file for every dataset: indexed once
         if mode not in file_decoders:
-            file_decoders[mode] = build_decoder(dict(type="LexiconDecoder", lexicon=mode, delta=delta), charset)
+            file_decoders[mode] = build_decoder(dict(type=lexicon_decoder(), lexicon=mode, delta=delta), charset)
         decoder = file_decoders[mode]
     predictions, start, began = [], 0, time.perf_counter()
     for log_probs, lengths in decoding_chunks(outputs.batches):

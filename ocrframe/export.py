@@ -8,9 +8,13 @@ the file can be decoded without ocrframe: take the argmax per frame, merge repea
 convolutions after the first run on int8 kernels, with activation ranges calibrated on images the
 model reads; the rest stays fp32. ``Reader(precision="int8")`` runs it and re-reads near ties
 in fp32, so its greedy transcriptions are those of the fp32 model.
+
+The Reader's onnxruntime side is here too: :func:`onnx_session` runs a file, and
+:func:`onnx_model_for` makes (once, cached) the fp32 or int8 file of a checkpoint.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import multiprocessing
@@ -26,6 +30,8 @@ import torch
 from ocrframe.fileio import check_writable, remove_stale_temporaries
 
 logger = logging.getLogger("ocrframe.export")
+CALIBRATION_IMAGES = 128  # int8 activation ranges: enough images to see the range of each layer
+ONNX_RECIPE = "opset 18; int8: QDQ, convolutions but the first"  # change it when export_onnx/quantize_onnx change
 _exported_here = False  # see export_onnx
 
 
@@ -102,8 +108,6 @@ def check_onnx(model, path: str | Path, shapes=((1, 100), (3, 157)), atol: float
     """Run the ONNX file with onnxruntime next to the PyTorch model on random images of several
     batch sizes and widths. Returns the largest log-probability difference and whether greedy
     transcriptions agree; raises if they do not."""
-    from ocrframe.inference import onnx_session
-
     session = onnx_session(path)
     channels = session.get_inputs()[0].shape[1]
     generator = torch.Generator().manual_seed(0)
@@ -167,3 +171,74 @@ def export_int8(model, out: str | Path, calibration: Iterable[np.ndarray], pipel
     """Export ``model`` to ONNX and quantize it to int8 (see ``quantize_onnx``) at ``out``."""
     with tempfile.TemporaryDirectory() as tmp:
         return quantize_onnx(export_onnx(model, Path(tmp) / "fp32.onnx", pipeline, opset), out, calibration)
+
+
+def onnx_session(path: str | Path):
+    """An onnxruntime CPU session using as many threads as torch."""
+    try:
+        import onnxruntime
+    except ImportError:
+        raise ImportError("runtime onnxruntime needs it: pip install 'ocrframe[onnx]'") from None
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    options.log_severity_level = 3  # its shape-inference warnings about the free width are expected
+    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def onnx_cache() -> Path:
+    """Where ONNX files of checkpoints are kept: $OCRFRAME_CACHE/onnx, else ~/.cache/ocrframe/onnx."""
+    return Path(os.environ.get("OCRFRAME_CACHE") or Path.home() / ".cache" / "ocrframe") / "onnx"
+
+
+def onnx_model_for(checkpoint: str | Path, model, cfg, int8: bool = False, calibration: Iterable | None = None,
+                   scratch: Path | None = None) -> Path:
+    """The ONNX file (fp32, or int8 calibrated on the config's first validation images) of a
+    checkpoint, made once and cached, keyed by the checkpoint's and the config's content; int8 is
+    quantized from the cached fp32 file. An int8 file calibrated on ``calibration`` images instead
+    is written to ``scratch``."""
+    import onnxruntime
+
+    # What the files depend on: the weights, the config, how they are made and who makes them.
+    recipe = f"{ONNX_RECIPE} {CALIBRATION_IMAGES} torch {torch.__version__} onnxruntime {onnxruntime.__version__}"
+    key = hashlib.sha256(Path(checkpoint).read_bytes() + cfg.pretty_text.encode() + recipe.encode()).hexdigest()[:20]
+    fp32 = onnx_cache() / f"{key}-fp32.onnx"
+    if int8 and calibration is not None:
+        out = Path(scratch or tempfile.mkdtemp()) / "int8.onnx"
+    else:
+        out = onnx_cache() / f"{key}-{'int8' if int8 else 'fp32'}.onnx"
+    if out.is_file():
+        return out
+    if not fp32.is_file():
+        export_onnx(model, fp32, cfg.test_pipeline)
+    return quantized_model(model, cfg, out, calibration, fp32=fp32) if int8 else fp32
+
+
+def quantized_model(model, cfg, out: str | Path, calibration: Iterable | None = None, opset: int = 18,
+                    fp32: str | Path | None = None) -> Path:
+    """Write ``model`` to ``out`` in int8, calibrated on up to CALIBRATION_IMAGES of
+    ``calibration`` (images), or on the config's first validation images; quantized from its
+    ``fp32`` ONNX file when there is one, else exported first."""
+    from ocrframe.data.batching import input_batches
+    from ocrframe.data.transforms import Compose
+
+    calibration = validation_images(cfg) if calibration is None else list(calibration)[:CALIBRATION_IMAGES]
+    logger.info("quantizing to int8, calibrated on %d images -> %s", len(calibration), out)
+    batches = input_batches(calibration, Compose(cfg.test_pipeline))
+    if fp32 is not None:
+        return quantize_onnx(fp32, out, batches)
+    return export_int8(model, out, batches, cfg.test_pipeline, opset)
+
+
+def validation_images(cfg, count: int | None = None) -> list:
+    """The first ``count`` (default CALIBRATION_IMAGES) images of the config's validation set, as
+    loaded (before its pipeline)."""
+    from ocrframe.data.build import build_dataset
+
+    count = count or CALIBRATION_IMAGES
+    try:
+        dataset = build_dataset(cfg.val_dataloader.dataset, raw=True)
+        return [dataset[i]["image"] for i in range(min(count, len(dataset)))]
+    except Exception as exc:
+        raise RuntimeError(f"int8 calibration reads the config's validation set, which failed ({type(exc).__name__}: "
+                           f"{exc}); give calibration images instead (Reader.from_checkpoint(..., calibration="
+                           "images), `--calibration FOLDER`)") from exc

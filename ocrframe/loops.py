@@ -19,7 +19,6 @@ from mmengine.dist import get_world_size
 from mmengine.logging import print_log
 from mmengine.runner import IterBasedTrainLoop
 
-from ocrframe.registry import LOOPS
 
 POSITION = "train_data_position"  # message hub key: {"samples": global samples drawn, "world_size": N}
 
@@ -55,7 +54,6 @@ def resume_message(old_world: int, new_world: int, batch_size: int, auto_scale_l
             "run from the weights (load_from) instead")
 
 
-@LOOPS.register_module()
 class ResumableIterBasedTrainLoop(IterBasedTrainLoop):
     """mmengine's ``IterBasedTrainLoop`` (same arguments) that resumes the data position by
     starting the sampler there (see the module docstring) rather than by loading the batches

@@ -8,6 +8,14 @@
       -> decoder               transcription                   list[Prediction]
 
 Each stage gets its input size from the one before, so swapping a component is one config line.
+
+The stages are pluggable, but the recognizer is built for CTC, as CRNN is: a head emits per-frame
+classes including a blank (``Charset.blank``), and the core reads its output as CTC does.
+``Recognizer.loss`` leaves out labels that CTC cannot fit in the frames (one frame per symbol, one
+more between repeats), the alignment loss targets the blank between characters, and the Reader's
+character positions come from the best CTC path (``decoders.ctc_alignment``). Another kind of
+transcription (attention, say) would need these three to change; the head, the CTC loss itself
+and the decoders are the CTC plugin's.
 """
 from __future__ import annotations
 

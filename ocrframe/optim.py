@@ -1,4 +1,5 @@
-"""Optimizer wrappers that skip a step whose loss is not finite, and the mixed-precision choice.
+"""Optimizer wrappers that skip a step whose loss is not finite, and mixed precision: the CPU
+autocast wrapper, whether bf16 runs natively here, and the choice of wrapper for ``--amp``.
 
 A NaN or infinite loss back-propagated once turns every weight into NaN. The model logs which
 samples gave it (see ``Recognizer.loss``); :class:`SkipNonFiniteLoss` then leaves the weights and
@@ -8,6 +9,7 @@ in the gradient all-reduce.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 
 import torch
@@ -15,7 +17,6 @@ import torch.distributed as dist
 from mmengine.logging import print_log
 from mmengine.optim import AmpOptimWrapper, OptimWrapper
 
-from ocrframe.registry import OPTIM_WRAPPERS
 
 
 class NonFiniteLossError(RuntimeError):
@@ -59,15 +60,57 @@ class SkipNonFiniteLoss:
                 "earlier checkpoint")
 
 
-@OPTIM_WRAPPERS.register_module()
 class GuardedOptimWrapper(SkipNonFiniteLoss, OptimWrapper):
     """mmengine's OptimWrapper (fp32) that skips steps with a non-finite loss."""
 
 
-@OPTIM_WRAPPERS.register_module()
 class GuardedAmpOptimWrapper(SkipNonFiniteLoss, AmpOptimWrapper):
     """mmengine's AmpOptimWrapper (CUDA: fp16 with dynamic loss scaling, or bf16) that also skips
     steps with a non-finite loss. CUDA only, untested on this CPU-only machine."""
+
+
+class AutocastOptimWrapper(SkipNonFiniteLoss, OptimWrapper):
+    """Runs the forward pass under ``torch.autocast`` (bf16 by default) on any device, CPU included.
+
+    mmengine's AmpOptimWrapper (fp16/bf16 with loss scaling) only runs on accelerators; bf16 needs
+    no loss scaling, so on a CPU with bf16 support this is the mixed-precision path. The CTC head
+    computes its loss in fp32 regardless. Where bf16 has no fast kernels (see :func:`native_bf16`)
+    the wrapper runs in fp32 and says so once in the log. A step with a non-finite loss is skipped
+    (:class:`~ocrframe.optim.SkipNonFiniteLoss`).
+    """
+
+    def __init__(self, dtype: str = "bfloat16", **kwargs):
+        super().__init__(**kwargs)
+        self.dtype = getattr(torch, dtype)
+        self._enabled: bool | None = None
+
+    @contextlib.contextmanager
+    def optim_context(self, model):
+        device = next(model.parameters()).device.type
+        if self._enabled is None:
+            self._enabled = device != "cuda" and (self.dtype != torch.bfloat16 or native_bf16(device))
+            if device == "cuda":
+                # cuDNN runs LSTMs in fp16 under any autocast dtype: unscaled, their gradients underflow
+                print_log("AutocastOptimWrapper has no loss scaling, which CUDA autocast needs: training in fp32; "
+                          "for mixed precision on a GPU use tools/train.py --amp (GuardedAmpOptimWrapper)",
+                          logger="current", level=logging.WARNING)
+            elif not self._enabled:
+                print_log(f"this {device.upper()} has no fast bf16 kernels: training in fp32 instead of bf16 "
+                          "autocast, which would be slower here", logger="current", level=logging.WARNING)
+        with super().optim_context(model), torch.autocast(device, dtype=self.dtype, enabled=self._enabled):
+            yield
+
+
+def native_bf16(device: str) -> bool:
+    """Whether bf16 runs on fast kernels here. CPUs without AVX-512 BF16 / AMX make oneDNN refuse
+    bf16 convolutions, and PyTorch falls back to a reference path many times slower than fp32.
+    GPUs before Ampere (V100, T4) emulate bf16, and ``is_bf16_supported()`` counts emulation
+    unless told not to."""
+    if device == "cuda":
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    if device == "cpu":
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    return True
 
 
 def use_mixed_precision(cfg) -> str:
@@ -93,6 +136,4 @@ def cuda_amp() -> tuple[str, str]:
     fp16; dynamic loss scaling either way. Under autocast, cuDNN runs LSTMs in fp16 whatever the
     autocast dtype (ATen's AutocastRNN.cpp casts ``_cudnn_rnn`` to half), so the BiLSTM's
     gradients need scaling with bf16 too."""
-    from ocrframe.engine import native_bf16
-
     return ("bfloat16" if native_bf16("cuda") else "float16"), "dynamic"

@@ -24,7 +24,7 @@ from typing import Iterable
 
 import pluggy
 
-from ocrframe.registry import BUILTIN_DISTRIBUTIONS, SLOTS, Origin, Slots, preferred_plugins, registering_as
+from ocrframe.registry import BUILTIN_DISTRIBUTIONS, SLOTS, Origin, Slots, preferred_plugins, registering_as, set_loader
 
 GROUP = "ocrframe.plugins"
 hookspec = pluggy.HookspecMarker("ocrframe")
@@ -42,8 +42,10 @@ class Hookspecs:
             slots.backbone.register_module(module=VGG)
             slots.decoder.register_module(module=GreedyDecoder, name="greedy")
 
-        Slots: backbone, sequence_encoder, head, decoder, dataset, transform, metric, model.
-        Each checks its interface when a class is registered (see ``ocrframe/registry.py``).
+        Slots: backbone, sequence_encoder, head, decoder, dataset, transform, metric, model; each
+        checks its interface when a class is registered (see ``ocrframe/registry.py``). And what
+        the Runner builds: hook, optim_wrapper, loop, data_sampler, function (e.g. a collate
+        function), model_wrapper.
         """
 
 
@@ -112,3 +114,6 @@ def load_plugins() -> PluginLoader:
 
 def plugin_errors() -> list[str]:
     return list(_LOADER.errors) if _LOADER else []
+
+
+set_loader(load_plugins, plugin_errors)  # the registries load the plugins before their first lookup

@@ -13,7 +13,6 @@ import logging
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
 
-from ocrframe.registry import HOOKS
 
 
 def _ramp(iteration: int, max_iters: int, fraction: float) -> float:
@@ -27,7 +26,6 @@ def _check_fraction(fraction: float) -> float:
     return fraction
 
 
-@HOOKS.register_module()
 class AlignmentLossDecay(Hook):
     """Lowers the recognizer's ``alignment_weight`` linearly from the config's value
     (``model.alignment_loss``) to 0 over the first ``fraction`` of training, so the alignment loss
@@ -47,7 +45,6 @@ class AlignmentLossDecay(Hook):
         runner.message_hub.update_scalar("train/alignment_weight", model.alignment_weight)  # logged with the loss
 
 
-@HOOKS.register_module()
 class DifficultyRamp(Hook):
     """A curriculum over a training dataset with a ``difficulty`` (``SynthWordDataset``, the OMR
     snippets): ``start`` at the first iteration, rising linearly to 1 (the full data) once

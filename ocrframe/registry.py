@@ -5,8 +5,14 @@ with a message naming the class and the missing piece; building an instance chec
 that only exist after construction (such as a backbone's ``out_channels``). Asking for a name
 nobody registered lists the nearest registered names.
 
+Besides the eight model and data slots there are the pieces the Runner builds: hooks, optimizer
+wrappers, loops, batch samplers, functions (collate) and model wrappers. Every one of them, the
+core's included, is registered through the ``ocrframe_register`` plugin hook (``ocrframe/plugins.py``),
+so ``ocrframe list`` shows each with its plugin.
+
 mmengine imports ``ocrframe.registry`` when it switches to the ``ocrframe`` scope, so the Runner
-finds the recognizer, datasets, metrics, hooks and optimizer wrappers here.
+finds the recognizer, datasets, metrics, hooks and optimizer wrappers here. Plugins are loaded
+before the first lookup, by the loader ``ocrframe/plugins.py`` hands over (:func:`set_loader`).
 """
 from __future__ import annotations
 
@@ -55,6 +61,23 @@ DIRECT = Origin("<direct registration>", "-", "-")
 _CURRENT_ORIGIN: contextvars.ContextVar[Origin] = contextvars.ContextVar("ocrframe_origin", default=DIRECT)
 
 
+def _no_plugins() -> list[str]:
+    return []
+
+
+# What loads the plugins before the first lookup, and the errors it met: set by ocrframe.plugins,
+# which the package imports before any of its modules, so that this module need not import it.
+_load_plugins = _no_plugins
+_plugin_errors = _no_plugins
+
+
+def set_loader(load, errors) -> None:
+    """Have ``load()`` run before every lookup (it loads the plugins, once) and ``errors()`` name
+    the plugins that failed, in messages about unknown names."""
+    global _load_plugins, _plugin_errors
+    _load_plugins, _plugin_errors = load, errors
+
+
 def preferred_plugins() -> list[str]:
     """Plugins (entry point names) the user prefers, in $OCRFRAME_PREFER_PLUGINS (comma-separated):
     they load last, and their components replace any others of the same name (logged)."""
@@ -77,7 +100,8 @@ class Interface:
 
     ``init_params``: constructor parameters the framework passes (the dimensions that flow from the
     previous stage). ``methods``: callables the framework calls. ``attributes``: values an instance
-    must expose once built. Each maps a name to a one-line description used in error messages.
+    must expose once built. ``options``: class attributes the framework reads where a class has
+    them (not checked). Each maps a name to a one-line description used in error messages.
     """
 
     summary: str
@@ -85,6 +109,7 @@ class Interface:
     init_params: dict[str, str] = field(default_factory=dict)
     methods: dict[str, str] = field(default_factory=dict)
     attributes: dict[str, str] = field(default_factory=dict)
+    options: dict[str, str] = field(default_factory=dict)
 
     def problems_with_class(self, cls) -> list[str]:
         if not inspect.isclass(cls):
@@ -161,9 +186,7 @@ class OcrRegistry(Registry):
 
     # -- lookup -------------------------------------------------------------------------------
     def import_from_location(self) -> None:
-        from ocrframe.plugins import load_plugins
-
-        load_plugins()
+        _load_plugins()
         super().import_from_location()
 
     def get(self, key):
@@ -173,8 +196,6 @@ class OcrRegistry(Registry):
         return found
 
     def unknown_message(self, key: str) -> str:
-        from ocrframe.plugins import plugin_errors
-
         known = sorted(self.all_names())
         close = difflib.get_close_matches(key.split(".")[-1], known, n=3, cutoff=0.5)
         message = f"'{key}' is not a registered {self.name}."
@@ -182,7 +203,7 @@ class OcrRegistry(Registry):
             message += " Did you mean: " + ", ".join(repr(c) for c in close) + "?"
         message += f" Registered {self.name}s: {', '.join(known) or '(none)'}."
         message += " `ocrframe list` shows every component and the plugin that provides it"
-        errors = plugin_errors()
+        errors = _plugin_errors()
         if errors:
             message += "; these plugins failed to load: " + " | ".join(errors)
         return message + "."
@@ -202,6 +223,29 @@ class OcrRegistry(Registry):
             if problems:
                 raise ComponentError(f"{type(obj).__qualname__} built as a {self.name}: " + "; ".join(problems))
         return obj
+
+
+class UnscopedRegistry(OcrRegistry):
+    """For components the Runner looks up in mmengine's own registry rather than in the config's
+    scope (model wrappers): each registration is kept here (its plugin, ``ocrframe list``) and
+    made in mmengine's registry too."""
+
+    def _register_module(self, module, module_name=None, force=False):
+        names = [module_name or module.__name__] if not isinstance(module_name, list) else module_name
+        root = self.parent
+        for name in names if root is not None else ():
+            held = root._module_dict.get(name)
+            if held is not None and held is not module and name not in self._module_dict:
+                raise ComponentError(f"{self.name} '{name}' is mmengine's own ({held.__module__}); rename it")
+        super()._register_module(module, module_name, force)
+        if root is not None:
+            root._register_module(module, names, force=True)
+
+    def unregister(self, origin: Origin) -> None:
+        if self.parent is not None:
+            for name in [n for n, o in self.origins.items() if o == origin]:
+                self.parent._module_dict.pop(name, None)
+        super().unregister(origin)
 
 
 def _slot_interfaces():
@@ -242,6 +286,7 @@ def _slot_interfaces():
         "a decoder that uses per-image lexicons also takes decode(..., lexicons=[one word list per image])",
         init_params={"charset": "the model's Charset, passed by the recognizer"},
         methods={"decode": "decode(log_probs, frame_lengths[, lexicons=None]) -> list[Prediction]"},
+        options={"for_lexicons": "True on the decoder to use when a lexicon is given without a decoder"},
     )
     dataset = Interface(
         "a map-style dataset of samples dict(image=..., text=str, key=str)",
@@ -267,17 +312,23 @@ class Slots:
     """
 
     NAMES = ("backbone", "sequence_encoder", "head", "decoder", "dataset", "transform", "metric", "model")
+    # What the Runner builds from the config besides the model and the data; no interface is
+    # checked beyond mmengine's own.
+    RUNNER_NAMES = ("hook", "optim_wrapper", "loop", "data_sampler", "function", "model_wrapper")
     # Slots the mmengine Runner builds itself must hang under mmengine's registries of that kind.
-    MMENGINE_PARENTS = dict(dataset=mm.DATASETS, transform=mm.TRANSFORMS, metric=mm.METRICS, model=mm.MODELS)
+    MMENGINE_PARENTS = dict(dataset=mm.DATASETS, transform=mm.TRANSFORMS, metric=mm.METRICS, model=mm.MODELS,
+                            hook=mm.HOOKS, optim_wrapper=mm.OPTIM_WRAPPERS, loop=mm.LOOPS,
+                            data_sampler=mm.DATA_SAMPLERS, function=mm.FUNCTIONS, model_wrapper=mm.MODEL_WRAPPERS)
 
     def __init__(self, detached: bool = False):
         interfaces = _slot_interfaces()
-        for name in self.NAMES:
+        for name in self.NAMES + self.RUNNER_NAMES:
             parent = None if detached else self.MMENGINE_PARENTS.get(name)
-            setattr(self, name, OcrRegistry(name.replace("_", " "), interfaces[name], parent=parent))
+            kind = UnscopedRegistry if name == "model_wrapper" else OcrRegistry
+            setattr(self, name, kind(name.replace("_", " "), interfaces.get(name), parent=parent))
 
     def __iter__(self):
-        return ((name, getattr(self, name)) for name in self.NAMES)
+        return ((name, getattr(self, name)) for name in self.NAMES + self.RUNNER_NAMES)
 
     def unregister(self, origin: Origin) -> None:
         for _, registry in self:
@@ -287,6 +338,8 @@ class Slots:
 SLOTS = Slots()
 BACKBONES, SEQUENCE_ENCODERS, HEADS, DECODERS = SLOTS.backbone, SLOTS.sequence_encoder, SLOTS.head, SLOTS.decoder
 DATASETS, TRANSFORMS, METRICS, MODELS = SLOTS.dataset, SLOTS.transform, SLOTS.metric, SLOTS.model
+HOOKS, OPTIM_WRAPPERS, LOOPS = SLOTS.hook, SLOTS.optim_wrapper, SLOTS.loop
+DATA_SAMPLERS, FUNCTIONS, MODEL_WRAPPERS = SLOTS.data_sampler, SLOTS.function, SLOTS.model_wrapper
 
 # The Runner builds everything (loops, hooks, schedulers, ...) in the config's default scope, so
 # every mmengine registry gets an ``ocrframe`` child; lookups fall through to mmengine's own.
@@ -295,8 +348,6 @@ _MIRRORS = {
     for name, root in vars(mm).items()
     if isinstance(root, Registry) and root.parent is None and "ocrframe" not in root.children
 }
-HOOKS, OPTIM_WRAPPERS, FUNCTIONS, DATA_SAMPLERS, LOOPS = (
-    _MIRRORS[name] for name in ("HOOKS", "OPTIM_WRAPPERS", "FUNCTIONS", "DATA_SAMPLERS", "LOOPS"))
 
 
 def _registries() -> list[Registry]:
@@ -314,9 +365,7 @@ def unregistered_types(cfg) -> list[str]:
     """The ``type`` values in a config (nested dicts and lists) that name no registered component,
     as a name or ``scope.name``. Building such a type would make mmengine import it by its dotted
     path and call it, which a config that arrived as data must not do."""
-    from ocrframe.plugins import load_plugins
-
-    load_plugins()
+    _load_plugins()
     names: set[str] = set()
     for registry in _registries():
         names |= set(registry._module_dict)

@@ -1,4 +1,6 @@
-"""Training and evaluation on mmengine's Runner: config loading, schedules, data overrides."""
+"""Training and evaluation on mmengine's Runner: the config, made ready in one place
+(:func:`load_config`: schedule, data, options, checkpoint, resume, precision, distributed settings),
+and the Runner built from it."""
 from __future__ import annotations
 
 import logging
@@ -10,7 +12,9 @@ from mmengine.config import Config, DictAction
 from mmengine.logging import print_log
 from mmengine.runner import Runner
 
-from ocrframe import checkpoint  # also allowlists the training state for weights_only loads
+# checkpoint also allowlists the training state for weights_only loads, and makes mmengine's loader safe
+from ocrframe.checkpoint import CheckpointMetaHook, load_checkpoint, use_trained_model
+from ocrframe.data.build import dataset_for, mark_for_evaluation, use_data
 
 
 def add_config_arguments(parser) -> None:
@@ -21,8 +25,15 @@ def add_config_arguments(parser) -> None:
 
 
 def load_config(path: str, *, schedule: str = "auto", work_dir: str | None = None, cfg_options: dict | None = None,
-                train_data: list[str] | None = None, val_data: list[str] | None = None) -> Config:
-    """Read a config and apply, in order: the named schedule, dataset paths, --cfg-options.
+                train_data: list[str] | None = None, val_data: list[str] | None = None,
+                checkpoint: str | None = None, test_data: list[str] | None = None, tensorboard: bool = False,
+                resume: bool | str | None = None, amp: bool = False, auto_scale_lr: bool = False,
+                launcher: str | None = None, test_after_train: bool | None = None) -> Config:
+    """Read a config and apply, in order: the named schedule, dataset paths, --cfg-options; then
+    what the command asks for (each left alone when not given): the model of a ``checkpoint`` to
+    test (the options still win) and ``test_data``; TensorBoard; ``resume`` (True: the work dir's
+    last checkpoint, or a checkpoint's path); mixed precision (``amp``); LR scaling; the
+    distributed ``launcher``; and whether the test set is evaluated after training.
 
     schedule "auto" picks ``schedules['cpu']`` when no GPU is present and the config's top-level
     settings otherwise; "paper" always keeps the top-level settings.
@@ -53,7 +64,55 @@ def load_config(path: str, *, schedule: str = "auto", work_dir: str | None = Non
             mark_for_evaluation(cfg[split].dataset)
     # A unique name per run: two Runners in one process otherwise share a Visualizer.
     cfg.experiment_name = f"{Path(path).stem}_{time.strftime('%Y%m%d_%H%M%S')}_{time.monotonic_ns() % 10**6}"
+    if checkpoint is not None:
+        use_trained_model(cfg, load_checkpoint(checkpoint))
+        if cfg_options:  # the user's settings still win over the checkpoint's model
+            cfg.merge_from_dict(cfg_options)
+        if test_data:
+            use_data(cfg.test_dataloader, test_data, cfg)
+        cfg.load_from = checkpoint
+    if tensorboard:
+        use_tensorboard(cfg)
+    if resume is not None:
+        use_resume(cfg, resume)
+    if amp:
+        from ocrframe.optim import use_mixed_precision
+
+        print(f"mixed precision: {use_mixed_precision(cfg)}")
+    if auto_scale_lr:
+        cfg.auto_scale_lr = dict(cfg.get("auto_scale_lr") or {}, enable=True)
+    if launcher is not None:
+        from ocrframe.distributed import prepare
+
+        prepare(cfg, launcher)
+    if test_after_train is not None:
+        cfg.test_after_train = bool(test_after_train and cfg.get("test_dataloader"))  # TimeBudgetHook counts it in
     return cfg
+
+
+def use_resume(cfg: Config, resume: bool | str) -> None:
+    """Resume from the work dir's last checkpoint (True) or from the checkpoint given."""
+    cfg.resume = bool(resume)
+    if isinstance(resume, str):
+        if not Path(resume).is_file():
+            raise FileNotFoundError(f"--resume {resume}: no such checkpoint")
+        cfg.load_from = resume
+    elif resume and not (Path(cfg.work_dir) / "last_checkpoint").is_file():
+        # mmengine would log "resumed from None" and start from scratch
+        raise FileNotFoundError(f"--resume: {cfg.work_dir} holds no checkpoint to resume from (no last_checkpoint); "
+                                "train without --resume, or give the checkpoint: --resume CHECKPOINT")
+
+
+def use_tensorboard(cfg) -> None:
+    """Add mmengine's TensorBoard backend to the config's visualizer (event files in the run's
+    vis_data/, next to scalars.json: `tensorboard --logdir WORK_DIR`)."""
+    try:
+        import tensorboard  # noqa: F401  (mmengine imports it only when the runner starts)
+    except ImportError:
+        raise ImportError("--tensorboard needs the tensorboard package: pip install 'ocrframe[tensorboard]'") from None
+    visualizer = cfg.setdefault("visualizer", dict(type="Visualizer", vis_backends=[dict(type="LocalVisBackend")]))
+    if not any(b["type"] == "TensorboardVisBackend" for b in visualizer.vis_backends):
+        visualizer.vis_backends.append(dict(type="TensorboardVisBackend"))
 
 
 # Top-level settings read besides the config's own keys: the Runner's arguments and ocrframe's.
@@ -76,70 +135,9 @@ def check_option_keys(cfg: Config, options: dict, path: str) -> None:
                                 f"; its settings: {', '.join(sorted(cfg.keys()))}"))
 
 
-def use_data(dataloader: dict, paths: list[str], cfg: Config) -> None:
-    """Point an evaluation dataloader at LMDBs / folders, batching by image width."""
-    dataloader.dataset = mark_for_evaluation(dataset_for(paths, cfg, cfg.test_pipeline))
-    if len(paths) == 1:  # a ConcatDataset cannot report aspect ratios
-        dataloader.batch_sampler = dict(type="WidthBucketBatchSampler")
-
-
-def dataset_for(paths: list[str], cfg: Config, pipeline) -> dict:
-    """Dataset config for data paths (several are concatenated): an LMDB, a folder read by the
-    config's ``folder_dataset`` (e.g. a PrIMuS folder), or a folder with a gt.txt."""
-    datasets = []
-    folder_dataset = cfg.get("folder_dataset")
-    for path in paths:
-        p = Path(path)
-        common = dict(charset=cfg.charset, pipeline=pipeline)
-        if (p / "data.mdb").is_file() or (p.is_file() and p.suffix == ".mdb"):
-            datasets.append(dict(type="LMDBDataset", path=path, **common))
-        elif p.is_dir() and folder_dataset:
-            datasets.append(dict(folder_dataset, root=path, **common))
-        elif (p / "gt.txt").is_file():
-            datasets.append(dict(type="GtFolderDataset", root=path, **common))
-        else:
-            raise FileNotFoundError(
-                f"dataset {path} is not an LMDB (no data.mdb) nor a folder with a gt.txt"
-                + ("" if p.exists() else " (it does not exist)")
-                + "; tools/create_lmdb.py makes an LMDB from a gt.txt folder")
-    if len(datasets) == 1:
-        return datasets[0]
-    return dict(type="ConcatDataset", datasets=datasets, ignore_keys=["name"])
-
-
-def mark_for_evaluation(dataset_cfg):
-    """Evaluation counts every sample once: datasets (a ConcatDataset's parts too) that would skip
-    an unreadable image and serve the next one instead mark it (``on_bad_sample="mark"``: it
-    counts as an error). "error" is kept; datasets without the setting are left as they are."""
-    from ocrframe.data.base import OcrDataset
-    from ocrframe.registry import DATASETS
-
-    for d in [dataset_cfg, *dataset_cfg.get("datasets", [])]:
-        kind = DATASETS.get(d["type"]) if isinstance(d.get("type"), str) else d.get("type")
-        if isinstance(kind, type) and issubclass(kind, OcrDataset) and d.get("on_bad_sample", "skip") == "skip":
-            d["on_bad_sample"] = "mark"
-    return dataset_cfg
-
-
-def build_dataset(dataset_cfg, raw: bool = False):
-    """Build a dataset config (a ConcatDataset's parts included). ``raw`` leaves the pipelines
-    out: samples then hold the image as loaded (a PIL image) and its label, as a user sees them."""
-    from mmengine.registry import init_default_scope
-
-    from ocrframe.registry import DATASETS
-
-    init_default_scope("ocrframe")  # datasets nested in mmengine's (ConcatDataset) are looked up here
-    dataset_cfg = Config(dict(dataset=dataset_cfg)).dataset.to_dict()  # a copy, whatever it was given as
-    if raw:
-        for d in [dataset_cfg, *dataset_cfg.get("datasets", [])]:
-            if "pipeline" in d:
-                d["pipeline"] = []
-    return DATASETS.build(dataset_cfg)
-
-
 def build_runner(cfg: Config) -> Runner:
     runner = Runner.from_cfg(cfg)
-    runner.register_hook(checkpoint.CheckpointMetaHook())  # checkpoints store the config as data
+    runner.register_hook(CheckpointMetaHook())  # checkpoints store the config as data
     describe_schedule(cfg, runner)
     return runner
 

@@ -1,6 +1,9 @@
-"""Pictures for people: labelled image grids (a dataset's samples, a test's worst errors)."""
+"""Pictures for people: labelled image grids (a dataset's samples, a test's worst errors) and the
+training curves of a work dir."""
 from __future__ import annotations
 
+import io
+import json
 import logging
 import math
 import random
@@ -10,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
+
+from ocrframe.fileio import atomic_write
 
 logger = logging.getLogger("ocrframe.visualize")
 FONT_FILE = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")  # wide Unicode coverage
@@ -126,3 +131,58 @@ def dataset_cells(dataset, num: int = 48, start: int = 0, shuffle: bool = False,
             continue
         cells.append(Cell(to_pil(sample["image"]), [(text, INK), (f"{sample.get('key', index)}", GREY)]))
     return cells, failed
+
+
+def scalar_logs(work_dir: str | Path) -> list[Path]:
+    """mmengine's ``vis_data/scalars.json`` of every run in a work dir (a resumed training is a
+    new run), oldest first; or the one of a single run directory."""
+    work_dir = Path(work_dir)
+    own = work_dir / "vis_data" / "scalars.json"
+    return [own] if own.is_file() else sorted(work_dir.glob("*/vis_data/scalars.json"))
+
+
+def training_curves(work_dir: str | Path) -> tuple[list[dict], list[dict]]:
+    """(training records, validation records) over all the runs of a work dir, by iteration; where
+    runs overlap (after resuming from an earlier checkpoint) the later run wins."""
+    logs = scalar_logs(work_dir)
+    if not logs:
+        raise FileNotFoundError(f"{work_dir} holds no training log (*/vis_data/scalars.json): is it a work dir?")
+    train, val = {}, {}
+    for log in logs:
+        for line in log.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # the line a running training is appending
+
+            if "loss" in record:
+                train[record["iter"]] = record
+            else:
+                val[record.get("step")] = record
+    return [train[k] for k in sorted(train)], [val[k] for k in sorted(val, key=lambda k: k or 0)]
+
+
+def plot_curves(work_dir: str | Path, out: str | Path, metrics=("word_acc", "one_minus_ned")) -> Path:
+    """Plot training loss against iteration and the validation metrics of a work dir's runs."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    train, val = training_curves(work_dir)
+    fig, (ax_loss, ax_val) = plt.subplots(1, 2, figsize=(10, 3.5))
+    ax_loss.plot([r["iter"] for r in train], [r["loss"] for r in train], lw=0.8)
+    ax_loss.set(xlabel="iteration", ylabel="CTC loss", yscale="log", title="training loss")
+    for name in metrics:
+        points = [(r["step"], r[name]) for r in val if name in r]
+        if points:
+            ax_val.plot(*zip(*points), marker="o", label=name)
+    ax_val.set(xlabel="iteration", ylim=(0, 1), title="validation")
+    ax_val.legend(loc="lower right")
+    fig.tight_layout()
+    out = Path(out)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=100)
+    plt.close(fig)
+    atomic_write(out, png.getvalue())
+    return out

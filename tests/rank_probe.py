@@ -55,10 +55,10 @@ class FileWriteProbeHook(Hook):
         self.collectives = 0
 
     def before_run(self, runner) -> None:
-        import ocrframe.engine
         import ocrframe.visualize
+        import ocrframe.visualize as engine_plots
 
-        for module, name in ((ocrframe.engine, "plot_curves"), (ocrframe.visualize, "save_grid")):
+        for module, name in ((engine_plots, "plot_curves"), (ocrframe.visualize, "save_grid")):
             original = getattr(module, name)
 
             def recording(*args, _original=original, _name=name, **kwargs):

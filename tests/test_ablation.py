@@ -17,7 +17,7 @@ from conftest import CONFIG, REPO, edit_distance, random_words
 from ocrframe import ablation
 from ocrframe.ablation import Budget, Sweep, describe_changes
 from ocrframe.cli import main
-from ocrframe.engine import training_curves
+from ocrframe.visualize import training_curves
 from ocrframe.registry import MODELS
 from ocrframe.runner import load_config
 

@@ -9,7 +9,8 @@ import pytest
 from conftest import CONFIG, write_word_folder
 from ocrframe.cli import main
 from ocrframe.metrics import WordMetric
-from ocrframe.runner import build_dataset, load_config, use_data
+from ocrframe.data.build import build_dataset, use_data
+from ocrframe.runner import load_config
 
 WORDS = ["open", "sesame", "mile"]
 

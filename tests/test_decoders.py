@@ -16,7 +16,7 @@ from ocrframe_ctc import BeamSearchDecoder, GreedyDecoder, LexiconDecoder
 from ocrframe_ctc.lexicon import BandedIndex, BKTree, Lexicon
 
 from ocrframe import Charset
-from ocrframe.inference import read_lexicon
+from ocrframe.decoders import read_lexicon
 from ocrframe.registry import DECODERS
 
 

@@ -11,7 +11,7 @@ from PIL import Image
 
 from conftest import render_word
 from ocrframe.data.base import decode_image, image_aspect_ratio
-from ocrframe.inference import as_pil
+from ocrframe.data.batching import as_pil
 
 REFERENCE = render_word("Hello", height=32).convert("L")
 GRAY = np.asarray(REFERENCE)

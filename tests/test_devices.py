@@ -90,7 +90,7 @@ def test_evaluation_and_the_reader_keep_to_the_model_device(val_lmdb, tmp_path):
 
     from ocrframe.evaluation import evaluate
     from ocrframe.inference import Reader
-    from ocrframe.runner import build_dataset, dataset_for
+    from ocrframe.data.build import build_dataset, dataset_for
 
     cfg = Config.fromfile(str(CONFIG))
     dataset = build_dataset(dataset_for([str(val_lmdb)], cfg, cfg.test_pipeline))
@@ -155,7 +155,7 @@ def test_amp_on_a_gpu_picks_bf16_only_where_native_and_always_scales_the_loss(mo
 
 
 def test_the_reader_reads_in_fp32_on_a_gpu_that_only_emulates_bf16(monkeypatch):
-    from ocrframe.engine import native_bf16
+    from ocrframe.optim import native_bf16
 
     pretend_gpu(monkeypatch, native_bf16=False)
     assert not native_bf16("cuda")
@@ -164,7 +164,7 @@ def test_the_reader_reads_in_fp32_on_a_gpu_that_only_emulates_bf16(monkeypatch):
 
 
 def test_cpu_autocast_wrapper_trains_in_fp32_on_a_gpu_since_it_cannot_scale_the_loss(caplog):
-    from ocrframe.engine import AutocastOptimWrapper
+    from ocrframe.optim import AutocastOptimWrapper
 
     class OnGpu(torch.nn.Module):  # parameters that say they are on a GPU; nothing runs
         def parameters(self, recurse=True):

@@ -14,7 +14,8 @@ from mmengine.config import Config
 
 from conftest import READING_WORDS, REPO, render_word
 from ocrframe.export import check_onnx, export_onnx
-from ocrframe.inference import Reader, load_model
+from ocrframe.checkpoint import load_model
+from ocrframe.inference import Reader
 from ocrframe.registry import MODELS
 
 
@@ -129,7 +130,7 @@ def test_from_checkpoint_exports_once_and_caches(reading_checkpoint, tmp_path, m
 
     checkpoint = reading_checkpoint  # a model that reads: its int8 readings are not all near ties
     monkeypatch.setenv("OCRFRAME_CACHE", str(tmp_path))
-    monkeypatch.setattr("ocrframe.inference.CALIBRATION_IMAGES", 8)
+    monkeypatch.setattr("ocrframe.export.CALIBRATION_IMAGES", 8)
     images = [render_word(w) for w in READING_WORDS]
     torch_fp32 = Reader.from_checkpoint(checkpoint, precision="fp32").read(images)
     onnx_fp32 = Reader.from_checkpoint(checkpoint, precision="fp32", runtime="onnxruntime")

@@ -19,7 +19,10 @@ from PIL import Image
 from conftest import READING_WORDS, _font, render_word, write_word_folder
 from ocrframe import Prediction
 from ocrframe.cli import main
-from ocrframe.inference import Reader, build_decoder, ctc_alignment, find_decoder, load_model, width_buckets
+from ocrframe.checkpoint import load_model
+from ocrframe.data.batching import width_buckets
+from ocrframe.decoders import build_decoder, ctc_alignment, find_decoder
+from ocrframe.inference import Reader
 from ocrframe.registry import SLOTS, ComponentError, Origin, registering_as
 
 WORDS = ["open", "sesame", "a", "thirteen", "mile", "xq"]  # the last three hold letters the model never saw

@@ -14,7 +14,7 @@ from mmengine.config import DictAction
 from mmengine.hooks import Hook
 
 from conftest import CONFIG, TINY_RUN
-from ocrframe import engine
+from ocrframe import hooks as engine
 from ocrframe.checkpoint import load_checkpoint
 from ocrframe.cli import main
 from ocrframe.runner import build_runner, load_config

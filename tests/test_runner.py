@@ -19,9 +19,9 @@ from conftest import (CONFIG, READING_ALPHABET, REPO, TINY_RUN, edit_distance, m
                       write_word_folder)
 from ocrframe.checkpoint import load_checkpoint
 from ocrframe.data.transforms import Compose
-from ocrframe.inference import load_model
+from ocrframe.checkpoint import load_model
 from ocrframe.cli import main
-from ocrframe.engine import training_curves
+from ocrframe.visualize import training_curves
 from ocrframe.registry import MODELS
 from ocrframe.runner import load_config
 
@@ -252,12 +252,12 @@ def test_mixed_precision_on_a_cpu_is_bf16_autocast_keeping_the_optimizer():
 
 @pytest.mark.parametrize("fast_bf16", [True, False])
 def test_autocast_wrapper_runs_the_forward_in_bf16_where_the_cpu_has_fast_bf16(fast_bf16, monkeypatch):
-    import ocrframe.engine
-    from ocrframe.engine import AutocastOptimWrapper
+    import ocrframe.optim
+    from ocrframe.optim import AutocastOptimWrapper
 
     logged = []
-    monkeypatch.setattr(ocrframe.engine, "native_bf16", lambda device: fast_bf16)
-    monkeypatch.setattr(ocrframe.engine, "print_log", lambda message, **kwargs: logged.append(message))
+    monkeypatch.setattr(ocrframe.optim, "native_bf16", lambda device: fast_bf16)
+    monkeypatch.setattr(ocrframe.optim, "print_log", lambda message, **kwargs: logged.append(message))
     model = torch.nn.Linear(4, 2)
     before = model.weight.detach().clone()
     wrapper = AutocastOptimWrapper(optimizer=torch.optim.SGD(model.parameters(), lr=0.1))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from torch.utils.data import BatchSampler
 
+from ocrframe.data.batching import width_buckets
+
 
 class WidthBucketBatchSampler(BatchSampler):
     """Groups the indices the sampler yields by image aspect ratio, then cuts them into batches.
@@ -27,8 +29,7 @@ class WidthBucketBatchSampler(BatchSampler):
         return self._ratios[index]
 
     def __iter__(self):
-        indices = sorted(self.sampler, key=self._ratio)
-        for start in range(0, len(indices), self.batch_size):
-            batch = indices[start:start + self.batch_size]
+        indices = list(self.sampler)
+        for batch in width_buckets([self._ratio(i) for i in indices], self.batch_size, width_step=None):
             if len(batch) == self.batch_size or not self.drop_last:
-                yield batch
+                yield [indices[j] for j in batch]

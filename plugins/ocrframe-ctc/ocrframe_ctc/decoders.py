@@ -6,8 +6,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ocrframe import Charset, Prediction
-from ocrframe.data.base import SkipCounter
+from ocrframe import Charset, Prediction, SkipCounter
 
 
 class GreedyDecoder:
@@ -72,6 +71,7 @@ class LexiconDecoder:
 
     MODES = ("bktree", "exhaustive")
     NO_CANDIDATE = ("nearest", "free")
+    for_lexicons = True  # the decoder a lexicon given without one gets (the decoder slot's interface)
 
     def __init__(self, charset: Charset, lexicon=None, delta: int = 3, mode: str = "bktree",
                  no_candidate: str = "nearest", index: str = "banded"):

@@ -39,7 +39,7 @@ class Lexicon:
     def load(cls, source, charset: Charset, name: str = "lexicon", warn: bool = True) -> "Lexicon":
         """From a list of words or a word file (one word per line or whitespace-separated; a
         Hunspell ``.dic`` loses its count line and ``/FLAGS``)."""
-        from ocrframe.inference import read_lexicon
+        from ocrframe import read_lexicon
 
         raw = read_lexicon(source)
         words, adjusted, dropped, seen = [], [], [], set()

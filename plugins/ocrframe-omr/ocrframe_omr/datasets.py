@@ -6,9 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ocrframe.data.assets import ProcessLRU
-from ocrframe.data.base import BadSample, OcrDataset, decode_image, image_aspect_ratio
-from ocrframe.data.gt_folder import read_gt_lines
+from ocrframe import BadSample, OcrDataset, ProcessLRU, decode_image, image_aspect_ratio, read_gt_lines
 from ocrframe_omr.pitch import SemanticError, semantic_to_pitches
 from ocrframe_omr.render import MAX_NOTES, MIN_NOTES, STYLES, MusicRenderer
 

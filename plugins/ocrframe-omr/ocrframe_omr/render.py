@@ -18,8 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from ocrframe.data import effects
-from ocrframe.data.assets import discover_backgrounds
+from ocrframe import discover_backgrounds, effects
 from ocrframe_omr.engrave import METERS, MUSIC_FONTS, EngravedLine, Engraver, random_melody
 
 STYLES = ("clean", "synthesized", "camera")

@@ -1,12 +1,9 @@
-"""Runner-level pieces: the CPU autocast optimizer wrapper, the curve plot and worst-errors hooks.
-Registered in the ``ocrframe`` scope so configs name them by type."""
+"""Runner hooks: the curve plot, the worst-errors grid and the time budget. The CPU recipe's hooks
+are in ``recipe.py``, checkpointing's in ``checkpoint.py``."""
 from __future__ import annotations
 
-import contextlib
 import heapq
-import io
 import itertools
-import json
 import logging
 import time
 from pathlib import Path
@@ -16,65 +13,10 @@ import torch
 from mmengine.dist import all_gather_object, is_main_process
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
-from mmengine.optim import OptimWrapper
 
-from ocrframe.data.sampler import WidthBucketBatchSampler
-from ocrframe.data.transforms import pad_collate
-from ocrframe.fileio import atomic_write
 from ocrframe.metrics import benchmark_form
-from ocrframe.optim import SkipNonFiniteLoss
-from ocrframe.registry import DATA_SAMPLERS, FUNCTIONS, HOOKS, OPTIM_WRAPPERS
-
-FUNCTIONS.register_module(module=pad_collate)
-DATA_SAMPLERS.register_module(module=WidthBucketBatchSampler)
 
 
-def native_bf16(device: str) -> bool:
-    """Whether bf16 runs on fast kernels here. CPUs without AVX-512 BF16 / AMX make oneDNN refuse
-    bf16 convolutions, and PyTorch falls back to a reference path many times slower than fp32.
-    GPUs before Ampere (V100, T4) emulate bf16, and ``is_bf16_supported()`` counts emulation
-    unless told not to."""
-    if device == "cuda":
-        return torch.cuda.is_bf16_supported(including_emulation=False)
-    if device == "cpu":
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    return True
-
-
-@OPTIM_WRAPPERS.register_module()
-class AutocastOptimWrapper(SkipNonFiniteLoss, OptimWrapper):
-    """Runs the forward pass under ``torch.autocast`` (bf16 by default) on any device, CPU included.
-
-    mmengine's AmpOptimWrapper (fp16/bf16 with loss scaling) only runs on accelerators; bf16 needs
-    no loss scaling, so on a CPU with bf16 support this is the mixed-precision path. The CTC head
-    computes its loss in fp32 regardless. Where bf16 has no fast kernels (see :func:`native_bf16`)
-    the wrapper runs in fp32 and says so once in the log. A step with a non-finite loss is skipped
-    (:class:`~ocrframe.optim.SkipNonFiniteLoss`).
-    """
-
-    def __init__(self, dtype: str = "bfloat16", **kwargs):
-        super().__init__(**kwargs)
-        self.dtype = getattr(torch, dtype)
-        self._enabled: bool | None = None
-
-    @contextlib.contextmanager
-    def optim_context(self, model):
-        device = next(model.parameters()).device.type
-        if self._enabled is None:
-            self._enabled = device != "cuda" and (self.dtype != torch.bfloat16 or native_bf16(device))
-            if device == "cuda":
-                # cuDNN runs LSTMs in fp16 under any autocast dtype: unscaled, their gradients underflow
-                print_log("AutocastOptimWrapper has no loss scaling, which CUDA autocast needs: training in fp32; "
-                          "for mixed precision on a GPU use tools/train.py --amp (GuardedAmpOptimWrapper)",
-                          logger="current", level=logging.WARNING)
-            elif not self._enabled:
-                print_log(f"this {device.upper()} has no fast bf16 kernels: training in fp32 instead of bf16 "
-                          "autocast, which would be slower here", logger="current", level=logging.WARNING)
-        with super().optim_context(model), torch.autocast(device, dtype=self.dtype, enabled=self._enabled):
-            yield
-
-
-@HOOKS.register_module()
 class CurvePlotHook(Hook):
     """Writes ``curves.png`` (training loss and validation metrics) to the work dir after every
     validation and at the end of training, from the runner's scalar log."""
@@ -91,66 +33,12 @@ class CurvePlotHook(Hook):
         self._plot(runner)
 
     def _plot(self, runner) -> None:
+        from ocrframe.visualize import plot_curves, scalar_logs
+
         if is_main_process() and scalar_logs(runner.work_dir):  # rank 0 writes the log it reads
             plot_curves(runner.work_dir, Path(runner.work_dir) / self.filename, self.metrics)
 
 
-def scalar_logs(work_dir: str | Path) -> list[Path]:
-    """mmengine's ``vis_data/scalars.json`` of every run in a work dir (a resumed training is a
-    new run), oldest first; or the one of a single run directory."""
-    work_dir = Path(work_dir)
-    own = work_dir / "vis_data" / "scalars.json"
-    return [own] if own.is_file() else sorted(work_dir.glob("*/vis_data/scalars.json"))
-
-
-def training_curves(work_dir: str | Path) -> tuple[list[dict], list[dict]]:
-    """(training records, validation records) over all the runs of a work dir, by iteration; where
-    runs overlap (after resuming from an earlier checkpoint) the later run wins."""
-    logs = scalar_logs(work_dir)
-    if not logs:
-        raise FileNotFoundError(f"{work_dir} holds no training log (*/vis_data/scalars.json): is it a work dir?")
-    train, val = {}, {}
-    for log in logs:
-        for line in log.read_text().splitlines():
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # the line a running training is appending
-
-            if "loss" in record:
-                train[record["iter"]] = record
-            else:
-                val[record.get("step")] = record
-    return [train[k] for k in sorted(train)], [val[k] for k in sorted(val, key=lambda k: k or 0)]
-
-
-def plot_curves(work_dir: str | Path, out: str | Path, metrics=("word_acc", "one_minus_ned")) -> Path:
-    """Plot training loss against iteration and the validation metrics of a work dir's runs."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    train, val = training_curves(work_dir)
-    fig, (ax_loss, ax_val) = plt.subplots(1, 2, figsize=(10, 3.5))
-    ax_loss.plot([r["iter"] for r in train], [r["loss"] for r in train], lw=0.8)
-    ax_loss.set(xlabel="iteration", ylabel="CTC loss", yscale="log", title="training loss")
-    for name in metrics:
-        points = [(r["step"], r[name]) for r in val if name in r]
-        if points:
-            ax_val.plot(*zip(*points), marker="o", label=name)
-    ax_val.set(xlabel="iteration", ylim=(0, 1), title="validation")
-    ax_val.legend(loc="lower right")
-    fig.tight_layout()
-    out = Path(out)
-    png = io.BytesIO()
-    fig.savefig(png, format="png", dpi=100)
-    plt.close(fig)
-    atomic_write(out, png.getvalue())
-    return out
-
-
-@HOOKS.register_module()
 class WorstErrorsHook(Hook):
     """After a test, draws the worst misreadings -- the image as the model saw it, the truth and
     the prediction -- to ``worst_errors.png`` in the work dir. Worst = largest normalised edit
@@ -208,7 +96,6 @@ class WorstErrorsHook(Hook):
                            f"among {seen} test images: {path}")
 
 
-@HOOKS.register_module()
 class TimeBudgetHook(Hook):
     """Sizes an iteration-based run to a wall-clock budget on the machine at hand.
 

@@ -1,0 +1,67 @@
+"""Batching by width: images of similar width share a batch, so little of each batch is padding.
+
+One bucketer, :func:`width_buckets`, serves training and evaluation (by aspect ratio, through
+:class:`~ocrframe.data.sampler.WidthBucketBatchSampler` and ``evaluation.run_network``) and the
+Reader (by resized width, in steps). :func:`as_pil` and :func:`input_batches` turn what a user
+gives into what the network takes.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+from PIL import Image
+
+
+def width_buckets(widths: Sequence[float], batch_size: int, width_step: int | None = 8) -> list[list[int]]:
+    """Indices of ``widths`` sorted narrowest first (ties keep their order) and cut into batches of
+    at most ``batch_size``; with ``width_step``, a batch also holds only widths that round up to
+    the same multiple of it."""
+    order = sorted(range(len(widths)), key=lambda i: widths[i])
+    batches: list[list[int]] = []
+    for i in order:
+        last = batches[-1] if batches else None
+        if last and len(last) < batch_size and (
+                width_step is None or math.ceil(widths[last[0]] / width_step) == math.ceil(widths[i] / width_step)):
+            last.append(i)
+        else:
+            batches.append([i])
+    return batches
+
+
+def as_pil(image, index: int = 0) -> Image.Image:
+    """An RGB PIL image from a path, a PIL image or a uint8 array (HxW or HxWxC)."""
+    if isinstance(image, Image.Image):
+        from ocrframe.data.base import to_rgb
+
+        return to_rgb(image)
+    if isinstance(image, np.ndarray):
+        if image.dtype != np.uint8 or image.ndim not in (2, 3):
+            raise ValueError(f"image {index}: arrays must be uint8 HxW or HxWxC, got {image.dtype} {image.shape}")
+        return Image.fromarray(image[..., 0] if image.ndim == 3 and image.shape[2] == 1 else image).convert("RGB")
+    if isinstance(image, (str, Path)):
+        from ocrframe.data.base import decode_image
+
+        return decode_image(Path(image), str(image))
+    raise TypeError(f"image {index}: expected a path, a PIL image or a numpy array, got {type(image).__name__}")
+
+
+def pipeline_samples(pils: list[Image.Image], pipeline) -> list[dict]:
+    """Each image through a (test) pipeline, as a sample dict keyed by its position."""
+    return [pipeline(dict(image=pil, text="", key=str(i))) for i, pil in enumerate(pils)]
+
+
+def padded_batches(samples: list[dict], batch_size: int, width_step: int = 8):
+    """(indices, padded batch) per width bucket of pipeline outputs."""
+    from ocrframe.data.transforms import pad_collate
+
+    for indices in width_buckets([s["width"] for s in samples], batch_size, width_step):
+        yield indices, pad_collate([samples[i] for i in indices])
+
+
+def input_batches(images: Iterable, pipeline, batch_size: int = 64, width_step: int = 8) -> list[np.ndarray]:
+    """Images as the network takes them: through the pipeline, in padded width-bucket batches."""
+    samples = pipeline_samples([as_pil(image, i) for i, image in enumerate(images)], pipeline)
+    return [batch["inputs"].numpy() for _, batch in padded_batches(samples, batch_size, width_step)]
