@@ -60,3 +60,28 @@ def test_smallresnet_refuses_a_wrong_layout_with_the_fix():
         SmallResNet(blocks=(1, 1, 1))
     with pytest.raises(ValueError, match="expects images of height 32"):
         SmallResNet()(torch.zeros(1, 1, 24, 100))
+
+
+@pytest.mark.parametrize("stride", [2, (2, 1)])
+def test_the_strided_projection_equals_a_strided_1x1_convolution(stride):
+    from ocrframe_resnet.resnet import StridedProjection
+
+    torch.manual_seed(0)
+    projection = StridedProjection(8, 16, stride)
+    x = torch.randn(2, 8, 16, 37)
+    assert torch.allclose(projection(x), nn.functional.conv2d(x, projection.weight, stride=stride), atol=1e-6)
+
+
+def test_a_few_channel_resnet_trains_in_channels_last_at_every_width():
+    """The widths and channel counts where oneDNN's strided 1x1 backward crashed the process (AVX-512
+    hosts): a crash here ends the test run instead of passing."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        backbone = SmallResNet(channels=(16, 32, 32, 32)).to(memory_format=torch.channels_last)
+        for width in (40, 100, 120, 160, 200):
+            x = torch.randn(16, 1, 32, width).to(memory_format=torch.channels_last).requires_grad_()
+            backbone(x).sum().backward()
+            assert x.grad.shape == x.shape and torch.isfinite(x.grad).all()
+    finally:
+        torch.set_num_threads(threads)
