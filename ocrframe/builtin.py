@@ -1,4 +1,6 @@
-"""The core's own components, registered through the plugin hook like any plugin's."""
+"""The core's own components and released models, published through the plugin hooks like any plugin's."""
+from pathlib import Path
+
 from ocrframe import distributed, engine, loops, optim, recipe  # noqa: F401  (register the runner-level pieces in scope ocrframe)
 from ocrframe.data.gt_folder import GtFolderDataset
 from ocrframe.data.lmdb_dataset import LMDBDataset
@@ -17,3 +19,8 @@ def ocrframe_register(slots):
     for transform in (Grayscale, Resize, ToTensor):
         slots.transform.register_module(module=transform)
     slots.metric.register_module(module=WordMetric)
+
+
+@hookimpl
+def ocrframe_models():
+    return sorted((Path(__file__).parent / "models").glob("*.md"))

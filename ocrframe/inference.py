@@ -37,6 +37,7 @@ from mmengine.config import Config
 from PIL import Image
 
 from ocrframe.checkpoint import load_checkpoint, load_weights, stored_config, use_trained_model
+from ocrframe.pretrained import find_weights
 from ocrframe.data.transforms import Compose, pad_collate
 from ocrframe.engine import native_bf16
 from ocrframe.model import Prediction, takes_per_image_lexicons
@@ -126,6 +127,17 @@ class Reader:
                 kwargs["onnx_model"] = onnx_model_for(checkpoint, model, cfg, int8, calibration, Path(tmp))
                 return cls(model.to(device), cfg.test_pipeline, **kwargs)
         return cls(model.to(device), cfg.test_pipeline, **kwargs)
+
+    @classmethod
+    def from_pretrained(cls, name: str, **kwargs) -> "Reader":
+        """A released model by name (``ocrframe models`` lists them; see ``ocrframe/pretrained.py``);
+        the same as ``from_checkpoint``, which also takes names."""
+        from ocrframe.pretrained import available_models
+
+        if name not in available_models():
+            raise ValueError(f"no released model is named {name!r}; installed: "
+                             f"{', '.join(sorted(available_models())) or 'none'} (`ocrframe models`)")
+        return cls.from_checkpoint(name, **kwargs)
 
     @property
     def charset(self):
@@ -272,7 +284,8 @@ def onnx_model_for(checkpoint: str | Path, model, cfg: Config, int8: bool = Fals
 
     # What the files depend on: the weights, the config, how they are made and who makes them.
     recipe = f"{ONNX_RECIPE} {CALIBRATION_IMAGES} torch {torch.__version__} onnxruntime {onnxruntime.__version__}"
-    key = hashlib.sha256(Path(checkpoint).read_bytes() + cfg.pretty_text.encode() + recipe.encode()).hexdigest()[:20]
+    weights_file = find_weights(checkpoint) or Path(checkpoint)  # a released model's name names a file too
+    key = hashlib.sha256(weights_file.read_bytes() + cfg.pretty_text.encode() + recipe.encode()).hexdigest()[:20]
     fp32 = onnx_cache() / f"{key}-fp32.onnx"
     if int8 and calibration is not None:
         out = Path(scratch or tempfile.mkdtemp()) / "int8.onnx"

@@ -46,6 +46,15 @@ class Hookspecs:
         Each checks its interface when a class is registered (see ``ocrframe/registry.py``).
         """
 
+    @hookspec
+    def ocrframe_models(self) -> list:
+        """Paths of the plugin's released models' cards (``NAME.md`` beside ``NAME.safetensors``;
+        see ``ocrframe/pretrained.py``): ``ocrframe models`` lists them and every command that
+        takes a checkpoint takes their names::
+
+            return [Path(__file__).parent / "models" / "crnn-de.md"]
+        """
+
 
 class PluginLoader:
     """Loads entry points into a set of slots, keeping what failed and why."""
@@ -56,6 +65,7 @@ class PluginLoader:
         self.manager.add_hookspecs(Hookspecs)
         self.errors: list[str] = []
         self.loaded: list[Origin] = []
+        self._models = None
 
     def load(self, eps: Iterable[EntryPoint]) -> None:
         for ep in sorted(eps, key=load_order):
@@ -82,6 +92,32 @@ class PluginLoader:
                     break
             else:
                 self.loaded.append(origin)
+
+    @property
+    def models(self) -> dict:
+        """{name: ModelCard} of the released models the loaded plugins publish (read once); a
+        plugin whose cards cannot be read is reported like a plugin that fails to load."""
+        if self._models is None:
+            from ocrframe.pretrained import ModelCard
+
+            self._models = {}
+            origins = {origin.plugin: origin for origin in self.loaded}
+            for impl in self.manager.hook.ocrframe_models.get_hookimpls():
+                origin = origins.get(impl.plugin_name)
+                if origin is None:
+                    continue
+                try:
+                    cards = [ModelCard.read(path, plugin=str(origin)) for path in impl.function()]
+                except (Exception, SystemExit) as exc:
+                    self._fail(f"plugin '{impl.plugin_name}' failed to list its models: {type(exc).__name__}: {exc}")
+                    continue
+                for card in cards:
+                    if card.name in self._models:
+                        self._fail(f"plugin '{impl.plugin_name}': model name {card.name!r} is already taken by "
+                                   f"{self._models[card.name].plugin}; its card {card.card} is ignored")
+                    else:
+                        self._models[card.name] = card
+        return self._models
 
     def _fail(self, message: str) -> None:
         self.errors.append(message)

@@ -21,17 +21,21 @@ def add_config_arguments(parser) -> None:
 
 
 def load_config(path: str, *, schedule: str = "auto", work_dir: str | None = None, cfg_options: dict | None = None,
-                train_data: list[str] | None = None, val_data: list[str] | None = None) -> Config:
+                train_data: list[str] | None = None, val_data: list[str] | None = None,
+                fine_tuning: bool = False) -> Config:
     """Read a config and apply, in order: the named schedule, dataset paths, --cfg-options.
 
-    schedule "auto" picks ``schedules['cpu']`` when no GPU is present and the config's top-level
-    settings otherwise; "paper" always keeps the top-level settings.
+    schedule "auto" picks ``schedules['finetune']`` when ``fine_tuning`` (training from trained
+    weights) and the config has one, else ``schedules['cpu']`` when no GPU is present and the
+    config's top-level settings otherwise; "paper" always keeps the top-level settings.
     """
     if not Path(path).is_file():
         raise FileNotFoundError(f"config {path} does not exist; the shipped ones are in configs/")
     cfg = Config.fromfile(path)
     schedules = cfg.pop("schedules", {})
-    if schedule == "auto":
+    if schedule == "auto" and fine_tuning and "finetune" in schedules:
+        schedule = "finetune"
+    elif schedule == "auto":
         schedule = "paper" if torch.cuda.is_available() or "cpu" not in schedules else "cpu"
     if schedule != "paper":
         name = schedule.replace("-", "_")
