@@ -5,7 +5,7 @@ config as data) and NAME.md (model card) in OUT; see ocrframe/pretrained.py.
         --summary "CRNN (paper), 36 lowercase alphanumerics" --notes card_text.md --out ocrframe/models
 
 The training-only alignment probe is left out (predictions never use it). The weights are stored
-in ``--dtype`` (bf16 by default: half the size); the tool reads the config's test set with the
+in ``--dtype`` (fp16 by default: half the size, and on crnn-en 1 of 1000 test transcriptions differs from fp32 against 8 with bf16); the tool reads the config's test set with the
 checkpoint and with the released file and puts both accuracies, and how many transcriptions
 differ, in the card's metrics, so the card states what the smaller file costs.
 """
@@ -40,7 +40,7 @@ def main(argv=None) -> int:
     parser.add_argument("--name", required=True, help="the model's name, e.g. crnn-en")
     parser.add_argument("--summary", required=True, help="one line: what the model reads")
     parser.add_argument("--out", default="ocrframe/models", help="directory for NAME.safetensors and NAME.md")
-    parser.add_argument("--dtype", choices=sorted(DTYPES), default="bf16")
+    parser.add_argument("--dtype", choices=sorted(DTYPES), default="fp16")
     parser.add_argument("--notes", help="Markdown for the card's text (training command, data, host, limits, licence)")
     args = parser.parse_args(argv)
 
