@@ -5,7 +5,8 @@ config as data) and NAME.md (model card) in OUT; see ocrframe/pretrained.py.
         --summary "CRNN (paper), 36 lowercase alphanumerics" --notes card_text.md --out ocrframe/models
 
 The training-only alignment probe is left out (predictions never use it). The weights are stored
-in ``--dtype`` (fp16 by default: half the size, and on crnn-en 1 of 1000 test transcriptions differs from fp32 against 8 with bf16); the tool reads the config's test set with the
+in ``--dtype``: fp16 by default, half the size of fp32; on a crnn-en checkpoint 1 of 1000 test
+transcriptions changed with fp16 and 8 with bf16. The tool reads the config's test set with the
 checkpoint and with the released file and puts both accuracies, and how many transcriptions
 differ, in the card's metrics, so the card states what the smaller file costs.
 """
