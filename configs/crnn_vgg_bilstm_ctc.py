@@ -121,4 +121,14 @@ schedules["cpu_long"] = dict(
                   dict(type="DifficultyRamp", start=0.0, fraction=0.4 / 6),
                   dict(type="TimeBudgetHook", minutes=180, validations=9)],
 )
+# Fine-tuning trained weights on your data (`tools/train.py CONFIG --load-from crnn-en --data LMDB` picks it):
+# the released model's architecture (batch norm after every conv; no alignment probe, no curriculum:
+# the model already reads), a tenth of the CPU schedule's learning rate so the new data refines what
+# the weights know instead of overwriting it, and 10 minutes.
+schedules["finetune"] = dict(
+    schedules["cpu"],
+    model=dict(alignment_loss=0.0, backbone_defaults=dict(batch_norm="all")),
+    optim_wrapper=dict(schedules["cpu"]["optim_wrapper"], optimizer=dict(type="Adam", lr=1e-4)),
+    custom_hooks=[*custom_hooks, dict(type="TimeBudgetHook", minutes=10, validations=4)],
+)
 del cpu_hooks

@@ -1,4 +1,6 @@
-"""The core's own components, registered through the plugin hook like any plugin's."""
+"""The core's own components and released models, published through the plugin hooks like any plugin's."""
+from pathlib import Path
+
 from ocrframe.plugins import hookimpl
 
 
@@ -33,3 +35,8 @@ def ocrframe_register(slots):
     slots.data_sampler.register_module(module=WidthBucketBatchSampler)
     slots.function.register_module(module=pad_collate)
     slots.model_wrapper.register_module(module=AnyDeviceDDP)
+
+
+@hookimpl
+def ocrframe_models():
+    return sorted((Path(__file__).parent / "models").glob("*.md"))

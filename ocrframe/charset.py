@@ -70,6 +70,13 @@ class Charset:
     def __len__(self) -> int:
         return len(self.tokens)
 
+    @property
+    def classes(self) -> list[str | None]:
+        """The symbol of each class index; None for the blank."""
+        classes: list[str | None] = list(self.tokens)
+        classes.insert(self.blank, None)
+        return classes
+
     def split(self, text: str) -> list[str]:
         return list(text) if self.separator == "" else [t for t in text.split(self.separator) if t]
 

@@ -41,7 +41,9 @@ from mmengine.logging import HistoryBuffer, print_log
 from mmengine.model import is_model_wrapper
 from mmengine.runner import CheckpointLoader, IterBasedTrainLoop, find_latest_checkpoint
 
+from ocrframe.charset import Charset
 from ocrframe.fileio import atomic_write, remove_stale_temporaries
+from ocrframe.pretrained import find_weights, read_weights
 from ocrframe.registry import unregistered_types
 
 logger = logging.getLogger("ocrframe.checkpoint")
@@ -65,7 +67,11 @@ torch.serialization.add_safe_globals(TRAINING_STATE)
 
 
 def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
-    """Load a checkpoint with ``weights_only=True``; a file needing anything else is refused."""
+    """Load a checkpoint with ``weights_only=True``; a file needing anything else is refused. A
+    released model's name or a ``.safetensors`` weights file loads too (ocrframe/pretrained.py)."""
+    weights = find_weights(path)
+    if weights is not None:
+        return read_weights(weights)
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist" + (" (it is a directory)" if path.is_dir() else ""))
@@ -213,6 +219,31 @@ class AtomicCheckpointHook(CheckpointHook):
                 self.file_backend.remove(path)
 
 
+def match_classes(weights: dict, own: dict, trained: Charset, target: Charset) -> tuple[dict, list[str], list[str]]:
+    """``weights`` of a model trained with the classes of ``trained``, with every per-class tensor
+    (first dimension = the number of classes, in the weights and in ``own``, the model's state)
+    rearranged to ``target``'s classes: a class both share keeps its trained row, a class new in
+    ``target`` keeps the model's own (freshly initialised) row. Returns (weights, new symbols,
+    dropped symbols)."""
+    old_index = {symbol: i for i, symbol in enumerate(trained.classes)}
+    rows = [old_index.get(symbol) for symbol in target.classes]
+    matched = dict(weights)
+    for key, value in weights.items():
+        mine = own.get(key)
+        if mine is None or not hasattr(value, "shape") or value.dim() == 0 or value.shape[0] != trained.num_classes \
+                or mine.shape[0] != target.num_classes or tuple(value.shape[1:]) != tuple(mine.shape[1:]):
+            continue
+        rearranged = mine.detach().clone().to(value.dtype)
+        for new, old in enumerate(rows):
+            if old is not None:
+                rearranged[new] = value[old]
+        matched[key] = rearranged
+    added = [s for s in target.classes if s is not None and s not in old_index]
+    kept = set(target.classes)
+    dropped = [s for s in trained.classes if s is not None and s not in kept]
+    return matched, added, dropped
+
+
 def load_weights(model, state_dict: dict, source, partial: bool = False, advice: str = "") -> list[str]:
     """Load ``state_dict`` into ``model``. Keys missing on either side or of another shape are an
     error naming them (the checkpoint is of another model), unless ``partial`` (fine-tuning from
@@ -275,6 +306,8 @@ class CheckpointMetaHook(Hook):
                              f"--cfg-options load_from={source}")
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
         weights = {re.sub(r"^module\.", "", k): v for k, v in checkpoint.get("state_dict", checkpoint).items()}
+        if not resuming:
+            weights = checkpoint["state_dict"] = self._match_charset(weights, checkpoint, model, source)
         partial = bool(runner.cfg.get("load_partial", False)) and not resuming
         advice = (f"cannot resume from {source}: it is a checkpoint of another model. " if resuming else "") + (
             "Is it a checkpoint of another config? Pass the config it was trained with"
@@ -290,6 +323,25 @@ class CheckpointMetaHook(Hook):
         for key, hook in stateful_hooks(runner).items():
             if key in saved:
                 hook.load_state_dict(saved[key])
+
+    @staticmethod
+    def _match_charset(weights: dict, checkpoint: dict, model, source) -> dict:
+        """Fine-tuning to another charset: the checkpoint's class rows rearranged to the model's."""
+        try:
+            trained = Charset.build(stored_config(checkpoint, source).model.charset)
+        except (ValueError, KeyError, AttributeError, TypeError):
+            return weights  # no stored charset: the weights must fit as they are
+        target = getattr(model, "charset", None)
+        if target is None or trained.classes == target.classes:
+            return weights
+        weights, added, dropped = match_classes(weights, model.state_dict(), trained, target)
+        shown = lambda symbols: " ".join(symbols[:40]) + (" ..." if len(symbols) > 40 else "")  # noqa: E731
+        print_log(f"{source}: the config's charset differs from the one the weights were trained with: kept the "
+                  f"weights of {len(target.classes) - len(added)} shared classes"
+                  + (f"; {len(added)} new classes start from fresh weights: {shown(added)}" if added else "")
+                  + (f"; {len(dropped)} classes of the checkpoint are dropped: {shown(dropped)}" if dropped else ""),
+                  logger="current", level=logging.WARNING)
+        return weights
 
     def before_train(self, runner) -> None:
         loop = runner.train_loop

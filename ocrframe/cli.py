@@ -27,13 +27,31 @@ def cmd_list(args) -> int:
     return 1 if loader.errors else 0
 
 
+def cmd_models(args) -> int:
+    from ocrframe.plugins import load_plugins
+
+    from ocrframe.pretrained import available_models
+
+    loader = load_plugins()
+    cards = available_models()
+    if not cards:
+        print("no released models are installed")
+    for card in sorted(cards.values(), key=lambda c: c.name):
+        metrics = ", ".join(f"{k} {v:.1%}" if isinstance(v, float) and v <= 1 else f"{k} {v}"
+                            for k, v in card.metrics.items())
+        print(f"{card.name}\n    {card.summary}\n    {metrics}\n    {card.plugin}; card: {card.card}")
+    for error in loader.errors:
+        print(f"\nFAILED: {error}", file=sys.stderr)
+    return 1 if loader.errors else 0
+
+
 def cmd_train(args) -> int:
     from ocrframe.runner import build_runner, load_config
 
     cfg = load_config(args.config, schedule=args.schedule, work_dir=args.work_dir, cfg_options=args.cfg_options,
                       train_data=args.data, val_data=args.val_data, tensorboard=args.tensorboard, resume=args.resume,
                       amp=args.amp, auto_scale_lr=args.auto_scale_lr, launcher=args.launcher,
-                      test_after_train=args.test)
+                      test_after_train=args.test, load_from=args.load_from)
     runner = build_runner(cfg)
     runner.train()
     if cfg.test_after_train:
@@ -293,6 +311,10 @@ def build_parser() -> argparse.ArgumentParser:
                                   "optim_wrapper, loop, data_sampler, function, model_wrapper)")
     p.set_defaults(func=cmd_list)
 
+    p = sub.add_parser("models", help="the released models (name, what it reads, its accuracy), usable wherever "
+                                      "a checkpoint is")
+    p.set_defaults(func=cmd_models)
+
     p = sub.add_parser("train", help="train a config with mmengine's Runner")
     add_config_arguments(p)
     p.add_argument("--schedule", default="auto",
@@ -302,6 +324,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-data", nargs="+", help="validate on these LMDBs / gt.txt folders")
     p.add_argument("--resume", nargs="?", const=True, default=False,
                    help="resume from the work dir's last checkpoint, or from the checkpoint given")
+    p.add_argument("--load-from", metavar="MODEL",
+                   help="start from trained weights (a released model's name, see `ocrframe models`, or a "
+                        "checkpoint); with --schedule auto, the config's 'finetune' schedule runs")
     p.add_argument("--no-test", dest="test", action="store_false",
                    help="skip the final evaluation on the config's test set")
     p.add_argument("--launcher", default="none", choices=["none", "pytorch", "slurm"],
@@ -317,7 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("test", help="evaluate a checkpoint")
     add_config_arguments(p)
-    p.add_argument("checkpoint")
+    p.add_argument("checkpoint", help="a checkpoint, a released model's name (ocrframe models) or its .safetensors file")
     p.add_argument("--data", nargs="+", help="LMDBs / gt.txt folders to evaluate instead of the config's test set")
     p.add_argument("--lexicon", nargs="+", metavar="none|sample|full|FILE",
                    help="print the paper's Table 2 instead: one row per --data set, one column per lexicon: none "
@@ -337,7 +362,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Prints path, text, score (and the ground truth, if known) per image. Inputs: "
                                    "image files, folders of images, gt.txt files or folders with a gt.txt; with "
                                    "ground truth, the accuracy is reported at the end (on stderr).")
-    p.add_argument("checkpoint")
+    p.add_argument("checkpoint", help="a checkpoint, a released model's name (ocrframe models) or its .safetensors file")
     p.add_argument("inputs", nargs="+", type=Path, metavar="IMAGE_OR_FOLDER")
     p.add_argument("--config", help="config to build the model from (default: the one stored in the checkpoint)")
     p.add_argument("--decoder", help="a registered decoder, by name or a unique part of it (`ocrframe list "
@@ -359,7 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_read)
 
     p = sub.add_parser("export", help="export a checkpoint to ONNX (dynamic batch and width)")
-    p.add_argument("checkpoint")
+    p.add_argument("checkpoint", help="a checkpoint, a released model's name (ocrframe models) or its .safetensors file")
     p.add_argument("--onnx", required=True, type=Path, help="output file, e.g. crnn.onnx")
     p.add_argument("--config", help="config to build the model from (default: the one stored in the checkpoint)")
     p.add_argument("--opset", type=int, default=18)

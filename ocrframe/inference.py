@@ -101,6 +101,17 @@ class Reader:
                 return cls(model.to(device), cfg.test_pipeline, **kwargs)
         return cls(model.to(device), cfg.test_pipeline, **kwargs)
 
+    @classmethod
+    def from_pretrained(cls, name: str, **kwargs) -> "Reader":
+        """A released model by name (``ocrframe models`` lists them; see ``ocrframe/pretrained.py``);
+        the same as ``from_checkpoint``, which also takes names."""
+        from ocrframe.pretrained import available_models
+
+        if name not in available_models():
+            raise ValueError(f"no released model is named {name!r}; installed: "
+                             f"{', '.join(sorted(available_models())) or 'none'} (`ocrframe models`)")
+        return cls.from_checkpoint(name, **kwargs)
+
     @property
     def charset(self):
         return self.model.charset

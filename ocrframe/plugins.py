@@ -48,6 +48,15 @@ class Hookspecs:
         function), model_wrapper.
         """
 
+    @hookspec
+    def ocrframe_models(self) -> list:
+        """Paths of the plugin's released models' cards (``NAME.md`` beside ``NAME.safetensors``;
+        see ``ocrframe/pretrained.py``): ``ocrframe models`` lists them and every command that
+        takes a checkpoint takes their names::
+
+            return [Path(__file__).parent / "models" / "crnn-de.md"]
+        """
+
 
 class PluginLoader:
     """Loads entry points into a set of slots, keeping what failed and why."""
@@ -84,6 +93,25 @@ class PluginLoader:
                     break
             else:
                 self.loaded.append(origin)
+
+    def published_models(self) -> list[tuple[Origin, list]]:
+        """(plugin, model card paths) from each loaded plugin's ``ocrframe_models`` hook; a hook
+        that fails is reported like a plugin that fails to load (``ocrframe/pretrained.py`` reads
+        the cards)."""
+        origins = {origin.plugin: origin for origin in self.loaded}
+        published = []
+        for impl in self.manager.hook.ocrframe_models.get_hookimpls():
+            if impl.plugin_name not in origins:
+                continue
+            try:
+                published.append((origins[impl.plugin_name], list(impl.function())))
+            except (Exception, SystemExit) as exc:
+                self.report(f"plugin '{impl.plugin_name}' failed to list its models: {type(exc).__name__}: {exc}")
+        return published
+
+    def report(self, message: str) -> None:
+        """Record a plugin's failure (shown by ``ocrframe list`` and ``ocrframe models``)."""
+        self._fail(message)
 
     def _fail(self, message: str) -> None:
         self.errors.append(message)

@@ -28,21 +28,28 @@ def load_config(path: str, *, schedule: str = "auto", work_dir: str | None = Non
                 train_data: list[str] | None = None, val_data: list[str] | None = None,
                 checkpoint: str | None = None, test_data: list[str] | None = None, tensorboard: bool = False,
                 resume: bool | str | None = None, amp: bool = False, auto_scale_lr: bool = False,
-                launcher: str | None = None, test_after_train: bool | None = None) -> Config:
+                launcher: str | None = None, test_after_train: bool | None = None,
+                load_from: str | None = None) -> Config:
     """Read a config and apply, in order: the named schedule, dataset paths, --cfg-options; then
     what the command asks for (each left alone when not given): the model of a ``checkpoint`` to
-    test (the options still win) and ``test_data``; TensorBoard; ``resume`` (True: the work dir's
+    test (the options still win) and ``test_data``; trained weights to start from (``load_from``:
+    a checkpoint or a released model's name); TensorBoard; ``resume`` (True: the work dir's
     last checkpoint, or a checkpoint's path); mixed precision (``amp``); LR scaling; the
     distributed ``launcher``; and whether the test set is evaluated after training.
 
-    schedule "auto" picks ``schedules['cpu']`` when no GPU is present and the config's top-level
-    settings otherwise; "paper" always keeps the top-level settings.
+    schedule "auto" picks ``schedules['finetune']`` when starting from trained weights
+    (``load_from``) and the config has one, else ``schedules['cpu']`` when no GPU is present and the
+    config's top-level settings otherwise; "paper" always keeps the top-level settings.
     """
     if not Path(path).is_file():
         raise FileNotFoundError(f"config {path} does not exist; the shipped ones are in configs/")
     cfg = Config.fromfile(path)
     schedules = cfg.pop("schedules", {})
-    if schedule == "auto":
+    if load_from and resume:
+        raise ValueError("--load-from starts a new run from trained weights and --resume continues a run: use one")
+    if schedule == "auto" and load_from and "finetune" in schedules:
+        schedule = "finetune"
+    elif schedule == "auto":
         schedule = "paper" if torch.cuda.is_available() or "cpu" not in schedules else "cpu"
     if schedule != "paper":
         name = schedule.replace("-", "_")
@@ -71,6 +78,10 @@ def load_config(path: str, *, schedule: str = "auto", work_dir: str | None = Non
         if test_data:
             use_data(cfg.test_dataloader, test_data, cfg)
         cfg.load_from = checkpoint
+    if load_from:
+        load_checkpoint(load_from)  # a missing file or an unknown name fails here, before the runner starts
+        cfg.load_from = load_from
+        print(f"fine-tuning from {load_from} with the {cfg.schedule} schedule")
     if tensorboard:
         use_tensorboard(cfg)
     if resume is not None:

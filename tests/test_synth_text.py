@@ -24,6 +24,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageFont
 
+from conftest import REPO
 from ocrframe.data.synth_text import SynthAssets, WordRenderer, design_group, discover_assets
 from ocrframe.data.synthetic import SynthWordDataset
 from ocrframe.registry import DATASETS
@@ -438,3 +439,29 @@ def test_make_photo_word_writes_a_camera_sized_photo_of_the_word(tmp_path):
         assert photo.std() > 10  # not a blank page
     assert np.array_equal(outputs["a"], outputs["b"])  # the seed decides
     assert outputs["a"].shape != outputs["c"].shape or not np.array_equal(outputs["a"], outputs["c"])
+
+
+def test_a_dataset_restricted_to_one_font_family_draws_only_its_faces():
+    renderer = WordRenderer(discover_assets("heldout"))
+    families = renderer.font_group_names
+    assert len(families) >= 2
+    chosen = families[1]
+    dataset = SynthWordDataset(dict(symbols=string.digits + string.ascii_lowercase), assets="heldout",
+                               fonts=[chosen], length=4)
+    drawn = {design_group(WordRenderer._family(face)) for group in dataset.renderer.font_groups for face in group}
+    assert drawn == {chosen}
+    assert dataset.renderer.plain_font_groups == dataset.renderer.font_groups  # easy samples too
+    assert chosen in dataset.describe()
+    assert dataset[0]["text"]
+
+
+def test_an_unknown_font_family_is_an_error_listing_the_split_s_families():
+    families = WordRenderer(discover_assets("heldout")).font_group_names
+    result = subprocess.run([sys.executable, str(REPO / "tools" / "make_synth.py"), "/tmp/never-written.lmdb",
+                             "--num", "2", "--assets", "heldout", "--fonts", "comic sans"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert "font groups ['comic sans'] are not among this split's" in result.stderr
+    assert families[0] in result.stderr
+    assert not Path("/tmp/never-written.lmdb").exists()

@@ -1,6 +1,6 @@
 """Write the embedded synthetic words to an LMDB (to inspect them, or to train from a fixed set).
 
-    python tools/make_synth.py OUT_LMDB [--num 10000] [--seed 0] [--assets train|heldout]
+    python tools/make_synth.py OUT_LMDB [--num 10000] [--seed 0] [--assets train|heldout] [--fonts GROUP ...]
 
 Sample i of a seed is the same image the training dataset renders for index i.
 """
@@ -17,16 +17,21 @@ def main(argv=None) -> int:
     parser.add_argument("--num", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--assets", choices=["train", "heldout"], default="train")
+    parser.add_argument("--fonts", nargs="+", help="only these font design groups (an unknown one lists the split's)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing LMDB at OUT (emptied first)")
     args = parser.parse_args(argv)
 
     # The raw rendering, before any pipeline: labels keep their case, images their colour.
     dataset = SynthWordDataset(charset=dict(symbols="0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"),
-                               length=args.num, seed=args.seed, assets=args.assets)
+                               length=args.num, seed=args.seed, assets=args.assets, fonts=args.fonts)
 
+    try:
+        dataset.renderer  # fonts, word list and --fonts are checked here, before anything is written
+    except (ValueError, RuntimeError) as exc:
+        sys.exit(f"error: {exc}")
     written, skipped = write_lmdb(args.out, encoded_samples(dataset, args.num), total=args.num,
                                    overwrite=args.overwrite)
-    print(f"wrote {written} synthetic samples (seed {args.seed}, {args.assets} assets) to {args.out}")
+    print(f"wrote {written} synthetic samples ({dataset.describe()}) to {args.out}")
     return 0 if written == args.num else 1
 
 

@@ -233,6 +233,23 @@ class WordRenderer:
     def _family(path: Path) -> str:
         return _font(path, FONT_SIZES[0]).getname()[0] or path.stem
 
+    @property
+    def font_group_names(self) -> list[str]:
+        """The design groups drawn from (the unit of the train/held-out split), sorted."""
+        return sorted({design_group(self._family(group[0])) for group in self.font_groups})
+
+    def only_fonts(self, names) -> "WordRenderer":
+        """This renderer restricted to the design groups ``names`` (every sample is then drawn in
+        them, easy ones too): an error lists the groups it has when one is not among them."""
+        available = self.font_group_names
+        unknown = sorted(set(names) - set(available))
+        if unknown:
+            raise ValueError(f"font groups {unknown} are not among this split's {len(available)}: "
+                             f"{', '.join(available)}")
+        self.font_groups = [g for g in self.font_groups if design_group(self._family(g[0])) in set(names)]
+        self.plain_font_groups = self.font_groups
+        return self
+
     # -- text -----------------------------------------------------------------------------------
 
     def _fits(self, text: str) -> bool:

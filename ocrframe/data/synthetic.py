@@ -24,12 +24,16 @@ class SynthWordDataset(OcrDataset):
         difficulty: 1 draws every sample from the full distribution; d < 1 makes a share 1 - d of
             them easy (see ``WordRenderer.render_aligned``). ``DifficultyRamp`` raises it during
             training; it is shared with the DataLoader's (forked) workers.
+        fonts: draw only from these font design groups (``WordRenderer.font_group_names`` lists a
+            split's), e.g. to measure or fine-tune one typeface family.
     """
 
     def __init__(self, charset, pipeline=(), length: int = 1_000_000, seed: int = 0, assets: str = "train",
-                 max_length: int = 16, difficulty: float = 1.0, on_bad_sample: str = "skip"):
+                 max_length: int = 16, difficulty: float = 1.0, fonts: list[str] | None = None,
+                 on_bad_sample: str = "skip"):
         super().__init__(charset, pipeline, on_bad_sample)
         self.length, self.seed, self.assets, self.max_length = length, seed, assets, max_length
+        self.fonts = list(fonts) if fonts else None  # design groups to draw from (default: all of the split)
         self._renderer = None
         self._difficulty = multiprocessing.RawValue("d", 1.0)  # shared memory: workers see changes
         self.difficulty = difficulty
@@ -51,7 +55,8 @@ class SynthWordDataset(OcrDataset):
         self.__dict__.update(state, _difficulty=multiprocessing.RawValue("d", state["_difficulty"]))
 
     def describe(self) -> str:
-        return f"synthetic words ({self.assets} assets, seed {self.seed})"
+        fonts = f", fonts {', '.join(self.fonts)}" if self.fonts else ""
+        return f"synthetic words ({self.assets} assets{fonts}, seed {self.seed})"
 
     def __len__(self) -> int:
         return self.length
@@ -62,6 +67,8 @@ class SynthWordDataset(OcrDataset):
             from ocrframe.data.synth_text import WordRenderer, discover_assets
 
             self._renderer = WordRenderer(discover_assets(self.assets), max_length=self.max_length)
+            if self.fonts:
+                self._renderer.only_fonts(self.fonts)
         return self._renderer
 
     def sample_key(self, index: int) -> str:

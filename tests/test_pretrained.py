@@ -1,0 +1,183 @@
+"""Released models: safetensors weights with a model card, found by name through the plugin hook,
+refused when altered, and fine-tuned to another charset without losing the shared classes."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from importlib.metadata import EntryPoint
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import READING_ALPHABET, REPO, random_words, render_word
+from ocrframe.checkpoint import load_checkpoint, store_config, stored_config
+from ocrframe.plugins import GROUP, PluginLoader
+from ocrframe.pretrained import ModelCard, card_front_matter, find_weights, model_cards, read_weights, write_weights
+from ocrframe.registry import Slots
+
+NAME = "reader-test"
+
+
+def release(checkpoint: Path, folder: Path, dtype=None, name: str = NAME) -> Path:
+    """``checkpoint`` released as NAME.safetensors + NAME.md in ``folder``; returns the card."""
+    state = load_checkpoint(checkpoint)
+    weights = write_weights(state["state_dict"], store_config({}, stored_config(state, checkpoint)),
+                            folder / f"{name}.safetensors", dtype)
+    card = folder / f"{name}.md"
+    card.write_text(card_front_matter(name, weights, "a test reader", {"word accuracy": 0.9}) + "\n# test\n")
+    return card
+
+
+@pytest.fixture
+def published(reading_checkpoint, tmp_path, monkeypatch):
+    """The reading model released in fp32 and published by a plugin (tests/fake_plugins/ships_model.py)
+    through the ocrframe_models hook; the process-wide model list is that plugin's."""
+    import fake_plugins.ships_model as ships_model
+
+    import ocrframe.pretrained
+
+    card = release(reading_checkpoint, tmp_path)
+    monkeypatch.setattr(ships_model, "CARDS", [card])
+    loader = PluginLoader(Slots(detached=True))
+    loader.load([EntryPoint(name="ships", value="fake_plugins.ships_model", group=GROUP)])
+    assert not loader.errors
+    cards = model_cards(loader)
+    monkeypatch.setattr(ocrframe.pretrained, "available_models", lambda: cards)
+    return cards[NAME]
+
+
+def readings(reader, words):
+    return [(p.text, round(p.score, 5)) for p in reader.read([render_word(w) for w in words])]
+
+
+def test_a_plugin_publishes_a_model_through_the_hook(published):
+    assert published.name == NAME
+    assert published.plugin.startswith("plugin 'ships'")
+    assert published.metrics == {"word accuracy": 0.9}
+    assert published.weights.name == f"{NAME}.safetensors"
+
+
+def test_by_name_by_path_and_from_the_checkpoint_the_readings_are_identical(published, reading_checkpoint):
+    from ocrframe.inference import Reader
+
+    words = random_words(12, seed=7, letters=READING_ALPHABET)
+    by_name = readings(Reader.from_pretrained(NAME, precision="fp32"), words)
+    by_path = readings(Reader.from_checkpoint(published.weights, precision="fp32"), words)
+    original = readings(Reader.from_checkpoint(reading_checkpoint, precision="fp32"), words)
+    assert by_name == by_path == original
+    assert sum(text == word for (text, _), word in zip(by_name, words)) >= 10  # it is the trained model
+
+
+def test_bf16_weights_are_half_the_size_and_read_the_same_words(reading_checkpoint, tmp_path):
+    from ocrframe.inference import Reader
+
+    fp32 = ModelCard.read(release(reading_checkpoint, tmp_path / "fp32")).weights
+    bf16 = ModelCard.read(release(reading_checkpoint, tmp_path / "bf16", dtype=torch.bfloat16)).weights
+    assert bf16.stat().st_size < 0.55 * fp32.stat().st_size
+    words = random_words(20, seed=8, letters=READING_ALPHABET)
+    texts = lambda path: [t for t, _ in readings(Reader.from_checkpoint(path, precision="fp32"), words)]  # noqa: E731
+    assert sum(a == b for a, b in zip(texts(fp32), texts(bf16))) >= 19
+
+
+def test_an_unknown_name_lists_the_installed_models(published):
+    from ocrframe.inference import Reader
+
+    with pytest.raises(ValueError, match=f"no released model is named 'reader-tset'; installed: {NAME}"):
+        Reader.from_pretrained("reader-tset")
+
+
+def test_an_altered_weights_file_is_refused_by_name(published):
+    data = bytearray(published.weights.read_bytes())
+    data[-3] ^= 0xFF  # one weight's bits: the file still parses, so only the checksum can tell
+    published.weights.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="is not the file its model card .* describes .* truncated or was altered"):
+        find_weights(NAME)
+
+
+def test_a_truncated_weights_file_is_refused_with_a_clear_error(published, tmp_path):
+    cut = tmp_path / "cut.safetensors"
+    cut.write_bytes(published.weights.read_bytes()[:5000])
+    with pytest.raises(ValueError, match="not a readable safetensors file"):
+        load_checkpoint(cut)
+
+
+def test_a_safetensors_file_that_is_not_an_ocrframe_model_is_refused(tmp_path):
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.zeros(2)}, str(tmp_path / "other.safetensors"))
+    with pytest.raises(ValueError, match="not an ocrframe model"):
+        read_weights(tmp_path / "other.safetensors")
+
+
+def test_a_stored_config_naming_an_unregistered_type_is_refused_not_imported(published, tmp_path):
+    state = read_weights(published.weights)
+    config = json.loads(state["meta"]["cfg"])
+    config["model"]["backbone"]["type"] = "os.system"  # mmengine would import and call a dotted path
+    evil = write_weights(state["state_dict"], dict(state["meta"], cfg=json.dumps(config)), tmp_path / "evil.safetensors")
+    from ocrframe.inference import Reader
+
+    with pytest.raises(ValueError, match="names types that are not registered components: 'os.system'"):
+        Reader.from_checkpoint(evil)
+
+
+def test_a_plugin_card_without_front_matter_is_reported():
+    loader = PluginLoader(Slots(detached=True))
+    loader.load([EntryPoint(name="badcard", value="fake_plugins.bad_card", group=GROUP)])
+    assert model_cards(loader) == {}
+    assert len(loader.errors) == 1 and "plugin 'badcard' failed to list its models" in loader.errors[0]
+    assert "no YAML front matter" in loader.errors[0]
+
+
+def test_ocrframe_models_lists_the_shipped_models_offline_without_a_cache(tmp_path):
+    """No network is needed and nothing is written: HOME points at an empty directory and no
+    proxy reaches anything (a request would fail)."""
+    env = dict(os.environ, HOME=str(tmp_path), OCRFRAME_CACHE=str(tmp_path / "cache"),
+               https_proxy="http://127.0.0.1:9", http_proxy="http://127.0.0.1:9")
+    result = subprocess.run([sys.executable, "-m", "ocrframe.cli", "models"], capture_output=True, text=True,
+                            env=env, cwd=tmp_path, timeout=120)
+    assert result.returncode == 0, result.stderr
+    shipped = sorted(p.stem for p in (REPO / "ocrframe" / "models").glob("*.md"))
+    assert shipped, "ocrframe/models holds no released model"
+    for name in shipped:
+        assert f"\n{name}\n" in f"\n{result.stdout}", result.stdout
+    assert "test word accuracy" in result.stdout
+    assert list(tmp_path.iterdir()) == []  # no cache directory, nothing downloaded
+
+
+# -- fine-tuning to another charset -------------------------------------------------------------
+
+def test_fine_tuning_to_a_larger_charset_keeps_every_shared_class_and_logs_the_new_ones(
+        published, reading_config, tmp_path, capsys):
+    """The runner's own load path (load_from, as tools/train.py --load-from sets it): after
+    loading, before any step, every class the two charsets share has its trained row bit for bit."""
+    from ocrframe.runner import build_runner, load_config
+
+    symbols = "0123456789abcdefghijklmnopqrstuvwxyzABCDE"  # the paper's 36, then 5 new ones
+    cfg = load_config(str(reading_config), schedule="paper", work_dir=str(tmp_path / "work"),
+                      cfg_options={"model.charset": dict(symbols=symbols, case="keep", blank="first", unknown="skip"),
+                                   "train_dataloader.num_workers": 0, "train_dataloader.persistent_workers": False,
+                                   "val_dataloader.num_workers": 0, "val_dataloader.persistent_workers": False})
+    cfg.load_from = NAME
+    runner = build_runner(cfg)
+    capsys.readouterr()
+    runner.load_or_resume()
+    log = capsys.readouterr().out
+    trained = read_weights(published.weights)["state_dict"]
+    trained_classes = stored_config(read_weights(published.weights), NAME).model.charset
+    old_rows = {s: i for i, s in enumerate([None, *trained_classes["symbols"]])}
+    head = runner.model.head.classifier
+    for new_row, symbol in enumerate([None, *symbols]):
+        if symbol in old_rows:
+            assert torch.equal(head.weight[new_row], trained["head.classifier.weight"][old_rows[symbol]]), symbol
+            assert torch.equal(head.bias[new_row], trained["head.classifier.bias"][old_rows[symbol]]), symbol
+    assert head.weight.shape[0] == len(symbols) + 1
+    for name, value in runner.model.state_dict().items():
+        if not name.startswith("head."):
+            assert torch.equal(value, trained[name]), name
+    message = next(line for line in log.splitlines() if "charset differs" in line)
+    assert "kept the weights of 37 shared classes" in message
+    assert "5 new classes start from fresh weights: A B C D E" in message
+    assert "size mismatch" not in log  # what mmengine loads after the hook is the rearranged weights
