@@ -31,7 +31,8 @@ def main(argv=None) -> int:
         sys.exit(f"error: {exc}")
     written, skipped = write_lmdb(args.out, encoded_samples(dataset, args.num), total=args.num,
                                    overwrite=args.overwrite)
-    print(f"wrote {written} synthetic samples ({dataset.describe()}) to {args.out}")
+    fonts = f", fonts {', '.join(args.fonts)}" if args.fonts else ""
+    print(f"wrote {written} synthetic samples (seed {args.seed}, {args.assets} assets{fonts}) to {args.out}")
     return 0 if written == args.num else 1
 
 
