@@ -318,3 +318,25 @@ def test_tools_test_evaluates_a_primus_folder_and_a_made_lmdb(omr_run, tmp_path)
     result = tool("test", OMR_CONFIG, omr_run / "iter_3.pth", "--data", tmp_path / "camera.lmdb",
                   "--work-dir", tmp_path / "w2", "--cfg-options", "test_dataloader.num_workers=0", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_read_json_reports_the_staff_it_normalised(omr_run, tmp_path):
+    """`ocrframe read --json` on a held-out incipit (page margins, a scale training never renders) and
+    on a blank image: the staff's geometry, or null where there is none."""
+    from ocrframe_omr.render import MusicRenderer
+
+    renderer = MusicRenderer("clean", assets="heldout")
+    rng = np.random.default_rng([5, 0, 1 << 34])
+    incipit = renderer.incipit(rng)
+    renderer.finish(incipit.ink, incipit.space, rng).save(tmp_path / "incipit.png")
+    Image.new("RGB", (200, 60), "white").save(tmp_path / "blank.png")
+    result = tool("infer", omr_run / "iter_3.pth", tmp_path / "incipit.png", tmp_path / "blank.png", "--json",
+                  cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    records = {Path(r["image"]).name: r for r in map(json.loads, result.stdout.strip().splitlines())}
+    staff = records["incipit.png"]["staff"]
+    assert staff["space"] == pytest.approx(incipit.space, rel=0.05)
+    assert staff["top"] == pytest.approx(incipit.staff[0], abs=0.25 * incipit.space)
+    x0, y0, x1, y1 = staff["crop"]
+    assert (y1 - y0) / staff["space"] == pytest.approx(10.5, abs=0.01)  # 3.25 + 4 + 3.25 staff spaces
+    assert records["blank.png"]["staff"] is None

@@ -5,6 +5,7 @@
     python tools/benchmark.py render [--num 300]                    # synthetic word renderer
     python tools/benchmark.py infer [--checkpoint CKPT] [--val 1000] [--onnx] [--int8]   # Reader vs eager
     python tools/benchmark.py omr-render [--lines 20]               # engraved music: lines and snippets
+    python tools/benchmark.py omr-staff [--num 200]                 # staff finder on held-out incipits
     python tools/benchmark.py runner [--iters 20] [--rounds 2]       # mmengine Runner vs a bare PyTorch loop
     python tools/benchmark.py data [--images 4096] [--rounds 5]     # LMDB loading: per worker, 1 -> 2 workers
     python tools/benchmark.py distributed [--iters 16]              # 2 gloo processes vs 1 process
@@ -216,6 +217,45 @@ def omr_render(args) -> None:
             renderer.snippet(lines[i % args.lines], np.random.default_rng([1, i]))
         per_snippet = (time.perf_counter() - start) / (8 * args.lines)
         print(f"| {style} | {per_line * 1000:.0f} | {per_snippet * 1000:.1f} |")
+
+
+def omr_staff(args) -> None:
+    """The staff finder (StaffNormalize's) on the held-out incipits, against the engraved geometry:
+    how often it finds the staff, and its errors in staff spaces. Camera images are warped after
+    engraving, so there only the staff space is compared (rotation and perspective keep it within
+    a few per cent)."""
+    from ocrframe_omr.render import MusicRenderer
+    from ocrframe_omr.staff import find_staff
+
+    clean, camera = MusicRenderer("clean", assets="heldout"), MusicRenderer("camera", assets="heldout")
+    rows = {"clean": [], "camera": []}
+    seconds = {"clean": 0.0, "camera": 0.0}
+    for i in range(args.num):
+        rng = np.random.default_rng([args.seed, i, 1 << 34])  # tools/make_omr_primus.py's incipit i
+        incipit = clean.incipit(rng)
+        for name, renderer in (("clean", clean), ("camera", camera)):
+            gray = np.asarray(renderer.finish(incipit.ink, incipit.space, rng).convert("L"))
+            start = time.perf_counter()
+            staff = find_staff(gray)
+            seconds[name] += time.perf_counter() - start
+            if staff is None:
+                rows[name].append(None)
+                continue
+            centre = gray.shape[1] / 2 * np.tan(np.radians(staff.skew_deg))  # lines at the image's centre
+            rows[name].append((abs(staff.top + centre - incipit.staff[0]) / incipit.space,
+                               abs(staff.bottom + centre - incipit.staff[1]) / incipit.space,
+                               abs(staff.space / incipit.space - 1), gray.shape[0] / incipit.space))
+    print(f"{args.num} held-out incipits (seed {args.seed}); errors in staff spaces, space error relative")
+    print("| images | staff found | top line error (mean / max) | bottom line error (mean / max) | "
+          "space error (mean / max) | image height (spaces) | ms per image |\n|---|---|---|---|---|---|---|")
+    for name, found in rows.items():
+        ok = np.array([r for r in found if r is not None]).reshape(-1, 4)
+        cells = [f"{ok[:, k].mean():.3f} / {ok[:, k].max():.3f}" if len(ok) else "-" for k in range(3)]
+        if name == "camera":
+            cells[:2] = ["(warped)", "(warped)"]
+        height = f"{ok[:, 3].min():.1f}-{ok[:, 3].max():.1f}" if len(ok) else "-"
+        print(f"| {name} | {len(ok)}/{len(found)} | {' | '.join(cells)} | {height} | "
+              f"{seconds[name] / len(found) * 1000:.0f} |")
 
 
 def benchmark_lmdb(directory: Path, count: int) -> Path:
@@ -655,6 +695,10 @@ def main(argv=None) -> int:
     p = sub.add_parser("omr-render")
     p.add_argument("--lines", type=int, default=20)
     p.set_defaults(func=omr_render)
+    p = sub.add_parser("omr-staff")
+    p.add_argument("--num", type=int, default=200)
+    p.add_argument("--seed", type=int, default=5)
+    p.set_defaults(func=omr_staff)
     p = sub.add_parser("runner")
     p.add_argument("--iters", type=int, default=20, help="iterations per run (3 of them warm-up)")
     p.add_argument("--rounds", type=int, default=2)

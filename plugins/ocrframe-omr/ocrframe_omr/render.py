@@ -109,6 +109,7 @@ class Incipit:
 
     ink: Image.Image
     space: float
+    staff: tuple[float, float]  # y of the top and bottom staff lines in ``ink``
     events: tuple[Event, ...]
     meter: tuple[int, int]
     pitches: tuple[str, ...]
@@ -167,7 +168,8 @@ class MusicRenderer:
         box = (columns[0] - left * space, rows[0] - above * space, columns[-1] + 1 + right * space,
                rows[-1] + 1 + below * space)
         ink = Image.fromarray(line.ink).crop(tuple(int(round(v)) for v in box))  # zero (no ink) outside the line
-        return Incipit(ink, space, tuple(events), meter, line.pitches)
+        top = int(round(box[1]))
+        return Incipit(ink, space, (line.staff[0] - top, line.staff[1] - top), tuple(events), meter, line.pitches)
 
     def finish(self, ink: Image.Image, space: float, rng: np.random.Generator) -> Image.Image:
         """The RGB image of an engraving's ink (255 = black) in this renderer's style."""

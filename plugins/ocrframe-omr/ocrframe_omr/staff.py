@@ -136,6 +136,8 @@ def _find(gray: np.ndarray, max_skew_deg: float, light_ink: bool) -> tuple[Staff
     thickness = _line_thickness(profile, rows)
     # Least squares over the five lines; a row's pixels are centred half a row below its index.
     space, first = np.polyfit(np.arange(5), rows, 1)
+    if thickness > 0.45 * space:  # thick "lines" are the paper between the lines of the other polarity
+        return None
     top, bottom = first + offset + 0.5, first + 4 * space + offset + 0.5
     left, right = _staff_extent(ink > 0.1, top, space, angle, thickness)
     return StaffGeometry(top=float(top), bottom=float(bottom), left=left, right=right,
