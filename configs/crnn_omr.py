@@ -8,12 +8,16 @@
 #   python tools/test.py configs/crnn_omr.py CKPT --data FOLDER   # a PrIMuS / Camera-PrIMuS folder
 #
 # Input geometry. VGG maps a height of 32 to 1, so snippets are resized to 32 pixels high, keeping
-# their aspect ratio (padded per batch; the padded frames never reach CTC). The crop keeps ~3 staff
-# spaces above and below the staff (room for C6 and A3 on ledger lines), so a staff space is ~3
-# pixels and a note with its spacing 6-12 pixels: 1.5-3 frames of 4 pixels each. A 20-note snippet
-# is ~110-250 pixels wide, 28-60 frames, enough for CTC's one frame per pitch plus a blank between
-# equal neighbours (~22 for the generated melodies; tests/test_omr.py checks it). A fixed width
-# would squeeze the long snippets below that and stretch the short ones.
+# their aspect ratio (padded per batch; the padded frames never reach CTC). A pitch is a height in
+# that input, so the vertical geometry must not depend on the crop an image comes with: StaffNormalize
+# finds the five staff lines (any margins, scale, line thickness, skew up to 3 degrees) and crops
+# every image read to 3.25 staff spaces above and below the staff (room for C6 and A3 on ledger
+# lines; the middle of the training snippets' margins) and to the staff's own extent. A staff space is then ~3 pixels and a
+# note with its spacing 6-12 pixels: 1.5-3 frames of 4 pixels each. A 20-note snippet is ~110-250
+# pixels wide, 28-60 frames, enough for CTC's one frame per pitch plus a blank between equal
+# neighbours (~22 for the generated melodies; tests/test_omr.py checks it); a whole 20-note incipit
+# with its clef and time signature up to ~400. A fixed width would squeeze the long snippets below
+# that and stretch the short ones.
 default_scope = "ocrframe"
 
 pitches = ["A3", "B3", "C4", "D4", "E4", "F4", "G4", "A4", "B4", "C5", "D5", "E5", "F5", "G5", "A5", "B5", "C6"]
@@ -30,9 +34,10 @@ model = dict(
     decoder=dict(type="GreedyDecoder"),
 )
 
-pipeline = [dict(type="Grayscale"), dict(type="Resize", height=32, width=None, min_width=32, max_width=480),
-            dict(type="ToTensor")]
-train_pipeline = test_pipeline = pipeline
+resize = [dict(type="Resize", height=32, width=None, min_width=32, max_width=800), dict(type="ToTensor")]
+# Training snippets are cut with 2.75-3.75 staff spaces above and below, known from the engraving.
+train_pipeline = [dict(type="Grayscale"), *resize]
+test_pipeline = [dict(type="Grayscale"), dict(type="StaffNormalize", spaces_above=3.25, spaces_below=3.25), *resize]
 
 train_dataloader = dict(
     batch_size=32,
@@ -58,18 +63,24 @@ val_dataloader = dict(
                  style="synthesized"),
 )
 # The paper's three test sets, freshly generated (seeds training never uses): Clean, Synthesized
-# and a camera split standing in for Real-World (held-out background photographs).
-test_splits = dict(clean=2, synthesized=3, camera=4)
+# and a camera split standing in for Real-World (held-out background photographs). Then the
+# independent split: whole incipits with page margins, engraved with settings training never uses
+# (another font, scale, spacing, staff-line and stem width), clean and camera-like.
+test_splits = dict(clean=dict(seed=2, style="clean"), synthesized=dict(seed=3, style="synthesized"),
+                   camera=dict(seed=4, style="camera"),
+                   heldout_clean=dict(seed=5, style="clean", assets="heldout"),
+                   heldout_camera=dict(seed=6, style="camera", assets="heldout"))
 test_dataloader = dict(
     val_dataloader,
     persistent_workers=False,
     dataset=dict(type="ConcatDataset", ignore_keys=["name"], datasets=[
-        dict(type="EngravedMusicDataset", charset=charset, pipeline=test_pipeline, length=500, seed=seed, style=style)
-        for style, seed in test_splits.items()]),
+        dict(type="EngravedMusicDataset", charset=charset, pipeline=test_pipeline, length=500, **split)
+        for split in test_splits.values()]),
 )
-# `--data FOLDER` reads folders as PrIMuS (or gt.txt) folders; sharps and flats are skipped and
-# counted (accidentals="natural" reads their staff position instead), other clefs likewise.
-folder_dataset = dict(type="PrimusDataset", accidentals="skip", clefs=("G2",))
+# `--data FOLDER` reads folders as PrIMuS / Camera-PrIMuS (or gt.txt) folders, labels from the
+# .semantic files (else .agnostic); sharps and flats are skipped and counted (accidentals="natural"
+# reads their staff position instead), other clefs likewise, each by name.
+folder_dataset = dict(type="PrimusDataset", accidentals="skip", clefs=("G2",), encoding="auto")
 
 val_evaluator = dict(type="PitchSequenceMetric")
 test_evaluator = dict(

@@ -168,6 +168,8 @@ class Reader:
                 for row, i in enumerate(indices):
                     self._add_positions(predictions[i], log_probs[row, : lengths[row]],
                                         samples[i]["width"], pils[i].width)
+        for sample, prediction in zip(samples, predictions):  # what pipeline steps found, e.g. a staff's geometry
+            prediction.extras.update(sample.get("extras", {}))
         return predictions
 
     def input_batches(self, images: Iterable) -> list[np.ndarray]:

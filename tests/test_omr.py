@@ -81,7 +81,7 @@ def test_accidentals_follow_the_policy():
 def test_other_clefs_and_unknown_tokens_are_reported():
     with pytest.raises(SemanticError, match="clef-F4") as clef:
         semantic_to_pitches("clef-F4\tnote-C3_quarter\t", clefs=("G2",))
-    assert clef.value.reason == "clef not read by this model"
+    assert clef.value.reason == "clef F4 not read by this model"
     assert semantic_to_pitches("clef-F4\tnote-C3_quarter\t") == ["C3"]  # no clef filter
     with pytest.raises(SemanticError, match="chord-C4"):
         semantic_to_pitches("clef-G2\tchord-C4\t")
@@ -111,7 +111,7 @@ def test_primus_folder_reads_pitches_and_counts_what_it_skips(tmp_path):
         "000100005-1_1_1": "clef-G2\tnote-D4_quarter\tnote-F5_quarter\t"}, camera=("000100005-1_1_1",))
     dataset = DATASETS.build(dict(type="PrimusDataset", root=str(root), charset=CHARSET))
     assert [e[1] for e in dataset.entries] == ["C4 E4 G4 A3 C6 C6 B5 A5", "D4 F5"]
-    assert dict(dataset.skipped.counts) == {"accidental outside C major": 1, "clef not read by this model": 1,
+    assert dict(dataset.skipped.counts) == {"accidental outside C major": 1, "clef F4 not read by this model": 1,
                                             "symbols outside the charset": 1}  # E6 is above the range
     camera = dataset[1]
     assert camera["key"].endswith("000100005-1_1_1_distorted.jpg") and camera["text"] == "D4 F5"
@@ -260,8 +260,7 @@ TINY = ["train_cfg.max_iters=3", "train_cfg.val_interval=3", "default_hooks.logg
         "train_dataloader.persistent_workers=False", "train_dataloader.dataset.lines=2",
         "train_dataloader.dataset.length_group=4", "val_dataloader.num_workers=0",
         "val_dataloader.persistent_workers=False", "val_dataloader.dataset.length=4", "test_dataloader.num_workers=0",
-        "test_dataloader.dataset.datasets.0.length=2", "test_dataloader.dataset.datasets.1.length=2",
-        "test_dataloader.dataset.datasets.2.length=2"]
+        *[f"test_dataloader.dataset.datasets.{i}.length=2" for i in range(5)]]
 
 
 def tool(name: str, *args, cwd: Path) -> subprocess.CompletedProcess:
@@ -285,9 +284,9 @@ def test_omr_config_trains_validates_and_tests_the_three_splits(omr_run):
     assert len(losses) == 3 and all(np.isfinite(losses)) and all(loss > 0 for loss in losses)
     assert any("fragment_acc" in r and "mean_edit_distance" in r for r in scalars)  # validation
     assert "schedule: cpu" in log and "VGG" in (omr_run / "crnn_omr.py").read_text()
-    for split in ("clean", "synthesized", "camera"):
+    for split in ("clean", "synthesized", "camera", "heldout_clean", "heldout_camera"):
         assert f"{split}/fragment_acc" in log
-    assert "| CRNN (paper) | 74.6 % / 0.37 | 81.5 % / 0.30 | 84.0 % / 0.30 |" in log
+    assert "| CRNN (paper) | 74.6 % / 0.37 | 81.5 % / 0.30 | 84.0 % / 0.30 | - | - |" in log
     assert (omr_run / "iter_3.pth").is_file()
 
 
@@ -319,3 +318,25 @@ def test_tools_test_evaluates_a_primus_folder_and_a_made_lmdb(omr_run, tmp_path)
     result = tool("test", OMR_CONFIG, omr_run / "iter_3.pth", "--data", tmp_path / "camera.lmdb",
                   "--work-dir", tmp_path / "w2", "--cfg-options", "test_dataloader.num_workers=0", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_read_json_reports_the_staff_it_normalised(omr_run, tmp_path):
+    """`ocrframe read --json` on a held-out incipit (page margins, a scale training never renders) and
+    on a blank image: the staff's geometry, or null where there is none."""
+    from ocrframe_omr.render import MusicRenderer
+
+    renderer = MusicRenderer("clean", assets="heldout")
+    rng = np.random.default_rng([5, 0, 1 << 34])
+    incipit = renderer.incipit(rng)
+    renderer.finish(incipit.ink, incipit.space, rng).save(tmp_path / "incipit.png")
+    Image.new("RGB", (200, 60), "white").save(tmp_path / "blank.png")
+    result = tool("infer", omr_run / "iter_3.pth", tmp_path / "incipit.png", tmp_path / "blank.png", "--json",
+                  cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    records = {Path(r["image"]).name: r for r in map(json.loads, result.stdout.strip().splitlines())}
+    staff = records["incipit.png"]["staff"]
+    assert staff["space"] == pytest.approx(incipit.space, rel=0.05)
+    assert staff["top"] == pytest.approx(incipit.staff[0], abs=0.25 * incipit.space)
+    x0, y0, x1, y1 = staff["crop"]
+    assert (y1 - y0) / staff["space"] == pytest.approx(10.5, abs=0.01)  # 3.25 + 4 + 3.25 staff spaces
+    assert records["blank.png"]["staff"] is None

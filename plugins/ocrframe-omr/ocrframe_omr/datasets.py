@@ -7,10 +7,11 @@ from pathlib import Path
 import numpy as np
 
 from ocrframe import BadSample, OcrDataset, ProcessLRU, decode_image, image_aspect_ratio, read_gt_lines
-from ocrframe_omr.pitch import SemanticError, semantic_to_pitches
-from ocrframe_omr.render import MAX_NOTES, MIN_NOTES, STYLES, MusicRenderer
+from ocrframe_omr.pitch import SemanticError, agnostic_to_pitches, semantic_to_pitches
+from ocrframe_omr.render import ASSETS, MAX_NOTES, MIN_NOTES, STYLES, MusicRenderer
 
 NEW_LINE_EVERY = 8
+ENCODINGS = ("auto", "semantic", "agnostic")
 
 
 class EngravedMusicDataset(OcrDataset):
@@ -29,27 +30,40 @@ class EngravedMusicDataset(OcrDataset):
     of that many consecutive indices share their note count: read in order in batches of that
     size, a batch is of snippets of similar width and carries little padding.
 
+    ``assets="heldout"`` makes the independent split training never samples: each sample is a
+    whole incipit with the margins of a page, engraved with settings disjoint from the training
+    ones (``ocrframe_omr.render.ENGRAVINGS``), keyed ``heldout_<style>/...``.
+
     Args:
         length: samples in the split (for training, more than the run ever reads).
         seed: selects the split; validation and test configs use their own seeds.
         style: "clean", "synthesized" or "camera" (see ``ocrframe_omr.render``).
+        assets: "train" (snippets cut from lines) or "heldout" (whole incipits, held-out engraving).
         lines: number of distinct engraved lines, or None for one per sample.
         length_group: consecutive samples sharing their note count (1: each draws its own).
     """
 
     def __init__(self, charset, pipeline=(), length: int = 1_000_000, seed: int = 0, style: str = "synthesized",
-                 lines: int | None = None, length_group: int = 1, on_bad_sample: str = "skip"):
+                 assets: str = "train", lines: int | None = None, length_group: int = 1,
+                 on_bad_sample: str = "skip"):
         super().__init__(charset, pipeline, on_bad_sample)
         if style not in STYLES:
             raise ValueError(f"style must be one of {STYLES}, not {style!r}")
+        if assets not in ASSETS:
+            raise ValueError(f"assets must be one of {ASSETS}, not {assets!r}")
         if lines is not None and lines < 1:
             raise ValueError(f"lines must be a positive number of engraved lines or None, not {lines!r}")
+        if assets == "heldout" and lines is not None:
+            raise ValueError("lines is for training snippets cut from shared lines; held-out samples are whole "
+                             "incipits, one engraving each: leave lines=None")
         self.length, self.seed, self.style, self.lines, self.length_group = length, seed, style, lines, length_group
+        self.assets = assets
+        self.split = style if assets == "train" else f"heldout_{style}"
         self._renderer = None
         self._cache = ProcessLRU(lines or 1)
 
     def describe(self) -> str:
-        return f"engraved music ({self.style}, seed {self.seed})"
+        return f"engraved music ({self.split}, seed {self.seed})"
 
     def __len__(self) -> int:
         return self.length
@@ -57,7 +71,7 @@ class EngravedMusicDataset(OcrDataset):
     @property
     def renderer(self) -> MusicRenderer:
         if self._renderer is None:  # built lazily: each DataLoader worker builds its own
-            self._renderer = MusicRenderer(self.style)
+            self._renderer = MusicRenderer(self.style, assets=self.assets)
         return self._renderer
 
     def line(self, number: int):
@@ -72,62 +86,84 @@ class EngravedMusicDataset(OcrDataset):
         return int(np.random.default_rng([self.seed, index, 1 << 33]).integers(available))
 
     def load(self, index: int) -> dict:
-        number = self.line_number(index)
         count = None
         if self.length_group > 1:
             group = np.random.default_rng([self.seed, index // self.length_group, 1 << 32])
             count = int(group.integers(MIN_NOTES, MAX_NOTES + 1))
-        rng = np.random.default_rng([self.seed, number, index])
-        image, text = self.renderer.snippet(self.line(number), rng, count)
-        return dict(image=image, text=text, key=f"{self.style}/{self.seed}-{index}")
+        if self.assets == "heldout":
+            rng = np.random.default_rng([self.seed, index, 1 << 34])
+            incipit = self.renderer.incipit(rng, count)
+            image, text = self.renderer.finish(incipit.ink, incipit.space, rng), incipit.label
+        else:
+            number = self.line_number(index)
+            rng = np.random.default_rng([self.seed, number, index])
+            image, text = self.renderer.snippet(self.line(number), rng, count)
+        return dict(image=image, text=text, key=f"{self.split}/{self.seed}-{index}")
 
 
 class PrimusDataset(OcrDataset):
-    """A PrIMuS or Camera-PrIMuS folder: one sub-folder per sample holding ``<id>.png`` (or the
-    camera version's ``<id>_distorted.jpg``) and ``<id>.semantic``; or any folder of images with a
-    ``gt.txt`` (``relative/path<TAB>C4 E4 G4``).
+    """A PrIMuS or Camera-PrIMuS folder as distributed: one sub-folder per sample (at any depth,
+    e.g. ``package_aa/ID/``) holding ``ID.png`` (Camera-PrIMuS adds ``ID_distorted.jpg``) and its
+    encodings ``ID.semantic`` and ``ID.agnostic``; or any folder of images with a ``gt.txt``
+    (``relative/path<TAB>C4 E4 G4``).
 
-    The label is the sequence of note pitches of the semantic encoding (see
-    :func:`ocrframe_omr.pitch.semantic_to_pitches`): clefs, signatures, rests and barlines are
-    dropped; ``accidentals`` says what happens to sharps and flats ("skip" the sample, read the
-    "natural" staff position, "keep" the token, or "error"); ``clefs`` limits the clefs accepted
-    (the synthetic training data is in treble clef, "G2"). Unusable samples are skipped and
-    counted by reason, or raise with on_bad_sample="error".
+    The label is the sequence of note pitches, from the semantic encoding (see
+    :func:`ocrframe_omr.pitch.semantic_to_pitches`) or from the agnostic one (staff positions read
+    in the clef, :func:`ocrframe_omr.pitch.agnostic_to_pitches`): clefs, signatures, rests and
+    barlines are dropped; ``accidentals`` says what happens to sharps and flats ("skip" the sample,
+    read the "natural" staff position, "keep" the token, or "error"); ``clefs`` limits the clefs
+    accepted (the synthetic training data is in treble clef, "G2") and ``keys`` the key signatures
+    (semantic only; None accepts all). Unusable samples are skipped and counted by reason -- each
+    other clef or key is a reason of its own -- and logged when the folder is read, or raise with
+    on_bad_sample="error".
 
     Args:
         root: the folder.
         image: "png" (clean PrIMuS), "distorted" (Camera-PrIMuS' ``_distorted.jpg``) or "auto"
             (the distorted image where there is one).
+        encoding: "semantic", "agnostic", or "auto" (semantic where a sample has it, else agnostic).
     """
 
     def __init__(self, root: str, charset, pipeline=(), image: str = "auto", accidentals: str = "skip",
-                 clefs=("G2",), gt_file: str = "gt.txt", on_bad_sample: str = "skip"):
+                 clefs=("G2",), keys=None, encoding: str = "auto", gt_file: str = "gt.txt",
+                 on_bad_sample: str = "skip"):
         super().__init__(charset, pipeline, on_bad_sample)
         if image not in ("auto", "png", "distorted"):
             raise ValueError(f"image must be 'auto', 'png' or 'distorted', not {image!r}")
+        if encoding not in ENCODINGS:
+            raise ValueError(f"encoding must be one of {ENCODINGS}, not {encoding!r}")
         self.root = Path(root)
         if not self.root.is_dir():
             raise FileNotFoundError(f"PrIMuS folder {self.root} does not exist")
         if (self.root / gt_file).is_file():
             entries = [(e.path, e.label) for e in read_gt_lines(self.root / gt_file)]
         else:
-            entries = list(self._semantic_entries(image, accidentals, tuple(clefs) if clefs else None))
+            entries = list(self._encoded_entries(image, encoding, accidentals, tuple(clefs) if clefs else None,
+                                                 tuple(keys) if keys else None))
         if not entries and not self.skipped.total():
-            raise ValueError(f"{self.root} has neither a {gt_file} nor sample folders with a .semantic file "
-                             "(PrIMuS layout: ID/ID.png and ID/ID.semantic)")
+            raise ValueError(f"{self.root} has neither a {gt_file} nor sample folders with a .semantic or .agnostic "
+                             "file (PrIMuS layout: ID/ID.png with ID/ID.semantic and ID/ID.agnostic)")
         self.entries = [e for e, _ in self.scan_labels(((e, e[0], e[1]) for e in entries),
                                                         len(entries) + self.skipped.total())]
 
-    def _semantic_entries(self, image: str, accidentals: str, clefs):
-        for semantic in sorted(self.root.rglob("*.semantic")):
-            stem = semantic.with_suffix("")
-            key = str(semantic.parent.relative_to(self.root) / stem.name)
+    def _encoded_entries(self, image: str, encoding: str, accidentals: str, clefs, keys):
+        stems = sorted({p.with_suffix("") for suffix in (".semantic", ".agnostic") for p in self.root.rglob(f"*{suffix}")})
+        for stem in stems:
+            key = str(stem.relative_to(self.root))
             candidates = {"png": [stem.with_suffix(".png")],
                           "distorted": [stem.parent / f"{stem.name}_distorted.jpg"],
                           "auto": [stem.parent / f"{stem.name}_distorted.jpg", stem.with_suffix(".png")]}[image]
             path = next((p for p in candidates if p.is_file()), candidates[-1])
+            semantic, agnostic = stem.with_suffix(".semantic"), stem.with_suffix(".agnostic")
+            use = semantic if encoding == "semantic" or (encoding == "auto" and semantic.is_file()) else agnostic
+            if not use.is_file():
+                self._reject(BadSample(key, f"no .{encoding} file", f"{use.name} is missing; encoding='auto' reads "
+                                       "whichever of .semantic / .agnostic a sample has"))
+                continue
+            text = use.read_text(encoding="utf-8")
             try:
-                pitches = semantic_to_pitches(semantic.read_text(encoding="utf-8"), accidentals, clefs)
+                pitches = (semantic_to_pitches(text, accidentals, clefs, keys) if use is semantic
+                           else agnostic_to_pitches(text, accidentals, clefs))
             except SemanticError as exc:
                 self._reject(BadSample(key, exc.reason, exc.detail))
                 continue

@@ -16,7 +16,6 @@ import numpy as np
 
 from ocrframe_omr.pitch import TREBLE_RANGE, from_diatonic_index, diatonic_index, to_kern
 
-MUSIC_FONTS = ("Leipzig", "Bravura", "Gootville", "Leland", "Petaluma")  # the SMuFL fonts verovio ships
 METERS = ((4, 4), (3, 4), (2, 4), (2, 2), (6, 8), (3, 8))
 # Note and rest lengths in sixteenths, with how often melodies use them.
 DURATIONS = {16: 0.04, 12: 0.04, 8: 0.14, 6: 0.07, 4: 0.3, 3: 0.05, 2: 0.26, 1: 0.1}
@@ -87,8 +86,10 @@ def _beam(events: list[Event], beat: int) -> list[Event]:
     return out
 
 
-def to_humdrum(events: list[Event], meter: tuple[int, int] = (4, 4), show_meter: bool = True) -> str:
-    """A **kern spine in treble clef, C major, with a barline at every full measure."""
+def to_humdrum(events: list[Event], meter: tuple[int, int] = (4, 4), show_meter: bool = True,
+               final_barline: bool = False) -> str:
+    """A **kern spine in treble clef, C major, with a barline at every full measure (and a final
+    double barline with ``final_barline``)."""
     measure = 16 * meter[0] // meter[1]
     lines = ["**kern", "*clefG2", "*k[]"]
     if show_meter:
@@ -100,8 +101,67 @@ def to_humdrum(events: list[Event], meter: tuple[int, int] = (4, 4), show_meter:
         name = "r" if e.pitch is None else to_kern(e.pitch)
         lines.append(f"{_KERN_DURATION[e.sixteenths]}{name}{e.beam}")
         position += e.sixteenths
+    if final_barline:
+        lines.append("==")
     lines.append("*-")
     return "\n".join(lines) + "\n"
+
+
+_PRIMUS_DURATION = {16: ("whole", 0), 12: ("half", 1), 8: ("half", 0), 6: ("quarter", 1), 4: ("quarter", 0),
+                    3: ("eighth", 1), 2: ("eighth", 0), 1: ("sixteenth", 0)}  # (name, dots)
+
+
+def _bars(events: list[Event], meter: tuple[int, int]):
+    """(event, a barline comes before it) for each event, barlines at every full measure."""
+    measure, position = 16 * meter[0] // meter[1], 0
+    for e in events:
+        yield e, bool(position and position % measure == 0)
+        position += e.sixteenths
+
+
+def to_semantic(events: list[Event], meter: tuple[int, int] = (4, 4)) -> str:
+    """The melody in PrIMuS' semantic encoding, as the corpus writes it (tab-separated, trailing
+    tab): ``clef-G2  keySignature-CM  timeSignature-3/4  note-C4_quarter  barline  rest-eighth ...``."""
+    tokens = ["clef-G2", "keySignature-CM", f"timeSignature-{meter[0]}/{meter[1]}"]
+    for e, bar in _bars(events, meter):
+        if bar:
+            tokens.append("barline")
+        name, dots = _PRIMUS_DURATION[e.sixteenths]
+        tokens.append(f"rest-{name}{'.' * dots}" if e.pitch is None else f"note-{e.pitch}_{name}{'.' * dots}")
+    tokens.append("barline")
+    return "\t".join(tokens) + "\t"
+
+
+def to_agnostic(events: list[Event], meter: tuple[int, int] = (4, 4)) -> str:
+    """The melody in PrIMuS' agnostic encoding: symbols at staff positions ("L1" the bottom line,
+    "S1" the space above it), beamed notes named by their beams as the corpus does."""
+    bottom = diatonic_index("E4")
+
+    def position(pitch: str) -> str:
+        steps = diatonic_index(pitch) - bottom
+        return f"{'S' if steps % 2 else 'L'}{steps // 2 + 1}"
+
+    tokens = ["clef.G-L2", f"digit.{meter[0]}-L4", f"digit.{meter[1]}-L2"]
+    in_beam = False
+    for e, bar in _bars(events, meter):
+        if bar:
+            tokens.append("barline-L1")
+        name, dots = _PRIMUS_DURATION[e.sixteenths]
+        if e.pitch is None:
+            tokens.append(f"rest.{name}-L3")
+        else:
+            beams = "2" if e.sixteenths == 1 else "1"
+            if e.beam.startswith("L"):
+                name, in_beam = f"beamedRight{beams}", True
+            elif e.beam.startswith("J"):
+                name, in_beam = f"beamedLeft{beams}", False
+            elif in_beam:
+                name = f"beamedBoth{beams}"
+            tokens.append(f"note.{name}-{position(e.pitch)}")
+        # A dot sits in the space of its note, or the space above its line ("L3" -> "S3").
+        tokens += [f"dot-S{3 if e.pitch is None else position(e.pitch)[1:]}"] * dots
+    tokens.append("barline-L1")
+    return "\t".join(tokens) + "\t"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -167,6 +227,20 @@ def note_boxes(svg: str) -> tuple[tuple[float, float], list[tuple[float, float, 
     return (lines[0] + dy, lines[4] + dy), boxes, to_px
 
 
+def rasterise_alpha(svg: str) -> np.ndarray:
+    """The SVG's alpha channel (uint8, h x w) as cairosvg draws it on a transparent background: the
+    ink. Read from cairo's surface directly: encoding and decoding a PNG cost as much as drawing."""
+    from cairosvg.parser import Tree
+    from cairosvg.surface import PNGSurface
+
+    surface = PNGSurface(Tree(bytestring=svg.encode()), io.BytesIO(), 96).cairo
+    surface.flush()
+    height, width, stride = surface.get_height(), surface.get_width(), surface.get_stride()
+    # ARGB32 in native (little-endian) byte order: B, G, R, A.
+    pixels = np.frombuffer(surface.get_data(), np.uint8).reshape(height, stride // 4, 4)
+    return np.ascontiguousarray(pixels[:, :width, 3])
+
+
 class Engraver:
     """Engraves **kern with verovio and rasterises with cairosvg. One verovio toolkit per process,
     made on first use (verovio is not shared across the fork of a DataLoader worker)."""
@@ -200,19 +274,16 @@ class Engraver:
             raise ValueError(f"verovio could not read this **kern:\n{humdrum}")
         return tk.renderToSVG(1)
 
-    def engrave(self, events: list[Event], meter=(4, 4), show_meter: bool = True, **style) -> EngravedLine:
-        import cairosvg
-        from PIL import Image
-
-        svg = self.svg(to_humdrum(events, meter, show_meter), **style)
+    def engrave(self, events: list[Event], meter=(4, 4), show_meter: bool = True, final_barline: bool = False,
+                **style) -> EngravedLine:
+        svg = self.svg(to_humdrum(events, meter, show_meter, final_barline), **style)
         staff, boxes, to_px = note_boxes(svg)
         pitches = tuple(e.pitch for e in events if e.pitch is not None)
         if len(boxes) != len(pitches):
             raise RuntimeError(f"verovio engraved {len(boxes)} notes for a melody of {len(pitches)}")
-        png = cairosvg.svg2png(bytestring=svg.encode())  # transparent background: alpha is the ink
-        with Image.open(io.BytesIO(png)) as image:
-            ink = np.asarray(image.getchannel("A"))
-        # Keep 4.5 staff spaces above and below the staff (snippets keep less): a line stays small in memory.
+        ink = rasterise_alpha(svg)
+        # Keep 4.5 staff spaces above and below the staff, all the ink there is: a line stays small in
+        # memory, and crops reaching further read zeros (no ink).
         top, bottom = staff[0] * to_px, staff[1] * to_px  # cairosvg draws one pixel per SVG pixel
         keep = 4.5 * (bottom - top) / 4
         y0 = max(0, int(top - keep))

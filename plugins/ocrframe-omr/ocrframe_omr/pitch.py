@@ -83,7 +83,7 @@ class SemanticError(ValueError):
 _IGNORED = ("clef-", "keySignature-", "timeSignature-", "rest-", "multirest-", "barline", "tie", "fermata")
 
 
-def semantic_to_pitches(semantic: str, accidentals: str = "skip", clefs=None) -> list[str]:
+def semantic_to_pitches(semantic: str, accidentals: str = "skip", clefs=None, keys=None) -> list[str]:
     """The pitches of a PrIMuS ``.semantic`` encoding, in order.
 
     Notes (``note-F#5_eighth.``, ``gracenote-C5_sixteenth``) give their pitch; clefs, key and time
@@ -92,15 +92,18 @@ def semantic_to_pitches(semantic: str, accidentals: str = "skip", clefs=None) ->
     dataset skips and counts the sample), "natural" keeps the letter and octave (the staff position
     a C-major reader sees), "keep" keeps the token as it is (then the charset decides), "error"
     raises ``ValueError`` at once. ``clefs`` (e.g. ``("G2",)``): only these clefs are accepted, a
-    sample with another clef raises :class:`SemanticError`.
+    sample with another clef raises :class:`SemanticError`; ``keys`` (e.g. ``("CM",)``) likewise for
+    key signatures (their accidentals do not move a note head, so by default every key is read).
     """
     if accidentals not in ACCIDENTAL_POLICIES:
         raise ValueError(f"accidentals must be one of {ACCIDENTAL_POLICIES}, not {accidentals!r}")
     pitches = []
     for token in semantic.split():
         if token.startswith("clef-"):
-            if clefs is not None and token[5:] not in clefs:
-                raise SemanticError("clef not read by this model", f"{token} (accepted: {', '.join(clefs)})")
+            check_clef(token[5:], clefs, token)
+            continue
+        if token.startswith("keySignature-"):
+            check_key(token[13:], keys, token)
             continue
         if token.startswith(("note-", "gracenote-")):
             pitch = token.split("-", 1)[1].split("_", 1)[0]
@@ -122,4 +125,74 @@ def semantic_to_pitches(semantic: str, accidentals: str = "skip", clefs=None) ->
             continue
         if not token.startswith(_IGNORED):
             raise SemanticError("unknown semantic token", token)
+    return pitches
+
+
+def check_clef(clef: str, clefs, token: str) -> None:
+    """Raise :class:`SemanticError` for a clef outside ``clefs`` (None: any). The reason names
+    the clef, so a folder's skipped samples are counted per clef."""
+    if clefs is not None and clef not in clefs:
+        raise SemanticError(f"clef {clef} not read by this model",
+                            f"{token} (the model reads clef {', '.join(clefs)}; clefs=None reads every clef)")
+
+
+def check_key(key: str, keys, token: str) -> None:
+    if keys is not None and key not in keys:
+        raise SemanticError(f"key {key} not accepted", f"{token} (accepted: {', '.join(keys)}; keys=None reads "
+                                                       "every key signature)")
+
+
+# PrIMuS agnostic encoding: symbols with their vertical position on the staff, "L1".."L5" the lines
+# from the bottom and "S1".."S4" the spaces above them (L0, S0, L-1, S5, L6, ... on ledger lines).
+_POSITION = re.compile(r"([LS])(-?\d+)")
+_AGNOSTIC = re.compile(r"(.+?)-([LS]-?\d+)")  # symbol-position; positions below the staff are negative
+_CLEF_PITCH = {"G": "G4", "F": "F3", "C": "C4"}  # the pitch on a clef's line
+_AGNOSTIC_IGNORED = ("clef.", "digit.", "metersign.", "rest.", "multirest", "barline", "dot", "slur.", "fermata.",
+                     "tie", "custos", "verticalLine")
+
+
+def staff_steps(position: str) -> int:
+    """Steps above the bottom line: "L1" -> 0, "S1" -> 1, "L2" -> 2, "L0" -> -2, "S-1" -> -3."""
+    match = _POSITION.fullmatch(position)
+    if not match:
+        raise ValueError(f"{position!r} is not a staff position ('L1'..'L5' lines, 'S0'..'S5' spaces, ledger "
+                         "positions beyond)")
+    kind, number = match.group(1), int(match.group(2))
+    return 2 * (number - 1) + (kind == "S")
+
+
+def agnostic_to_pitches(agnostic: str, accidentals: str = "skip", clefs=None) -> list[str]:
+    """The pitches of a PrIMuS ``.agnostic`` encoding: each note's staff position read in the
+    clef before it (``clef.G-L2``: the bottom line is E4), as natural pitches -- the encoding does
+    not interpret accidentals. Any ``accidental.*`` symbol (a key signature's or a note's) follows
+    ``accidentals`` as in :func:`semantic_to_pitches`: "skip" raises :class:`SemanticError`,
+    "natural" and "keep" read the staff position, "error" raises ``ValueError``.
+    """
+    if accidentals not in ACCIDENTAL_POLICIES:
+        raise ValueError(f"accidentals must be one of {ACCIDENTAL_POLICIES}, not {accidentals!r}")
+    pitches, bottom_line = [], None
+    for token in agnostic.split():
+        match = _AGNOSTIC.fullmatch(token)
+        symbol, position = match.groups() if match else (token, "")
+        if token.startswith("clef."):
+            letter = symbol[5:]
+            if letter not in _CLEF_PITCH:
+                raise SemanticError("unknown agnostic symbol", token)
+            check_clef(f"{letter}{position[1:]}", clefs, token)
+            bottom_line = diatonic_index(_CLEF_PITCH[letter]) - staff_steps(position)
+        elif token.startswith("accidental."):
+            if accidentals == "skip":
+                raise SemanticError("accidental outside C major", token)
+            if accidentals == "error":
+                raise ValueError(f"{token}: an accidental outside C major; accidentals='skip' skips such samples, "
+                                 "'natural' reads the staff position")
+        elif token.startswith(("note.", "gracenote.")):
+            if bottom_line is None:
+                raise SemanticError("note before any clef", token)
+            try:
+                pitches.append(from_diatonic_index(bottom_line + staff_steps(position)))
+            except ValueError as exc:
+                raise SemanticError("unreadable note", f"{token}: {exc}") from None
+        elif not token.startswith(_AGNOSTIC_IGNORED):
+            raise SemanticError("unknown agnostic symbol", token)
     return pitches

@@ -3,6 +3,7 @@ from ocrframe import hookimpl
 
 from ocrframe_omr.datasets import EngravedMusicDataset, PrimusDataset
 from ocrframe_omr.metrics import PitchSequenceMetric
+from ocrframe_omr.staff import StaffNormalize
 
 
 @hookimpl
@@ -10,3 +11,4 @@ def ocrframe_register(slots):
     slots.dataset.register_module(module=EngravedMusicDataset)
     slots.dataset.register_module(module=PrimusDataset)
     slots.metric.register_module(module=PitchSequenceMetric)
+    slots.transform.register_module(module=StaffNormalize)

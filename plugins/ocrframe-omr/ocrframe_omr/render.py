@@ -8,6 +8,12 @@ Styles, named after the paper's test sets (section 3.4):
   camera       a phone picture of a printed page (stand-in for "Real-World"): perspective, uneven
                light, blur, JPEG, on background photographs that training never uses
 
+Engraving settings come in two disjoint sets (:data:`ENGRAVINGS`): "train" for every split the
+config trains, validates and tests on, "heldout" for an independent split that training never
+samples -- whole incipits as PrIMuS ships them (clef, time signature, barlines, rests, a final
+barline, the white margins of a page, tight to generous) in a music font, scale, spacing and
+staff-line width the training engraving never uses.
+
 The effects are the shared ones of ``ocrframe.data.effects``; every draw comes from the Generator
 passed in, so a snippet is a pure function of its seed.
 """
@@ -19,12 +25,49 @@ import numpy as np
 from PIL import Image
 
 from ocrframe import discover_backgrounds, effects
-from ocrframe_omr.engrave import METERS, MUSIC_FONTS, EngravedLine, Engraver, random_melody
+from ocrframe_omr.engrave import METERS, EngravedLine, Engraver, Event, random_melody, to_agnostic, to_semantic
 
 STYLES = ("clean", "synthesized", "camera")
+ASSETS = ("train", "heldout")
 MIN_NOTES, MAX_NOTES = 3, 20
 LINE_NOTES = (24, 36)  # notes per engraved line, fragments are cut from
-MARGIN_SPACES = (2.75, 3.75)  # staff spaces kept above / below the staff: room for C6 and A3 with ledger lines
+# Staff spaces kept above / below the staff: room for C6 and A3 with ledger lines; StaffNormalize crops
+# images read later to the middle of this range.
+MARGIN_SPACES = (2.75, 3.75)
+# A snippet's height in staff spaces once normalised (staff + 3.25 above and below): effects are sized
+# for it at 32 pixels whatever margins the image has.
+NORMALISED_SPACES = 10.5
+# Held-out incipits: white margins around the ink, in staff spaces (vertical, horizontal).
+INCIPIT_MARGIN_SPACES = ((0.3, 8.0), (0.3, 5.0))
+
+
+@dataclass(frozen=True)
+class Engraving:
+    """The ranges an engraving's settings are drawn from (see ``Engraver.svg``)."""
+
+    fonts: tuple[str, ...]
+    space_px: tuple[float, float]
+    spacing_linear: tuple[float, float]
+    spacing_non_linear: tuple[float, float]
+    staff_line_width: tuple[float, float]
+    stem_width: tuple[float, float]
+
+    def draw(self, rng: np.random.Generator) -> dict:
+        return dict(font=self.fonts[int(rng.integers(len(self.fonts)))],
+                    **{name: float(rng.uniform(*getattr(self, name)))
+                       for name in ("space_px", "spacing_linear", "spacing_non_linear", "staff_line_width",
+                                    "stem_width")})
+
+
+# Disjoint: no held-out setting falls in a training range (tests/test_omr.py checks it). Leland is
+# verovio's fifth SMuFL font; the held-out scale is PrIMuS-like (verovio's 100 % is 18 px a space).
+ENGRAVINGS = {
+    "train": Engraving(fonts=("Leipzig", "Bravura", "Gootville", "Petaluma"), space_px=(6.0, 8.0),
+                       spacing_linear=(0.15, 0.3), spacing_non_linear=(0.5, 0.65), staff_line_width=(0.1, 0.22),
+                       stem_width=(0.15, 0.25)),
+    "heldout": Engraving(fonts=("Leland",), space_px=(9.0, 14.0), spacing_linear=(0.31, 0.36),
+                         spacing_non_linear=(0.66, 0.72), staff_line_width=(0.23, 0.3), stem_width=(0.26, 0.32)),
+}
 
 
 @dataclass(frozen=True)
@@ -58,6 +101,31 @@ AUGMENTATIONS = {
 }
 
 
+@dataclass(frozen=True)
+class Incipit:
+    """A whole engraved incipit: its ink (255 = black) with its margins, the staff space in pixels,
+    and what was engraved."""
+
+    ink: Image.Image
+    space: float
+    staff: tuple[float, float]  # y of the top and bottom staff lines in ``ink``
+    events: tuple[Event, ...]
+    meter: tuple[int, int]
+    pitches: tuple[str, ...]
+
+    @property
+    def label(self) -> str:
+        return " ".join(self.pitches)
+
+    @property
+    def semantic(self) -> str:
+        return to_semantic(list(self.events), self.meter)
+
+    @property
+    def agnostic(self) -> str:
+        return to_agnostic(list(self.events), self.meter)
+
+
 class MusicRenderer:
     """Engraves random lines (:meth:`line`) and cuts augmented snippets from them (:meth:`snippet`).
 
@@ -67,23 +135,44 @@ class MusicRenderer:
             ones by default).
     """
 
-    def __init__(self, style: str = "synthesized", backgrounds: str | None = None):
+    def __init__(self, style: str = "synthesized", backgrounds: str | None = None, assets: str = "train"):
         if style not in STYLES:
             raise ValueError(f"style must be one of {STYLES}, not {style!r}")
-        self.style, self.augmentation = style, AUGMENTATIONS[style]
-        split = backgrounds or ("heldout" if style == "camera" else "train")
+        if assets not in ASSETS:
+            raise ValueError(f"assets must be one of {ASSETS}, not {assets!r}")
+        self.style, self.augmentation, self.engraving = style, AUGMENTATIONS[style], ENGRAVINGS[assets]
+        split = backgrounds or ("heldout" if style == "camera" or assets == "heldout" else "train")
         self.photos = discover_backgrounds(split) if self.augmentation.photo_share else ()
         self.engraver = Engraver()
 
     def line(self, rng: np.random.Generator) -> EngravedLine:
-        """A random melody engraved in a random music font, size and spacing."""
+        """A random melody engraved with random settings of this renderer's engraving."""
         meter = METERS[int(rng.integers(len(METERS)))]
         events = random_melody(rng, int(rng.integers(LINE_NOTES[0], LINE_NOTES[1] + 1)), meter)
-        return self.engraver.engrave(
-            events, meter, show_meter=bool(rng.random() < 0.6),
-            font=MUSIC_FONTS[int(rng.integers(len(MUSIC_FONTS)))], space_px=float(rng.uniform(6.0, 8.0)),
-            spacing_linear=float(rng.uniform(0.15, 0.3)), spacing_non_linear=float(rng.uniform(0.5, 0.65)),
-            staff_line_width=float(rng.uniform(0.1, 0.22)), stem_width=float(rng.uniform(0.15, 0.25)))
+        return self.engraver.engrave(events, meter, show_meter=bool(rng.random() < 0.6),
+                                     final_barline=bool(rng.random() < 0.5), **self.engraving.draw(rng))
+
+    def incipit(self, rng: np.random.Generator, count: int | None = None) -> Incipit:
+        """A whole incipit of ``count`` (default: 3 to 20, uniformly) notes as PrIMuS ships them:
+        clef, time signature, the melody with its rests and barlines, a final barline, and white
+        margins around the ink of 0.3 to 8 staff spaces above and below, 0.3 to 5 at the sides."""
+        if count is None:
+            count = int(rng.integers(MIN_NOTES, MAX_NOTES + 1))
+        meter = METERS[int(rng.integers(len(METERS)))]
+        events = random_melody(rng, count, meter)
+        (above, below), (left, right) = (rng.uniform(*r, 2) for r in INCIPIT_MARGIN_SPACES)
+        line = self.engraver.engrave(events, meter, show_meter=True, final_barline=True, **self.engraving.draw(rng))
+        rows, columns = np.flatnonzero(line.ink.max(1) > 25), np.flatnonzero(line.ink.max(0) > 25)
+        space = line.space
+        box = (columns[0] - left * space, rows[0] - above * space, columns[-1] + 1 + right * space,
+               rows[-1] + 1 + below * space)
+        ink = Image.fromarray(line.ink).crop(tuple(int(round(v)) for v in box))  # zero (no ink) outside the line
+        top = int(round(box[1]))
+        return Incipit(ink, space, (line.staff[0] - top, line.staff[1] - top), tuple(events), meter, line.pitches)
+
+    def finish(self, ink: Image.Image, space: float, rng: np.random.Generator) -> Image.Image:
+        """The RGB image of an engraving's ink (255 = black) in this renderer's style."""
+        return self._augment(ink, space, rng)
 
     def snippet(self, line: EngravedLine, rng: np.random.Generator,
                 count: int | None = None) -> tuple[Image.Image, str]:
@@ -153,5 +242,5 @@ class MusicRenderer:
             factor = rng.uniform(0.4, 0.7)
             small = out.resize((max(1, int(w * factor)), max(1, int(h * factor))), Image.BILINEAR)
             out = small.resize((w, h), Image.BILINEAR)
-        # Blur and noise are sized for the 32-pixel-high input the recognizer sees.
-        return aug.degradation(out, rng, scale=h / 32)
+        # Blur and noise are sized for the 32-pixel-high input the recognizer sees once the staff is normalised.
+        return aug.degradation(out, rng, scale=NORMALISED_SPACES * space / 32)

@@ -1,0 +1,274 @@
+"""Finding the staff of a single-staff score image, and cropping it to a fixed number of staff
+spaces so the recognizer sees the same vertical geometry whatever margins, scale or slight skew
+the image came with.
+
+A model trained on crops with ~3 staff spaces above and below the staff reads pitches as heights
+in its 32-pixel input; an image with other margins (PrIMuS keeps the page's, scans and photos
+keep whatever the source gave) moves every note by a step or two. :class:`StaffNormalize` puts
+the staff where training put it: it finds the five staff lines (row profile of the dark pixels,
+searched over small skews, then the comb of five equally spaced lines that best fits it) and
+crops from ``spaces_above`` above the top line to ``spaces_below`` below the bottom line, and
+horizontally to the staff's extent, deskewed.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+
+import numpy as np
+from PIL import Image, ImageFilter
+
+MAX_SKEW_DEG = 3.0
+MIN_SPACE_PX = 2.5
+# Taller images are searched at this height: even with 8 staff spaces of margin above and below, a
+# staff space keeps over 4 pixels, enough for the search; and the geometry scales back.
+SEARCH_HEIGHT = 120
+CLEAR_CONTRAST = 0.6  # a staff of dark ink this clear needs no look for light ink
+
+
+@dataclass(frozen=True)
+class StaffGeometry:
+    """A staff found in an image, in its pixels. ``top`` and ``bottom``: y of the top and bottom
+    staff lines at x = 0 of the deskewed image (y' = y - x tan(skew)); ``left`` / ``right``: the
+    columns the staff lines span; ``contrast``: mean darkness share of the five lines' rows minus
+    that of the rows midway between them (1: perfect lines on clean paper)."""
+
+    top: float
+    bottom: float
+    left: int
+    right: int
+    skew_deg: float
+    line_thickness: float
+    contrast: float
+    light_ink: bool = False
+
+    @property
+    def space(self) -> float:
+        """Distance between two staff lines, in pixels."""
+        return (self.bottom - self.top) / 4
+
+    def scaled(self, fx: float, fy: float) -> StaffGeometry:
+        """The geometry in an image ``fx`` times as wide and ``fy`` times as tall."""
+        skew = np.degrees(np.arctan(np.tan(np.radians(self.skew_deg)) * fy / fx))
+        return replace(self, top=self.top * fy, bottom=self.bottom * fy, left=int(self.left * fx),
+                       right=int(round((self.right + 1) * fx)) - 1, skew_deg=float(skew),
+                       line_thickness=self.line_thickness * fy)
+
+    def as_dict(self) -> dict:
+        out = {k: v if isinstance(v, bool) else round(float(v), 2) for k, v in asdict(self).items()}
+        out["space"] = round(self.space, 2)
+        return out
+
+
+def darkness(gray: np.ndarray) -> np.ndarray:
+    """How much ink each pixel of a grey image holds, 0 (paper) to 1, measured against the local
+    paper brightness (uneven light on a photographed page). Soft, not thresholded: thin staff lines
+    are drawn anti-aliased, a pixel or less wide, and would fall below any threshold for note heads."""
+    image = Image.fromarray(gray)
+    # Paper: the brightest pixel within a sixth of the image height (wider than a note head or a
+    # beam), on a reduced image to keep it cheap, then smoothed.
+    window = max(3, min(gray.shape) // 6)
+    factor = max(1, window // 4)
+    small = image.reduce(factor) if factor > 1 else image
+    size = max(3, (window // factor) | 1)  # MaxFilter takes odd sizes
+    paper = small.filter(ImageFilter.MaxFilter(size)).filter(ImageFilter.BoxBlur(size / 2))
+    paper = np.asarray(paper.resize(image.size, Image.BILINEAR), np.float32)
+    ratio = gray.astype(np.float32) / np.maximum(paper, 1)
+    return np.clip((0.9 - ratio) / 0.5, 0, 1)  # paper noise stays under 0.9 of the paper's brightness
+
+
+def _profile(ys: np.ndarray, xs: np.ndarray, weights: np.ndarray, angle: float, height: int,
+             width: int) -> tuple[np.ndarray, int]:
+    """Ink per row of the image sheared by ``angle`` (y' = y - x tan a), and the row offset."""
+    shifted = ys - xs * np.tan(angle)
+    offset = int(np.floor(min(0.0, -width * np.tan(angle)))) - 1
+    rows = np.round(shifted - offset).astype(np.int64)
+    return np.bincount(rows, weights, minlength=height - offset + 2).astype(np.float32), offset
+
+
+def find_staff(gray: np.ndarray, max_skew_deg: float = MAX_SKEW_DEG, min_contrast: float = 0.3) -> StaffGeometry | None:
+    """The most prominent 5-line staff of a grey image (uint8), or None when no comb of five
+    equally spaced lines stands out (``min_contrast``). Ink may be darker than the paper or, on
+    a dark photograph, lighter: both are tried, the clearer staff wins."""
+    height, width = gray.shape
+    if height < 5 * MIN_SPACE_PX or width < 4 * MIN_SPACE_PX:
+        return None
+    if height > 1.25 * SEARCH_HEIGHT:  # found on a reduced copy: the cost grows with the pixel count
+        factor = height / SEARCH_HEIGHT
+        small = Image.fromarray(gray).resize((max(1, round(width / factor)), SEARCH_HEIGHT), Image.BOX)
+        staff = find_staff(np.asarray(small), max_skew_deg, min_contrast)
+        return None if staff is None else staff.scaled(width / small.width, height / small.height)
+    found = [f for f in [_find(gray, max_skew_deg, False)] if f]
+    if not found or found[0][0].contrast < CLEAR_CONTRAST:  # then perhaps light ink on a dark photograph
+        found += [f for f in [_find(255 - gray, max_skew_deg, True)] if f]
+    if not found:
+        return None
+    staff, _ = max(found, key=lambda f: f[1])
+    # A staff runs across most of a score image; a short comb is texture or a stray pattern.
+    if staff.contrast < min_contrast or staff.right - staff.left < 0.4 * width:
+        return None
+    return staff
+
+
+def _find(gray: np.ndarray, max_skew_deg: float, light_ink: bool) -> tuple[StaffGeometry, float] | None:
+    """The staff of dark ink on lighter paper, with its comb's score."""
+    height, width = gray.shape
+    ink = darkness(gray)
+    ys, xs = np.nonzero(ink)
+    weights = ink[ys, xs]
+    if weights.sum() < width:  # not even one line's worth of ink
+        return None
+
+    def profile_at(angle):
+        return _profile(ys, xs, weights, angle, height, width)
+
+    # Skew: the shear whose row profile is sharpest (staff lines collapse into few rows).
+    coarse = np.radians(np.linspace(-max_skew_deg, max_skew_deg, 25))
+    best = max(coarse, key=lambda a: float(np.square(profile_at(a)[0]).sum()))
+    fine = best + np.radians(np.linspace(-0.125, 0.125, 5))
+    angle = max(fine, key=lambda a: float(np.square(profile_at(a)[0]).sum()))
+    profile, offset = profile_at(angle)
+    profile /= width
+    comb = _best_comb(profile)
+    if comb is None:
+        return None
+    y0, space, contrast, score = comb
+    rows = _refine(profile, y0, space)
+    thickness = _line_thickness(profile, rows)
+    # Least squares over the five lines; a row's pixels are centred half a row below its index.
+    space, first = np.polyfit(np.arange(5), rows, 1)
+    if thickness > 0.45 * space:  # thick "lines" are the paper between the lines of the other polarity
+        return None
+    top, bottom = first + offset + 0.5, first + 4 * space + offset + 0.5
+    left, right = _staff_extent(ink > 0.1, top, space, angle, thickness)
+    return StaffGeometry(top=float(top), bottom=float(bottom), left=left, right=right,
+                         skew_deg=float(np.degrees(angle)), line_thickness=thickness, contrast=float(contrast),
+                         light_ink=light_ink), score
+
+
+def _best_comb(profile: np.ndarray) -> tuple[float, float, float, float] | None:
+    """(first line's row, spacing, contrast, score) of the comb of five equally spaced rows whose ink most
+    exceeds that of the rows midway between them; contrast is that excess relative to the lines'
+    ink (1: nothing between the lines, 0: no lines)."""
+    n = len(profile)
+    # A thin staff line is drawn anti-aliased across two rows: a row plus its darker neighbour holds
+    # all of it, and lets a comb at fractional spacing hit it.
+    pair = profile + np.maximum(np.roll(profile, 1), np.roll(profile, -1))
+    peak = np.maximum(pair, np.maximum(np.roll(pair, 1), np.roll(pair, -1)))
+    grid = np.arange(n, dtype=np.float32)
+    best, best_score = None, 0.0
+    for space in np.arange(MIN_SPACE_PX, (n - 1) / 4, 0.25):
+        starts = grid[: int(n - 4 * space - 1)]
+        if not len(starts):
+            break
+        lines = np.stack([np.interp(starts + k * space, grid, peak) for k in range(5)])
+        gaps = np.stack([np.interp(starts + (k + 0.5) * space, grid, pair) for k in range(4)])
+        # The weakest line counts: five lines, not one thick line and four misses.
+        strength = np.minimum(lines.min(0) * 2, lines.mean(0))
+        score = strength - gaps.mean(0)
+        i = int(np.argmax(score))
+        if score[i] > best_score * 1.02:  # a finer comb must do clearly better (2 x spacing fits half the lines)
+            best_score = float(score[i])
+            best = (float(starts[i]), float(space), float(score[i] / max(strength[i], 1e-6)), best_score)
+    return best
+
+
+def _refine(profile: np.ndarray, y0: float, space: float) -> np.ndarray:
+    """Sub-row positions of the five lines near the comb's: the ink-weighted centre of each line's peak."""
+    rows = []
+    for k in range(5):
+        centre = y0 + k * space
+        lo = int(max(0, np.floor(centre - 0.35 * space)))
+        hi = int(min(len(profile) - 1, np.ceil(centre + 0.35 * space)))
+        r = lo + int(np.argmax(profile[lo:hi + 1]))
+        a, b = max(0, r - 1), min(len(profile), r + 2)
+        weights = profile[a:b] - profile[lo:hi + 1].min()
+        rows.append(float((weights * np.arange(a, b)).sum() / weights.sum()) if weights.sum() > 0 else float(r))
+    return np.array(rows)
+
+
+def _line_thickness(profile: np.ndarray, rows: list[float]) -> float:
+    """Mean width, in rows, of the staff lines' peaks at half their height above the paper between them."""
+    widths = []
+    for row in rows:
+        r = int(round(row))
+        if not 1 <= r < len(profile) - 1:
+            continue
+        r += int(np.argmax(profile[r - 1:r + 2])) - 1  # the comb's row may be next to the peak
+        base = min(profile[max(0, r - 3):r + 4])
+        half = base + (profile[r] - base) / 2
+        lo = r
+        while lo > 0 and profile[lo - 1] > half:
+            lo -= 1
+        hi = r
+        while hi < len(profile) - 1 and profile[hi + 1] > half:
+            hi += 1
+        widths.append(hi - lo + 1)
+    return float(np.median(widths)) if widths else 1.0
+
+
+def _staff_extent(dark: np.ndarray, top: float, space: float, angle: float, thickness: float) -> tuple[int, int]:
+    """First and last column where at least three of the five lines are dark."""
+    height, width = dark.shape
+    xs = np.arange(width)
+    hits = np.zeros(width, np.int32)
+    reach = max(1, int(round(thickness / 2)))
+    for k in range(5):
+        ys = np.floor(top + k * space + xs * np.tan(angle)).astype(np.int64)  # the row holding y
+        on = np.zeros(width, bool)
+        for d in range(-reach, reach + 1):
+            y = np.clip(ys + d, 0, height - 1)
+            on |= dark[y, xs]
+        hits += on
+    # Smooth over a staff space: notes and barlines interrupt the lines' run in a column or two.
+    window = max(1, int(space))
+    covered = np.convolve(hits >= 3, np.ones(window), "same") > window / 2
+    columns = np.flatnonzero(covered)
+    return (int(columns[0]), int(columns[-1])) if len(columns) else (0, width - 1)
+
+
+class StaffNormalize:
+    """Pipeline transform: crop a score image to its staff, ``spaces_above`` staff spaces above the
+    top line and ``spaces_below`` below the bottom one, deskewed, from ``spaces_side`` spaces left of
+    the staff's start to as far right of its end; where the crop passes the image's edge, the
+    paper's brightness fills it. The found geometry goes into ``sample["extras"]["staff"]`` (shown
+    by `ocrframe read --json`); an image without a recognisable staff is passed on unchanged, with
+    ``staff: None``.
+
+    The defaults are the middle of the training snippets' margins (2.75-3.75 spaces), so the
+    staff fills the same share of the 32-pixel input in training and in reading.
+    """
+
+    def __init__(self, spaces_above: float = 3.25, spaces_below: float = 3.25, spaces_side: float = 1.0,
+                 max_skew_deg: float = MAX_SKEW_DEG, min_contrast: float = 0.3):
+        if spaces_above < 2.5 or spaces_below < 2.5:
+            raise ValueError(f"spaces_above / spaces_below must be at least 2.5 staff spaces (room for ledger-line "
+                             f"notes), not {spaces_above} / {spaces_below}")
+        self.spaces_above, self.spaces_below, self.spaces_side = spaces_above, spaces_below, spaces_side
+        self.max_skew_deg, self.min_contrast = max_skew_deg, min_contrast
+
+    def __call__(self, sample: dict) -> dict:
+        image = sample["image"]
+        gray = np.asarray(image if image.mode == "L" else image.convert("L"))
+        staff = find_staff(gray, self.max_skew_deg, self.min_contrast)
+        sample.setdefault("extras", {})["staff"] = None
+        if staff is None:
+            return sample
+        sample["image"], box = self.crop(image, gray, staff)
+        sample["extras"]["staff"] = dict(staff.as_dict(), crop=[round(v, 1) for v in box])
+        return sample
+
+    def crop(self, image: Image.Image, gray: np.ndarray, staff: StaffGeometry):
+        space = staff.space
+        x0 = max(0.0, staff.left - self.spaces_side * space)
+        x1 = min(float(gray.shape[1]), staff.right + 1 + self.spaces_side * space)
+        y0 = staff.top - self.spaces_above * space
+        y1 = staff.bottom + self.spaces_below * space
+        size = (max(1, int(round(x1 - x0))), max(1, int(round(y1 - y0))))
+        tan = float(np.tan(np.radians(staff.skew_deg)))
+        # The paper's colour, dark or light: most of a score image is paper.
+        fill = int(np.median(gray)) if image.mode == "L" else tuple(int(c) for c in np.median(
+            np.asarray(image.convert("RGB")).reshape(-1, 3), axis=0))
+        # Output (u, v) samples input (x0 + u, y0 + v + (x0 + u) tan): crop and deskew in one resampling.
+        coefficients = (1, 0, x0, tan, 1, y0 + x0 * tan)
+        out = image.transform(size, Image.AFFINE, coefficients, Image.BILINEAR, fillcolor=fill)
+        return out, (x0, y0, x1, y1)
