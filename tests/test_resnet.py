@@ -69,7 +69,10 @@ def test_the_strided_projection_equals_a_strided_1x1_convolution(stride):
     torch.manual_seed(0)
     projection = StridedProjection(8, 16, stride)
     x = torch.randn(2, 8, 16, 37)
-    assert torch.allclose(projection(x), nn.functional.conv2d(x, projection.weight, stride=stride), atol=1e-6)
+    expected = nn.functional.conv2d(x, projection.weight, stride=stride)
+    assert torch.allclose(projection(x), expected, atol=1e-6)  # training: the subsampled path
+    with torch.no_grad():
+        assert torch.allclose(projection(x), expected, atol=1e-6)  # reading: the plain convolution
 
 
 def test_a_few_channel_resnet_trains_in_channels_last_at_every_width():

@@ -19,14 +19,18 @@ from torch import nn
 
 
 class StridedProjection(nn.Conv2d):
-    """A 1x1 convolution with a stride, computed as every stride-th pixel through a 1x1 convolution
-    (the same numbers, the same weights). oneDNN's own strided 1x1 backward crashes the process on
-    AVX-512 CPUs for inputs of few channels in channels_last (torch 2.13: 8 channels, width 160)."""
+    """A 1x1 convolution with a stride. When gradients flow it is computed as every stride-th pixel
+    through a 1x1 convolution (the same numbers, the same weights): oneDNN's own strided 1x1
+    backward crashes the process on AVX-512 CPUs for inputs of few channels in channels_last
+    (torch 2.13: 8 channels, width 160). Without gradients (reading, ONNX export) it is the plain
+    strided convolution, which exporters and quantizers know."""
 
     def __init__(self, in_channels: int, out_channels: int, stride: int | tuple[int, int]):
         super().__init__(in_channels, out_channels, 1, stride, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.onnx.is_in_onnx_export() or not (torch.is_grad_enabled() and x.requires_grad):
+            return super().forward(x)
         rows, columns = self.stride
         return F.conv2d(x[:, :, ::rows, ::columns], self.weight)
 
