@@ -104,7 +104,7 @@ def test_training_on_ctc_overfits_four_words_and_greedy_decoding_reads_them(tiny
     model = MODELS.build(cfg)
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     losses = []
-    for _ in range(300):
+    for _ in range(500):  # 300 left 'sun' read as 'sn' on AVX-512 hosts (oneDNN's numerics differ from AVX2's)
         loss = model(batch["inputs"], batch["data_samples"], mode="loss")["loss"]
         optimizer.zero_grad()
         loss.backward()

@@ -95,7 +95,7 @@ def test_browse_a_config_split_as_the_model_sees_it(tmp_path, capsys):
 def test_browse_music_from_the_omr_config_shows_pitch_labels(tmp_path, capsys):
     omr_config = CONFIG.parent / "crnn_omr.py"
     assert main(["browse", str(omr_config), "--split", "test", "--num", "2", "--out", str(tmp_path / "omr.png")]) == 0
-    assert "2 of 1500 samples" in capsys.readouterr().out  # the three test splits of 500
+    assert "2 of 2500 samples" in capsys.readouterr().out  # the five test splits of 500
     cfg = Config.fromfile(str(omr_config))
     clean = DATASETS.build(dict(type="EngravedMusicDataset", charset=cfg.charset, length=500, seed=2, style="clean"))
     samples = [clean.load(i) for i in range(2)]  # the first test split, as stored
