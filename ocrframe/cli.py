@@ -29,7 +29,6 @@ def cmd_list(args) -> int:
 
 def cmd_models(args) -> int:
     from ocrframe.plugins import load_plugins
-
     from ocrframe.pretrained import available_models
 
     loader = load_plugins()

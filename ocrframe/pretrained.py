@@ -19,15 +19,13 @@ place that takes a checkpoint path also takes a model name or a ``.safetensors``
 """
 from __future__ import annotations
 
+import functools
 import hashlib
-import json
-import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
-logger = logging.getLogger("ocrframe.pretrained")
 FORMAT = "ocrframe-model/1"  # metadata["format"] of a released weights file
 SUFFIX = ".safetensors"
 
@@ -104,7 +102,7 @@ def find_weights(source: str | Path) -> Path | None:
     card = models[text]
     if not card.weights.is_file():
         raise FileNotFoundError(f"model {text}: its weights file {card.weights} is missing (named in {card.card})")
-    digest = sha256_of(card.weights)
+    digest = _verified_digest(card.weights)
     if digest != card.sha256:
         raise ValueError(f"model {text}: {card.weights} is not the file its model card {card.card} describes "
                          f"(SHA-256 {digest[:16]}..., expected {card.sha256[:16]}...): it is truncated or was "
@@ -146,6 +144,18 @@ def write_weights(state_dict: dict, meta: dict, path: str | Path, dtype=None) ->
     return Path(path)
 
 
+def _verified_digest(path: Path) -> str:
+    """The file's SHA-256, hashed once per version of the file (size and modification time): one
+    read loads a model several times (config, weights, ONNX cache key)."""
+    stat = path.stat()
+    return _digest_of(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=32)
+def _digest_of(path: str, size: int, mtime_ns: int) -> str:
+    return sha256_of(Path(path))
+
+
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -156,6 +166,5 @@ def sha256_of(path: Path) -> str:
 
 def card_front_matter(name: str, weights: Path, summary: str, metrics: dict) -> str:
     """The YAML front matter of a model card for ``weights`` (tools/release_model.py writes it)."""
-    front = dict(name=name, weights=weights.name, sha256=sha256_of(weights), summary=summary,
-                 metrics=json.loads(json.dumps(metrics)))
+    front = dict(name=name, weights=weights.name, sha256=sha256_of(weights), summary=summary, metrics=dict(metrics))
     return "---\n" + yaml.safe_dump(front, sort_keys=False, allow_unicode=True) + "---\n"

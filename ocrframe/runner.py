@@ -15,6 +15,7 @@ from mmengine.runner import Runner
 # checkpoint also allowlists the training state for weights_only loads, and makes mmengine's loader safe
 from ocrframe.checkpoint import CheckpointMetaHook, load_checkpoint, use_trained_model
 from ocrframe.data.build import dataset_for, mark_for_evaluation, use_data
+from ocrframe.pretrained import find_weights
 
 
 def add_config_arguments(parser) -> None:
@@ -79,7 +80,9 @@ def load_config(path: str, *, schedule: str = "auto", work_dir: str | None = Non
             use_data(cfg.test_dataloader, test_data, cfg)
         cfg.load_from = checkpoint
     if load_from:
-        load_checkpoint(load_from)  # a missing file or an unknown name fails here, before the runner starts
+        if find_weights(load_from) is None and not Path(load_from).is_file():  # fail before the runner starts
+            raise FileNotFoundError(f"--load-from {load_from}: no such checkpoint, and no released model of that "
+                                    "name (`ocrframe models` lists them)")
         cfg.load_from = load_from
         print(f"fine-tuning from {load_from} with the {cfg.schedule} schedule")
     if tensorboard:

@@ -23,12 +23,11 @@ import torch
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 
 
-def transcriptions(model, cfg, out: Path) -> tuple[float, float, list[str]]:
-    """(word accuracy, 1 - NED, every transcription) on the config's test set."""
+def transcriptions(model, dataset, out: Path) -> tuple[float, float, list[str]]:
+    """(word accuracy, 1 - NED, every transcription) on ``dataset``."""
     from ocrframe.evaluation import evaluate
-    from ocrframe.data.build import build_dataset
 
-    table = evaluate(model, {"test set": build_dataset(cfg.test_dataloader.dataset)}, ["none"], predictions_file=out)
+    table = evaluate(model, {"test set": dataset}, ["none"], predictions_file=out)
     cell = next(iter(table["test set"].values()))
     with open(out, encoding="utf-8", newline="") as f:
         texts = [row["prediction"] for row in csv.DictReader(f, delimiter="\t")]
@@ -46,6 +45,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     from ocrframe.checkpoint import load_checkpoint, load_weights, store_config, stored_config
+    from ocrframe.data.build import build_dataset
     from ocrframe.plugins import load_plugins
     from ocrframe.pretrained import card_front_matter, read_weights, write_weights
     from ocrframe.registry import MODELS
@@ -63,9 +63,10 @@ def main(argv=None) -> int:
                                  DTYPES[args.dtype])
     released = MODELS.build(cfg.model).eval()
     load_weights(released, read_weights(weights_file)["state_dict"], weights_file)
+    test_set = build_dataset(cfg.test_dataloader.dataset)
     with tempfile.TemporaryDirectory() as tmp:
-        acc, ned, texts = transcriptions(model, cfg, Path(tmp) / "fp32.tsv")
-        acc_released, ned_released, texts_released = transcriptions(released, cfg, Path(tmp) / "released.tsv")
+        acc, ned, texts = transcriptions(model, test_set, Path(tmp) / "fp32.tsv")
+        acc_released, ned_released, texts_released = transcriptions(released, test_set, Path(tmp) / "released.tsv")
     differ = sum(a != b for a, b in zip(texts, texts_released))
     metrics = {"test word accuracy": round(acc_released, 4), "test 1 - NED": round(ned_released, 4),
                "test images": len(texts), f"transcriptions differing from fp32 weights ({args.dtype})": differ,

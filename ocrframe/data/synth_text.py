@@ -223,7 +223,8 @@ class WordRenderer:
         groups: dict[str, list[Path]] = {}
         for path in assets.fonts:
             groups.setdefault(design_group(self._family(path)), []).append(path)
-        self.font_groups = [tuple(groups[g]) for g in sorted(groups)]
+        self._groups_by_name = {g: tuple(groups[g]) for g in sorted(groups)}
+        self.font_groups = list(self._groups_by_name.values())
         # Easy samples (see render_aligned's difficulty): everyday typefaces and short words.
         self.plain_font_groups = [tuple(groups[g]) for g in sorted(groups) if g in _ALWAYS_TRAIN] or self.font_groups
         self.short_words = tuple(w for w in self.words if len(w) <= EASY_MAX_LENGTH) or self.words
@@ -236,18 +237,17 @@ class WordRenderer:
     @property
     def font_group_names(self) -> list[str]:
         """The design groups drawn from (the unit of the train/held-out split), sorted."""
-        return sorted({design_group(self._family(group[0])) for group in self.font_groups})
+        return list(self._groups_by_name)
 
     def only_fonts(self, names) -> "WordRenderer":
         """This renderer restricted to the design groups ``names`` (every sample is then drawn in
         them, easy ones too): an error lists the groups it has when one is not among them."""
-        available = self.font_group_names
-        unknown = sorted(set(names) - set(available))
+        unknown = sorted(set(names) - set(self._groups_by_name))
         if unknown:
-            raise ValueError(f"font groups {unknown} are not among this split's {len(available)}: "
-                             f"{', '.join(available)}")
-        self.font_groups = [g for g in self.font_groups if design_group(self._family(g[0])) in set(names)]
-        self.plain_font_groups = self.font_groups
+            raise ValueError(f"font groups {unknown} are not among this split's {len(self._groups_by_name)}: "
+                             f"{', '.join(self._groups_by_name)}")
+        self._groups_by_name = {g: faces for g, faces in self._groups_by_name.items() if g in set(names)}
+        self.font_groups = self.plain_font_groups = list(self._groups_by_name.values())
         return self
 
     # -- text -----------------------------------------------------------------------------------
