@@ -24,7 +24,7 @@ _LAZY = {
     # for decoders
     "read_lexicon": "ocrframe.decoders",
     # for datasets
-    "OcrDataset": "ocrframe.data.base", "BadSample": "ocrframe.data.base", "SkipCounter": "ocrframe.data.base",
+    "OcrDataset": "ocrframe.data.base", "Curriculum": "ocrframe.data.base", "BadSample": "ocrframe.data.base", "SkipCounter": "ocrframe.data.base",
     "decode_image": "ocrframe.data.base", "image_aspect_ratio": "ocrframe.data.base",
     "read_gt_lines": "ocrframe.data.gt_folder",
     "ProcessLRU": "ocrframe.data.assets", "discover_backgrounds": "ocrframe.data.assets",

@@ -222,6 +222,58 @@ def test_dataset_is_fixed_by_seed_and_length_groups_share_a_note_count():
         make(dict(type="EngravedMusicDataset", style="blurry"))
 
 
+def curriculum_draws(dataset, monkeypatch, count: int) -> list[tuple[int, bool]]:
+    """(notes, augmented) of the dataset's first ``count`` snippets."""
+    augmented = []
+    real_augment = dataset.renderer._augment
+
+    def spy(*args, **kwargs):
+        augmented.append(True)
+        return real_augment(*args, **kwargs)
+
+    monkeypatch.setattr(dataset.renderer, "_augment", spy)
+    draws = []
+    for index in range(count):
+        augmented.clear()
+        draws.append((len(dataset.load(index)["text"].split()), bool(augmented)))
+    monkeypatch.undo()
+    return draws
+
+
+@pytest.mark.parametrize("difficulty", [0.0, 0.5, 1.0])
+def test_curriculum_makes_a_share_one_minus_difficulty_of_the_snippets_short_and_clean(difficulty, monkeypatch):
+    from ocrframe_omr.datasets import EASY_MAX_NOTES
+
+    dataset = DATASETS.build(dict(type="EngravedMusicDataset", charset=CHARSET, seed=3, lines=2,
+                                  difficulty=difficulty))
+    draws = curriculum_draws(dataset, monkeypatch, 300)
+    easy = [notes <= EASY_MAX_NOTES and not augmented for notes, augmented in draws]
+    # an easy snippet is never augmented; a full one always is, and has 3 to 20 notes
+    assert all(augmented for (_, augmented), e in zip(draws, easy) if not e)
+    share = sum(easy) / len(easy)
+    assert abs(share - (1 - difficulty)) < 0.1, share
+    if difficulty > 0:
+        assert max(notes for notes, augmented in draws if augmented) > EASY_MAX_NOTES
+
+
+def test_curriculum_decides_per_length_group_and_survives_pickling(monkeypatch):
+    import pickle
+
+    dataset = DATASETS.build(dict(type="EngravedMusicDataset", charset=CHARSET, seed=3, lines=2, length_group=8,
+                                  difficulty=0.5))
+    draws = curriculum_draws(dataset, monkeypatch, 160)
+    groups = [draws[i:i + 8] for i in range(0, 160, 8)]
+    assert all(len(set(group)) == 1 for group in groups)  # one note count, one kind, per batch
+    assert 0 < sum(group[0][1] for group in groups) < len(groups)  # both kinds occur
+    fresh = DATASETS.build(dict(type="EngravedMusicDataset", charset=CHARSET, difficulty=0.5))
+    copy = pickle.loads(pickle.dumps(fresh))  # as a spawned worker gets it
+    assert copy.difficulty == 0.5
+    copy.difficulty = 0.9  # the copy has shared memory of its own
+    assert fresh.difficulty == 0.5
+    with pytest.raises(ValueError, match="difficulty must be in"):
+        dataset.difficulty = 1.5
+
+
 # ----------------------------------------------------------------------------------------------
 # Metrics
 # ----------------------------------------------------------------------------------------------

@@ -145,6 +145,39 @@ class SkipCounter:
                          for reason, n in self.counts.most_common())
 
 
+class Curriculum:
+    """Mixin for a dataset with a training curriculum: ``difficulty`` in [0, 1], where 1 draws every
+    sample from the full distribution and d < 1 makes a share 1 - d of them easy (the dataset says
+    what easy is). ``DifficultyRamp`` raises it from the main process during training; the value
+    lives in shared memory, so DataLoader workers forked before a change still see it. Set it in
+    ``__init__`` (``self.difficulty = difficulty``), before any worker starts."""
+
+    _difficulty = None
+
+    @property
+    def difficulty(self) -> float:
+        return 1.0 if self._difficulty is None else self._difficulty.value
+
+    @difficulty.setter
+    def difficulty(self, value: float) -> None:
+        if not 0 <= value <= 1:
+            raise ValueError(f"difficulty must be in [0, 1], not {value}")
+        if self._difficulty is None:
+            import multiprocessing
+
+            self._difficulty = multiprocessing.RawValue("d", value)
+        else:
+            self._difficulty.value = value
+
+    def __getstate__(self) -> dict:  # shared memory is inherited by forked workers, not pickled
+        return dict(self.__dict__, _difficulty=None, _pickled_difficulty=self.difficulty)
+
+    def __setstate__(self, state: dict) -> None:
+        difficulty = state.pop("_pickled_difficulty")
+        self.__dict__.update(state)
+        self.difficulty = difficulty
+
+
 class OcrDataset(Dataset):
     """Base class. Subclasses implement ``__len__``, ``load(index) -> dict(image, text, key)``
     (raising :class:`BadSample` for an unusable sample) and ``describe() -> str``.

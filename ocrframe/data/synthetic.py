@@ -7,14 +7,12 @@ fraction of the image width; resizing keeps it), for the recognizer's ``alignmen
 """
 from __future__ import annotations
 
-import multiprocessing
-
 import numpy as np
 
-from ocrframe.data.base import OcrDataset
+from ocrframe.data.base import Curriculum, OcrDataset
 
 
-class SynthWordDataset(OcrDataset):
+class SynthWordDataset(Curriculum, OcrDataset):
     """Args:
         length: samples in the split (for training, make it larger than the run ever reads).
         seed: selects the split; the validation and test configs use their own seeds.
@@ -35,24 +33,7 @@ class SynthWordDataset(OcrDataset):
         self.length, self.seed, self.assets, self.max_length = length, seed, assets, max_length
         self.fonts = list(fonts) if fonts else None  # design groups to draw from (default: all of the split)
         self._renderer = None
-        self._difficulty = multiprocessing.RawValue("d", 1.0)  # shared memory: workers see changes
-        self.difficulty = difficulty
-
-    @property
-    def difficulty(self) -> float:
-        return self._difficulty.value
-
-    @difficulty.setter
-    def difficulty(self, value: float) -> None:
-        if not 0 <= value <= 1:
-            raise ValueError(f"difficulty must be in [0, 1], not {value}")
-        self._difficulty.value = value
-
-    def __getstate__(self) -> dict:  # shared memory is inherited by forked workers, not pickled
-        return dict(self.__dict__, _difficulty=self.difficulty)
-
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state, _difficulty=multiprocessing.RawValue("d", state["_difficulty"]))
+        self.difficulty = difficulty  # see Curriculum
 
     def describe(self) -> str:
         fonts = f", fonts {', '.join(self.fonts)}" if self.fonts else ""

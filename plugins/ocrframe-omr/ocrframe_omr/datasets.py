@@ -6,15 +6,16 @@ from pathlib import Path
 
 import numpy as np
 
-from ocrframe import BadSample, OcrDataset, ProcessLRU, decode_image, image_aspect_ratio, read_gt_lines
+from ocrframe import BadSample, Curriculum, OcrDataset, ProcessLRU, decode_image, image_aspect_ratio, read_gt_lines
 from ocrframe_omr.pitch import SemanticError, agnostic_to_pitches, semantic_to_pitches
 from ocrframe_omr.render import ASSETS, MAX_NOTES, MIN_NOTES, STYLES, MusicRenderer
 
 NEW_LINE_EVERY = 8
+EASY_MAX_NOTES = 6  # a curriculum's easy snippets: 3 to 6 notes, unaugmented
 ENCODINGS = ("auto", "semantic", "agnostic")
 
 
-class EngravedMusicDataset(OcrDataset):
+class EngravedMusicDataset(Curriculum, OcrDataset):
     """Random C-major snippets of 3 to 20 notes, engraved by verovio and augmented per ``style``.
 
     Sample ``i`` is a snippet cut from an engraved line, drawn from generators seeded with
@@ -30,6 +31,10 @@ class EngravedMusicDataset(OcrDataset):
     of that many consecutive indices share their note count: read in order in batches of that
     size, a batch is of snippets of similar width and carries little padding.
 
+    ``difficulty`` < 1 (a training curriculum, see ``DifficultyRamp``) makes a share 1 - d of the
+    snippets (of the groups, with ``length_group``) easy: 3 to 6 notes, engraved clean, without
+    the style's augmentation. Held-out incipits ignore it.
+
     ``assets="heldout"`` makes the independent split training never samples: each sample is a
     whole incipit with the margins of a page, engraved with settings disjoint from the training
     ones (``ocrframe_omr.render.ENGRAVINGS``), keyed ``heldout_<style>/...``.
@@ -41,11 +46,12 @@ class EngravedMusicDataset(OcrDataset):
         assets: "train" (snippets cut from lines) or "heldout" (whole incipits, held-out engraving).
         lines: number of distinct engraved lines, or None for one per sample.
         length_group: consecutive samples sharing their note count (1: each draws its own).
+        difficulty: 1 (the default) draws every snippet from the style's full distribution.
     """
 
     def __init__(self, charset, pipeline=(), length: int = 1_000_000, seed: int = 0, style: str = "synthesized",
                  assets: str = "train", lines: int | None = None, length_group: int = 1,
-                 on_bad_sample: str = "skip"):
+                 difficulty: float = 1.0, on_bad_sample: str = "skip"):
         super().__init__(charset, pipeline, on_bad_sample)
         if style not in STYLES:
             raise ValueError(f"style must be one of {STYLES}, not {style!r}")
@@ -61,6 +67,7 @@ class EngravedMusicDataset(OcrDataset):
         self.split = style if assets == "train" else f"heldout_{style}"
         self._renderer = None
         self._cache = ProcessLRU(lines or 1)
+        self.difficulty = difficulty  # see Curriculum
 
     def describe(self) -> str:
         return f"engraved music ({self.split}, seed {self.seed})"
@@ -86,10 +93,16 @@ class EngravedMusicDataset(OcrDataset):
         return int(np.random.default_rng([self.seed, index, 1 << 33]).integers(available))
 
     def load(self, index: int) -> dict:
-        count = None
+        count, easy = None, False
         if self.length_group > 1:
             group = np.random.default_rng([self.seed, index // self.length_group, 1 << 32])
             count = int(group.integers(MIN_NOTES, MAX_NOTES + 1))
+            easy = self.difficulty < 1 and group.random() >= self.difficulty
+        elif self.difficulty < 1:
+            group = np.random.default_rng([self.seed, index, 1 << 35])
+            easy = group.random() >= self.difficulty
+        if easy:
+            count = int(group.integers(MIN_NOTES, EASY_MAX_NOTES + 1))
         if self.assets == "heldout":
             rng = np.random.default_rng([self.seed, index, 1 << 34])
             incipit = self.renderer.incipit(rng, count)
@@ -97,7 +110,7 @@ class EngravedMusicDataset(OcrDataset):
         else:
             number = self.line_number(index)
             rng = np.random.default_rng([self.seed, number, index])
-            image, text = self.renderer.snippet(self.line(number), rng, count)
+            image, text = self.renderer.snippet(self.line(number), rng, count, augment=not easy)
         return dict(image=image, text=text, key=f"{self.split}/{self.seed}-{index}")
 
 

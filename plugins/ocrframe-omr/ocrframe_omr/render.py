@@ -175,12 +175,13 @@ class MusicRenderer:
         return self._augment(ink, space, rng)
 
     def snippet(self, line: EngravedLine, rng: np.random.Generator,
-                count: int | None = None) -> tuple[Image.Image, str]:
+                count: int | None = None, augment: bool = True) -> tuple[Image.Image, str]:
         """An RGB image of ``count`` (default: 3 to 20, uniformly) consecutive notes of ``line`` and
-        its label, the notes' pitches."""
+        its label, the notes' pitches; ``augment=False`` draws it clean whatever the style."""
         box, start, end = self.cut(line, rng, count)
         ink = Image.fromarray(line.ink).crop(box)  # zero (no ink) outside the line
-        return self._augment(ink, line.space, rng), " ".join(line.pitches[start:end])
+        image = self._augment(ink, line.space, rng) if augment else _clean(ink)
+        return image, " ".join(line.pitches[start:end])
 
     @staticmethod
     def cut(line: EngravedLine, rng: np.random.Generator, count: int | None = None):
@@ -206,7 +207,7 @@ class MusicRenderer:
     def _augment(self, ink: Image.Image, space: float, rng: np.random.Generator) -> Image.Image:
         aug = self.augmentation
         if self.style == "clean":
-            return effects.to_image(np.repeat(1 - np.asarray(ink, np.float32)[..., None] / 255, 3, -1))
+            return _clean(ink)
         # Geometry: scaling, perspective and rotation in one homography onto a canvas that keeps it all.
         w, h = ink.size
         src = np.array([[0, 0], [w, 0], [w, h], [0, h]], float)
@@ -244,3 +245,8 @@ class MusicRenderer:
             out = small.resize((w, h), Image.BILINEAR)
         # Blur and noise are sized for the 32-pixel-high input the recognizer sees once the staff is normalised.
         return aug.degradation(out, rng, scale=NORMALISED_SPACES * space / 32)
+
+
+def _clean(ink: Image.Image) -> Image.Image:
+    """Black ink on white, nothing else."""
+    return effects.to_image(np.repeat(1 - np.asarray(ink, np.float32)[..., None] / 255, 3, -1))
