@@ -237,26 +237,6 @@ def test_evaluation_of_a_folder_dataset_without_aspect_ratios_falls_back_and_say
     assert len(told) == 1 and "TsvDatasetWithoutRatios" in told[0].getMessage()
 
 
-def test_width_buckets_without_aspect_ratios_keep_the_samplers_order():
-    from ocrframe.data.sampler import WidthBucketBatchSampler
-
-    class Plain(torch.utils.data.Dataset):
-        def __len__(self):
-            return 5
-
-    class Ordered(list):
-        dataset = Plain()
-
-    assert list(WidthBucketBatchSampler(Ordered([4, 0, 3, 1, 2]), batch_size=2)) == [[4, 0], [3, 1], [2]]
-
-    class WithRatios(Plain):
-        def aspect_ratio(self, index):
-            return -index
-
-    Ordered.dataset = WithRatios()
-    assert list(WidthBucketBatchSampler(Ordered([4, 0, 3, 1, 2]), batch_size=2)) == [[4, 3], [2, 1], [0]]
-
-
 def test_a_plugin_config_inherits_the_paper_config_by_its_stable_name(tmp_path):
     from ocrframe.runner import load_config
 
