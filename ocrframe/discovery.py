@@ -23,10 +23,11 @@ def list_components(slot: str | None = None, pattern: str = "*") -> list[Compone
     """Registered components, by slot then name: all of them, those of one ``slot``, and/or those
     whose name matches the shell-style ``pattern`` (case-insensitive, e.g. ``"*Decoder"``)."""
     from ocrframe.plugins import load_plugins
-    from ocrframe.registry import SLOTS, Slots
+    from ocrframe.registry import SLOTS
 
-    if slot is not None and slot not in Slots.NAMES:
-        raise ValueError(f"no slot {slot!r}; the slots: {', '.join(Slots.NAMES)}")
+    names = [name for name, _ in SLOTS]
+    if slot is not None and slot not in names:
+        raise ValueError(f"no slot {slot!r}; the slots: {', '.join(names)}")
     load_plugins()
     return [Component(name_of_slot, name, registry.module_dict[name], registry.origins[name])
             for name_of_slot, registry in SLOTS if slot in (None, name_of_slot)
