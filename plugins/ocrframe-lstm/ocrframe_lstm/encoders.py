@@ -11,18 +11,22 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 
-def padded(lengths: torch.Tensor | None, frames: int) -> bool:
-    """Whether any sequence of the batch is shorter than the batch's ``frames``."""
-    return lengths is not None and bool((lengths < frames).any())
+def host_lengths_if_padded(lengths: torch.Tensor | None, frames: int) -> torch.Tensor | None:
+    """The frame lengths on the host (packing needs them there: one copy from a GPU per batch) if
+    any sequence of the batch is shorter than its ``frames``, else None (nothing to leave out)."""
+    if lengths is None:
+        return None
+    lengths = lengths.cpu().clamp(min=1)
+    return lengths if bool((lengths < frames).any()) else None
 
 
-def run_lstm(lstm: nn.LSTM, sequence: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+def run_lstm(lstm: nn.LSTM, sequence: torch.Tensor, host_lengths: torch.Tensor | None) -> torch.Tensor:
     """The LSTM's outputs, each sequence read over its own frames only: the backward direction of a
     bidirectional LSTM then starts at the image's last frame, not at the end of the padding.
     Outputs at padding frames are zeros."""
-    if not padded(lengths, sequence.shape[1]):
+    if host_lengths is None:
         return lstm(sequence)[0]
-    packed = pack_padded_sequence(sequence, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False)
+    packed = pack_padded_sequence(sequence, host_lengths, batch_first=True, enforce_sorted=False)
     return pad_packed_sequence(lstm(packed)[0], batch_first=True, total_length=sequence.shape[1])[0]
 
 
@@ -45,8 +49,9 @@ class BiLSTM(nn.Module):
         self.output_size = 2 * hidden_size
 
     def forward(self, sequence: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        host_lengths = host_lengths_if_padded(lengths, sequence.shape[1])
         for layer in self.layers:
-            sequence = run_lstm(layer, sequence, lengths) if isinstance(layer, nn.LSTM) else layer(sequence)
+            sequence = run_lstm(layer, sequence, host_lengths) if isinstance(layer, nn.LSTM) else layer(sequence)
         return sequence
 
 
