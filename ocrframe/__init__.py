@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 
+from ocrframe import base_configs  # noqa: F401  (configs inherit ours as "ocrframe::NAME")
 from ocrframe.plugins import hookimpl, load_plugins
 
 __version__ = "0.1.0"
@@ -19,8 +20,12 @@ _LAZY = {
     "Charset": "ocrframe.charset", "LabelError": "ocrframe.charset",
     "Prediction": "ocrframe.model", "Recognizer": "ocrframe.model",
     "Reader": "ocrframe.inference",
-    # the registries plugins register into
+    # the registries plugins register into, and what is registered
     "SLOTS": "ocrframe.registry", "Slots": "ocrframe.registry",
+    "Component": "ocrframe.discovery", "list_components": "ocrframe.discovery",
+    "loaded_plugins": "ocrframe.discovery", "failed_plugins": "ocrframe.discovery",
+    # for a plugin's tests: a config as `ocrframe train` reads it, a tiny LMDB
+    "load_config": "ocrframe.runner", "write_lmdb": "ocrframe.data.lmdb_dataset",
     # for decoders
     "read_lexicon": "ocrframe.decoders",
     # for datasets

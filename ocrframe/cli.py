@@ -11,20 +11,17 @@ from pathlib import Path
 
 
 def cmd_list(args) -> int:
-    from ocrframe.plugins import load_plugins
-    from ocrframe.registry import SLOTS
+    from ocrframe.discovery import failed_plugins, list_components
 
-    loader = load_plugins()
-    rows = [(slot, name, str(registry.origins[name]))
-            for slot, registry in SLOTS for name in sorted(registry.module_dict)
-            if not args.slot or slot == args.slot]
+    rows = [(c.slot, c.name, str(c.origin)) for c in list_components(args.slot)]
     width = [max(len(r[i]) for r in rows + [("slot", "component", "")]) for i in range(2)]
     print(f"{'slot':<{width[0]}}  {'component':<{width[1]}}  provided by")
     for slot, name, origin in rows:
         print(f"{slot:<{width[0]}}  {name:<{width[1]}}  {origin}")
-    for error in loader.errors:
+    errors = failed_plugins()
+    for error in errors:
         print(f"\nFAILED: {error}", file=sys.stderr)
-    return 1 if loader.errors else 0
+    return 1 if errors else 0
 
 
 def cmd_models(args) -> int:

@@ -57,16 +57,18 @@ def run_network(model, dataset, name: str, batch_size: int = 64) -> Outputs:
     """Log-probabilities of every sample, batched by similar width (little padding). An unreadable
     image keeps its place (the dataset marks it, see ``mark_for_evaluation``) and counts as an error."""
     from ocrframe.data.batching import width_buckets
+    from ocrframe.data.sampler import aspect_ratio_of
     from ocrframe.data.transforms import pad_collate
 
     outputs = Outputs(name)
-    ratio = dataset.aspect_ratio if hasattr(dataset, "aspect_ratio") else lambda index: 0.0
+    ratio = aspect_ratio_of(dataset) or (lambda index: 0.0)
     device = next(model.parameters()).device
     for batch_indices in width_buckets([ratio(i) for i in range(len(dataset))], batch_size, width_step=None):
         samples = [dataset[i] for i in batch_indices]
         began = time.perf_counter()
         batch = pad_collate(samples)
-        log_probs = model(batch["inputs"].to(device)).float().cpu()
+        widths = batch["data_samples"]["widths"]  # the encoder leaves each image's padding out
+        log_probs = model(batch["inputs"].to(device), dict(widths=widths.to(device))).float().cpu()
         lengths = model.frame_lengths(batch["data_samples"]["widths"]).clamp(max=log_probs.shape[1])
         outputs.seconds += time.perf_counter() - began
         outputs.batches.append((log_probs, lengths))

@@ -116,15 +116,18 @@ class Recognizer(BaseModel):
             statistics = [(s, s.clone()) for s in self.batch_norm_statistics()]
         features = self.backbone(inputs.contiguous(memory_format=self.memory_format))  # (N, D, 1, T)
         frames = features.squeeze(2).transpose(1, 2)     # (N, T, D): map-to-sequence
-        sequence = self.sequence_encoder(frames)         # (N, T, E)
+        data_samples = data_samples or {}
+        widths = data_samples.get("widths")
+        lengths = None
+        if widths is not None:  # in a padded batch, the frames of each image (tensor mode too)
+            lengths = self.frame_lengths(widths).to(frames.device).clamp(max=frames.shape[1])
+        sequence = self.encode(frames, lengths)          # (N, T, E)
         log_probs = self.head(sequence)                  # (N, T, K)
         if mode == "tensor":
             return log_probs
-        data_samples = data_samples or {}
-        widths = data_samples.get("widths")
-        if widths is None:
-            widths = torch.full((len(inputs),), inputs.shape[-1], device=inputs.device)
-        lengths = self.frame_lengths(widths).to(log_probs.device).clamp(max=log_probs.shape[1])
+        if lengths is None:
+            lengths = self.frame_lengths(torch.full((len(inputs),), inputs.shape[-1], device=inputs.device))
+            lengths = lengths.to(log_probs.device).clamp(max=log_probs.shape[1])
         if mode == "loss":
             all_finite = finite.all()
             for current, before in statistics:  # through .data: backward does not read them in training
@@ -146,6 +149,17 @@ class Recognizer(BaseModel):
                     out.update(pred="", score=float("-inf"), unreadable=reason)
             return outputs
         raise ValueError(f"mode must be 'tensor', 'loss' or 'predict', not {mode!r}")
+
+    def encode(self, frames: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+        """The sequence encoder's output; ``lengths`` (frames per image) go to an encoder whose
+        ``forward`` takes them, so that it can leave the padding of a batch out."""
+        if lengths is not None and self._encoder_takes_lengths:
+            return self.sequence_encoder(frames, lengths=lengths)
+        return self.sequence_encoder(frames)
+
+    @property
+    def _encoder_takes_lengths(self) -> bool:
+        return "lengths" in inspect.signature(self.sequence_encoder.forward).parameters
 
     def batch_norm_statistics(self) -> list[torch.Tensor]:
         """The running statistics of every batch norm layer (SyncBatchNorm included)."""

@@ -102,6 +102,10 @@ class Interface:
     previous stage). ``methods``: callables the framework calls. ``attributes``: values an instance
     must expose once built. ``options``: class attributes the framework reads where a class has
     them (not checked). Each maps a name to a one-line description used in error messages.
+    ``optional``: pieces the framework uses when a class has them, each mapped to what does not
+    work without it; a key is a method (``aspect_ratio``) or a method's parameter
+    (``forward(lengths)``). Registering a class without one logs a warning saying so.
+    docs/plugins.md renders these fields (``ocrframe.plugin_reference``).
     """
 
     summary: str
@@ -110,6 +114,24 @@ class Interface:
     methods: dict[str, str] = field(default_factory=dict)
     attributes: dict[str, str] = field(default_factory=dict)
     options: dict[str, str] = field(default_factory=dict)
+    optional: dict[str, str] = field(default_factory=dict)
+
+    def missing_optional(self, cls) -> dict[str, str]:
+        """The ``optional`` pieces ``cls`` lacks, each with what will not work without it."""
+        missing = {}
+        for key, consequence in self.optional.items():
+            method, _, parameter = key.partition("(")
+            found = getattr(cls, method, None)
+            if not callable(found):
+                missing[key] = consequence
+            elif parameter:
+                try:
+                    parameters = inspect.signature(found).parameters
+                except (TypeError, ValueError):
+                    continue
+                if parameter.rstrip(")") not in parameters:
+                    missing[key] = consequence
+        return missing
 
     def problems_with_class(self, cls) -> list[str]:
         if not inspect.isclass(cls):
@@ -156,6 +178,12 @@ class OcrRegistry(Registry):
                     f"(from {origin}): " + "; ".join(problems)
                     + f". A {self.name} is: {self.interface.summary}"
                 )
+        if self.interface is not None and inspect.isclass(module):
+            # Built-in components lacking an optional piece are known and tested: only at debug level.
+            level = logging.DEBUG if origin.builtin else logging.WARNING
+            for key, consequence in self.interface.missing_optional(module).items():
+                logger.log(level, "%s %s (from %s) has no `%s`: %s", self.name, module.__qualname__, origin, key,
+                           consequence)
         replaced = []
         for name in names:
             if name not in self._module_dict:
@@ -255,18 +283,28 @@ def _slot_interfaces():
     from mmengine.model import BaseModel
 
     backbone = Interface(
-        "an nn.Module mapping images (N, in_channels, H, W) to features (N, out_channels, 1, T)",
+        "an nn.Module mapping images (N, in_channels, H, W) to features (N, out_channels, 1, T); the batch's "
+        "images are right-padded with zeros to the widest",
         base=nn.Module,
-        init_params={"in_channels": "image channels, passed by the recognizer"},
-        methods={"forward": "images -> features of height 1", "num_frames": "num_frames(width) -> T"},
+        init_params={"in_channels": "image channels (1 for the shipped grayscale pipelines), passed by the recognizer"},
+        methods={
+            "forward": "forward(images) -> features (N, out_channels, 1, T): height 1, one column per frame",
+            "num_frames": "num_frames(width) -> T, the frames an image of that width gives before padding (VGG: "
+                          "W // 4 + 1); integer arithmetic, so it also takes a tensor of widths",
+        },
         attributes={"out_channels": "feature size per frame, passed on to the sequence encoder"},
     )
     sequence_encoder = Interface(
-        "an nn.Module mapping a sequence (N, T, input_size) to (N, T, output_size)",
+        "an nn.Module mapping frames (N, T, input_size) to (N, T, output_size); frames at or beyond an image's "
+        "frame length are padding",
         base=nn.Module,
         init_params={"input_size": "the backbone's out_channels, passed by the recognizer"},
-        methods={"forward": "(N, T, input_size) -> (N, T, output_size)"},
+        methods={"forward": "forward(sequence, lengths=None) -> (N, T, output_size); lengths: (N,) int64 frame "
+                            "counts from every dataloader batch, None for a bare tensor (model(images), ONNX export)"},
         attributes={"output_size": "feature size per frame, passed on to the head"},
+        optional={"forward(lengths)": "the encoder is not told which frames are padding, so in padded evaluation "
+                                      "batches a bidirectional or attention encoder reads the padding and an image "
+                                      "can read differently than it does alone"},
     )
     head = Interface(
         "an nn.Module turning encoded frames into per-frame log-probabilities and a training loss",
@@ -277,27 +315,46 @@ def _slot_interfaces():
             "blank": "index of the blank class, passed by the recognizer",
         },
         methods={
-            "forward": "(N, T, in_features) -> log-probabilities (N, T, num_classes)",
-            "loss": "loss(log_probs, frame_lengths, targets, target_lengths) -> per-sample loss (N,)",
+            "forward": "forward(sequence) -> log-probabilities (N, T, num_classes), log_softmax over the last axis",
+            "loss": "loss(log_probs, frame_lengths, targets, target_lengths) -> per-sample loss (N,); targets: the "
+                    "labels' class indices concatenated (sum of target_lengths,); frame_lengths, target_lengths: (N,)",
         },
     )
     decoder = Interface(
-        "turns log-probabilities into text: decode(log_probs (N, T, C), frame_lengths (N,)) -> list[Prediction]; "
-        "a decoder that uses per-image lexicons also takes decode(..., lexicons=[one word list per image])",
+        "turns log-probabilities into text (not an nn.Module: it has no weights)",
         init_params={"charset": "the model's Charset, passed by the recognizer"},
-        methods={"decode": "decode(log_probs, frame_lengths[, lexicons=None]) -> list[Prediction]"},
+        methods={"decode": "decode(log_probs (N, T, num_classes), frame_lengths (N,)[, lexicons=None]) -> "
+                           "list[Prediction], one per image; a decoder that takes `lexicons` gets one word list per "
+                           "image when the dataset has them"},
         options={"for_lexicons": "True on the decoder to use when a lexicon is given without a decoder"},
     )
     dataset = Interface(
-        "a map-style dataset of samples dict(image=..., text=str, key=str)",
-        methods={"__len__": "number of samples", "__getitem__": "index -> sample dict"},
+        "a map-style dataset of sample dicts: image, text (str), key (str), after the pipeline image is a (C, 32, W) "
+        "tensor and width its width (ToTensor adds it)",
+        methods={"__len__": "__len__() -> number of samples",
+                 "__getitem__": "__getitem__(index) -> sample dict; IndexError beyond the end, so `for s in dataset` "
+                                "ends"},
+        optional={"aspect_ratio": "evaluation batches (--val-data, `ocrframe test --data`) are not grouped by width: "
+                                  "more padding, slower, and the log says so once; its form: aspect_ratio(index) -> "
+                                  "width / height, read without decoding the image"},
     )
     transform = Interface(
-        "a callable taking a sample dict and returning the transformed sample dict",
-        methods={"__call__": "sample -> sample"},
+        "a callable taking a sample dict and returning it transformed; image is a PIL image until ToTensor",
+        methods={"__call__": "__call__(sample) -> sample"},
     )
-    metric = Interface("an mmengine BaseMetric", base=BaseMetric)
-    model = Interface("an mmengine BaseModel", base=BaseModel)
+    metric = Interface(
+        "an mmengine BaseMetric; process() receives the model's predict-mode outputs "
+        "(dicts of pred, score, gt, key and the decoder's extras)",
+        base=BaseMetric,
+        methods={"process": "process(data_batch, data_samples) -> None; data_samples: the predict-mode dicts",
+                 "compute_metrics": "compute_metrics(results) -> dict of metric name -> number"},
+    )
+    model = Interface(
+        "an mmengine BaseModel (the whole network; Recognizer is the one the other slots plug into)",
+        base=BaseModel,
+        methods={"forward": "forward(inputs, data_samples=None, mode='tensor') -> log-probabilities (tensor), "
+                            "dict of losses (loss) or list of dicts (predict)"},
+    )
     return dict(
         backbone=backbone, sequence_encoder=sequence_encoder, head=head, decoder=decoder,
         dataset=dataset, transform=transform, metric=metric, model=model,

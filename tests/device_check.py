@@ -20,6 +20,9 @@ FAKE = torch.device("meta")
 aten = torch.ops.aten
 COPIES = {aten._to_copy.default, aten.copy_.default}
 TO_HOST = {aten._local_scalar_dense.default, aten.is_nonzero.default}
+# Ops that take their sizes as a CPU tensor whatever the device of the data (PyTorch's packed
+# sequences: the lengths / batch sizes stay on the host by contract).
+HOST_SIZES = {aten._pack_padded_sequence.default, aten._pad_packed_sequence.default, aten.lstm.data}
 
 
 class DeviceMixError(RuntimeError):
@@ -60,6 +63,11 @@ class _BelowTheDispatcher(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = dict(kwargs or {})
+        if func is torch.as_tensor and isinstance(args[0], Remote) and kwargs.get("device") in (None, FAKE):
+            # already a tensor on the device: as_tensor returns it (under inference mode the generic
+            # path would alias the wrapper, not its data)
+            dtype = kwargs.get("dtype")
+            return args[0] if dtype in (None, args[0].dtype) else args[0].to(dtype)
         if func in (torch.tensor, torch.as_tensor) and _is_fake(kwargs.get("device")):
             kwargs["device"] = torch.device("cpu")
             return func(*args, **kwargs).to(FAKE)
@@ -98,7 +106,7 @@ class DeviceCheck(TorchDispatchMode):
 
         tree_map(visit, (args, kwargs))
         self.ops.append(str(func))
-        if remote and local and func not in COPIES:
+        if remote and local and func not in COPIES | HOST_SIZES:
             raise DeviceMixError(f"{func} mixes devices: {FAKE} and {local[0].device} (a CPU tensor of shape "
                                  f"{tuple(local[0].shape)})")
         target = kwargs.get("device")
@@ -114,6 +122,8 @@ class DeviceCheck(TorchDispatchMode):
             return out  # copied to the host: a plain tensor
         if func is aten.copy_.default:
             return args[0]  # in place: the destination keeps its device
+        if func in HOST_SIZES and func is not aten.lstm.data:
+            return (_wrap(out[0]), *out[1:])  # the data on the device, its sizes on the host
         if remote or to_fake:
             return tree_map(_wrap, out)
         return out

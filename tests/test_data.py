@@ -299,7 +299,7 @@ def test_recognizer_uses_each_images_own_frames_in_a_padded_batch():
     batch = pad_collate([sample_of_width(w, 0.5, f"w{w}") for w in widths])
     lengths = model.frame_lengths(batch["data_samples"]["widths"])
     assert lengths.tolist() == [VGG.num_frames(w) for w in widths] == [26, 41, 17]
-    log_probs = model(batch["inputs"])
+    log_probs = model(batch["inputs"], dict(widths=batch["data_samples"]["widths"]))  # tensor mode, padding known
     assert log_probs.shape[1] == 41
     predictions = model(batch["inputs"], batch["data_samples"], mode="predict")
     for prediction, log_prob, length in zip(predictions, log_probs, lengths):
@@ -359,13 +359,24 @@ def test_width_buckets_of_an_lmdb_follow_its_images_widths(train_lmdb):
     assert sorted(order) == list(range(64)) and [ratios[i] for i in order] == sorted(ratios)
 
 
-def test_width_buckets_need_a_dataset_that_knows_its_aspect_ratios():
-    from mmengine.dataset import DefaultSampler
-
+def test_width_buckets_without_aspect_ratios_keep_the_samplers_order_and_say_so_once(caplog):
+    from ocrframe.data import sampler
     from ocrframe.data.sampler import WidthBucketBatchSampler
 
-    with pytest.raises(TypeError, match="needs a dataset with aspect_ratio\\(index\\); list has none"):
-        WidthBucketBatchSampler(DefaultSampler([1, 2, 3], shuffle=False), 2)
+    class Plain(list):
+        """A dataset without aspect ratios."""
+
+    class Ordered(list):
+        dataset = Plain([0] * 5)
+
+    sampler._TOLD.discard("Plain")
+    with caplog.at_level(logging.WARNING, logger="ocrframe.data"):
+        for _ in range(2):
+            assert list(WidthBucketBatchSampler(Ordered([4, 0, 3, 1, 2]), batch_size=2)) == [[4, 0], [3, 1], [2]]
+    (record,) = [r for r in caplog.records if "aspect_ratio" in r.getMessage()]
+    assert "Plain has no aspect_ratio(index)" in record.getMessage()
+    Ordered.dataset = KnownRatios([5, 4, 3, 2, 1])  # with ratios: narrowest first
+    assert list(WidthBucketBatchSampler(Ordered([4, 0, 3, 1, 2]), batch_size=2)) == [[4, 3], [2, 1], [0]]
 
 
 # -- tools/create_lmdb.py as a command --------------------------------------------------------

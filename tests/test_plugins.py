@@ -2,7 +2,6 @@
 handling of broken plugins (import failure, failure midway, name clashes)."""
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -14,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CONFIG, PLUGIN_TEMPLATE, TESTS, TINY_RUN, render_word
+from conftest import CONFIG, PLUGIN_TEMPLATE, TESTS
 from ocrframe.plugins import GROUP, PluginLoader
 from ocrframe.registry import Slots
 
@@ -71,23 +70,8 @@ def test_the_installed_template_passes_its_own_tests(installed_testplugin, templ
     result = run_python(["-m", "pytest", "-q", "-p", "no:cacheprovider", str(template_source / "tests")],
                         [installed_testplugin], tmp_path)
     assert result.returncode == 0, result.stdout[-3000:]
-    assert re.search(r"\b6 passed\b", result.stdout)  # the parametrized count: 3 + 3
-
-
-def test_the_installed_template_trains_and_its_decoder_reads(installed_testplugin, template_source, train_lmdb,
-                                                            val_lmdb, tmp_path):
-    work_dir = tmp_path / "work"
-    result = run_python(["-m", "ocrframe.cli", "train", str(template_source / "configs" / "tinyconv_ctc.py"),
-                         "--work-dir", str(work_dir), "--data", str(train_lmdb), "--val-data", str(val_lmdb),
-                         "--cfg-options", "train_cfg.max_iters=4", *TINY_RUN], [installed_testplugin], tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert (work_dir / "iter_4.pth").is_file()
-    render_word("open").save(tmp_path / "open.png")
-    result = run_python(["-m", "ocrframe.cli", "read", str(work_dir / "iter_4.pth"), str(tmp_path / "open.png"),
-                         "--json"], [installed_testplugin], tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
-    record = json.loads(result.stdout)
-    assert len(record["confidences"]) == len(record["text"])  # the plugin's decoder did the reading
+    # discovery, 3 widths, 2 decoder tests, the config, 3 training iterations and a reading
+    assert re.search(r"\b8 passed\b", result.stdout), result.stdout[-3000:]
 
 
 def test_list_shows_builtin_plugins_with_their_distributions(installed_testplugin, tmp_path):

@@ -180,7 +180,8 @@ class Curriculum:
 
 class OcrDataset(Dataset):
     """Base class. Subclasses implement ``__len__``, ``load(index) -> dict(image, text, key)``
-    (raising :class:`BadSample` for an unusable sample) and ``describe() -> str``.
+    (raising :class:`BadSample` for an unusable sample) and ``describe() -> str``; optionally
+    ``aspect_ratio(index)`` (evaluation batches grouped by width). docs/plugins.md, "Datasets".
 
     on_bad_sample: "skip" (log the key and the reason, count it, serve the next sample), "error",
     or "mark" (for evaluation, where serving another sample would count that one twice: serve a
@@ -268,6 +269,11 @@ class OcrDataset(Dataset):
         return ""
 
     def __getitem__(self, index: int) -> dict:
+        # A sequence's bounds: `for s in dataset` and list(dataset) end. Only a sample skipped as
+        # bad is replaced by the next one (wrapping to the start), never an index out of range.
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"{self.describe()}: index {index} is out of range for {len(self)} samples")
+        index %= len(self)
         for attempt in range(len(self)):
             i = (index + attempt) % len(self)
             key = None

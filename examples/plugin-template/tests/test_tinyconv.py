@@ -1,25 +1,37 @@
 """The plugin's own tests: each component directly, through ocrframe's registry (so the slot's
-interface check runs), and in a recognizer built from the plugin's config."""
+interface check runs), discovery through the installed entry point, a recognizer built from the
+plugin's config, and three training iterations of that config on a tiny LMDB."""
+import io
 import itertools
+import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
-from mmengine.config import Config
+from PIL import Image, ImageDraw, ImageFont
 
-from ocrframe import Charset
-from ocrframe.registry import BACKBONES, DECODERS, MODELS
+from ocrframe import SLOTS, Charset, list_components, load_config, write_lmdb
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "tinyconv_ctc.py"
 CHARSET = Charset("abc")  # blank = 0, a = 1, b = 2, c = 3
 
 
+def test_the_components_are_found_through_the_installed_entry_point():
+    found = {c.name: c for c in list_components(pattern="*") if c.origin.plugin == "tinyconv"}
+    assert set(found) == {"TinyConv", "ConfidenceDecoder"}
+    assert (found["TinyConv"].slot, found["ConfidenceDecoder"].slot) == ("backbone", "decoder")
+    assert found["TinyConv"].origin.distribution == "ocrframe-tinyconv"
+
+
 @pytest.mark.parametrize("width", [16, 100, 257])
 def test_tinyconv_gives_the_frames_it_promises(width):
-    backbone = BACKBONES.build(dict(type="TinyConv", out_channels=48), default_args=dict(in_channels=1)).eval()
+    backbone = SLOTS.backbone.build(dict(type="TinyConv", out_channels=48), default_args=dict(in_channels=1)).eval()
     features = backbone(torch.zeros(2, 1, 32, width))
     assert features.shape == (2, backbone.out_channels, 1, backbone.num_frames(width))
+    assert int(backbone.num_frames(torch.tensor([width]))[0]) == backbone.num_frames(width)  # tensors of widths too
 
 
 def log_probs_of(rows):
@@ -28,7 +40,7 @@ def log_probs_of(rows):
 
 
 def test_confidence_is_the_best_frame_of_each_character():
-    decoder = DECODERS.build(dict(type="ConfidenceDecoder", min_confidence=0.5), default_args=dict(charset=CHARSET))
+    decoder = SLOTS.decoder.build(dict(type="ConfidenceDecoder", min_confidence=0.5), default_args=dict(charset=CHARSET))
     #            blank  a    b    c
     frames = [[0.1, 0.6, 0.2, 0.1],   # a
               [0.1, 0.9, 0.0, 0.0],   # a (same character: its confidence is now 0.9)
@@ -58,7 +70,7 @@ def test_text_and_score_are_those_of_the_most_probable_path():
     torch.manual_seed(0)
     log_probs = (3 * torch.randn(8, 6, 4)).log_softmax(-1)   # peaked: repeats and blanks both occur
     lengths = torch.tensor([6, 5, 1, 6, 3, 6, 4, 2])            # rows shorter than 6 are padded
-    decoder = DECODERS.build(dict(type="ConfidenceDecoder"), default_args=dict(charset=CHARSET))
+    decoder = SLOTS.decoder.build(dict(type="ConfidenceDecoder"), default_args=dict(charset=CHARSET))
     predictions = decoder.decode(log_probs, lengths)
     for row, (prediction, length) in enumerate(zip(predictions, lengths.tolist())):
         text, score = most_probable_path(log_probs[row], length)
@@ -67,15 +79,55 @@ def test_text_and_score_are_those_of_the_most_probable_path():
         assert len(prediction.extras["confidences"]) == len(prediction.text)
     assert len({p.text for p in predictions}) > 4 and any(len(p.text) > 1 for p in predictions)
     # ocrframe-ctc's GreedyDecoder, a separate implementation, reads the same
-    greedy = DECODERS.build(dict(type="GreedyDecoder"), default_args=dict(charset=CHARSET)).decode(log_probs, lengths)
+    greedy = SLOTS.decoder.build(dict(type="GreedyDecoder"), default_args=dict(charset=CHARSET)).decode(log_probs, lengths)
     assert [p.text for p in predictions] == [p.text for p in greedy]
     assert [p.score for p in predictions] == pytest.approx([p.score for p in greedy], abs=1e-5)
 
 
 def test_the_config_builds_a_recognizer_with_both_components():
-    model = MODELS.build(Config.fromfile(str(CONFIG)).model).eval()
+    cfg = load_config(str(CONFIG))  # as `ocrframe train` reads it: the paper config, then this one
+    model = SLOTS.model.build(cfg.model).eval()
     assert type(model.backbone).__name__ == "TinyConv"
+    assert type(model.decoder).__name__ == "ConfidenceDecoder"
     assert model.sequence_encoder.layers[0].input_size == model.backbone.out_channels  # sizes flowed
+    assert cfg.charset.unknown == "skip" and cfg.default_hooks.checkpoint.type == "AtomicCheckpointHook"
     with torch.no_grad():
         (prediction,) = model(torch.zeros(1, 1, 32, 100), mode="predict")
-    assert "confidences" in prediction
+    assert set(prediction) >= {"pred", "score", "gt", "key", "confidences"}
+
+
+def word_image(word: str) -> bytes:
+    """``word`` in black on white, 32 pixels high, as PNG bytes."""
+    font = ImageFont.load_default(size=22)
+    image = Image.new("L", (int(font.getlength(word)) + 8, 32), 255)
+    ImageDraw.Draw(image).text((4, 4), word, font=font, fill=0)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+# Three iterations, no worker processes, a checkpoint and a validation at the end, no final test.
+FEW_ITERATIONS = ["train_cfg.max_iters=3", "train_cfg.val_interval=3", "default_hooks.checkpoint.interval=3",
+                  "default_hooks.logger.interval=1", "train_dataloader.batch_size=4",
+                  "train_dataloader.num_workers=0", "train_dataloader.persistent_workers=False",
+                  "val_dataloader.num_workers=0", "val_dataloader.persistent_workers=False"]
+
+
+def test_three_training_iterations_on_a_tiny_lmdb_then_reading(tmp_path):
+    words = ["cab", "bead", "face", "deaf", "ace", "bad", "fade", "dab"]
+    written, _ = write_lmdb(tmp_path / "words.lmdb", ((f"w{i}", word_image(w), w, None) for i, w in enumerate(words)))
+    assert written == len(words)
+    work_dir = tmp_path / "work"
+    command = [sys.executable, "-m", "ocrframe.cli", "train", str(CONFIG), "--work-dir", str(work_dir),
+               "--data", str(tmp_path / "words.lmdb"), "--val-data", str(tmp_path / "words.lmdb"), "--no-test",
+               "--cfg-options", *FEW_ITERATIONS]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (work_dir / "iter_3.pth").is_file()
+    (tmp_path / "cab.png").write_bytes(word_image("cab"))
+    result = subprocess.run([sys.executable, "-m", "ocrframe.cli", "read", str(work_dir / "iter_3.pth"),
+                             str(tmp_path / "cab.png"), "--json"], capture_output=True, text=True, cwd=tmp_path,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    record = json.loads(result.stdout)
+    assert len(record["confidences"]) == len(record["text"])  # this plugin's decoder did the reading

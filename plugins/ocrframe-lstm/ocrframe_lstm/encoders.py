@@ -1,10 +1,33 @@
-"""Sequence encoders: (N, T, input_size) -> (N, T, output_size)."""
+"""Sequence encoders: (N, T, input_size) -> (N, T, output_size).
+
+``forward(sequence, lengths)`` gets each image's frame count; frames beyond it are padding (images of
+different widths in one evaluation batch)."""
 from __future__ import annotations
 
 import re
 
 import torch
 from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+
+def host_lengths_if_padded(lengths: torch.Tensor | None, frames: int) -> torch.Tensor | None:
+    """The frame lengths on the host (packing needs them there: one copy from a GPU per batch) if
+    any sequence of the batch is shorter than its ``frames``, else None (nothing to leave out)."""
+    if lengths is None:
+        return None
+    lengths = lengths.cpu().clamp(min=1)
+    return lengths if bool((lengths < frames).any()) else None
+
+
+def run_lstm(lstm: nn.LSTM, sequence: torch.Tensor, host_lengths: torch.Tensor | None) -> torch.Tensor:
+    """The LSTM's outputs, each sequence read over its own frames only: the backward direction of a
+    bidirectional LSTM then starts at the image's last frame, not at the end of the padding.
+    Outputs at padding frames are zeros."""
+    if host_lengths is None:
+        return lstm(sequence)[0]
+    packed = pack_padded_sequence(sequence, host_lengths, batch_first=True, enforce_sorted=False)
+    return pad_packed_sequence(lstm(packed)[0], batch_first=True, total_length=sequence.shape[1])[0]
 
 
 class BiLSTM(nn.Module):
@@ -25,9 +48,10 @@ class BiLSTM(nn.Module):
         self.layers = nn.ModuleList(layers)
         self.output_size = 2 * hidden_size
 
-    def forward(self, sequence: torch.Tensor) -> torch.Tensor:
+    def forward(self, sequence: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        host_lengths = host_lengths_if_padded(lengths, sequence.shape[1])
         for layer in self.layers:
-            sequence = layer(sequence)[0] if isinstance(layer, nn.LSTM) else layer(sequence)
+            sequence = run_lstm(layer, sequence, host_lengths) if isinstance(layer, nn.LSTM) else layer(sequence)
         return sequence
 
 
@@ -53,7 +77,8 @@ class LSTM(nn.Module):
             kind, gate, layer = old.match(key).groups()
             state_dict[f"{prefix}layers.{layer}.{kind}_{gate}_l0"] = state_dict.pop(key)
 
-    def forward(self, sequence: torch.Tensor) -> torch.Tensor:
+    def forward(self, sequence: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        # One direction reads left to right: padding, at the right, never reaches a real frame.
         for layer in self.layers:
             sequence = layer(sequence)[0]
         return sequence
@@ -66,5 +91,5 @@ class Identity(nn.Module):
         super().__init__()
         self.output_size = input_size
 
-    def forward(self, sequence: torch.Tensor) -> torch.Tensor:
+    def forward(self, sequence: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         return sequence
