@@ -60,7 +60,8 @@ def _candidates(log_probs: torch.Tensor, lengths: torch.Tensor, margin: float):
     """(best class per frame, classes within margin of it per frame, ambiguous frames) -- padding
     frames are never ambiguous."""
     best_value, best = log_probs.max(-1)
-    near = log_probs >= (best_value - margin)[..., None]
+    near = (best_value[..., None] - log_probs) < margin  # strictly within: a margin of 0 leaves the best alone
+    near.scatter_(-1, best[..., None], True)
     valid = torch.arange(log_probs.shape[1], device=log_probs.device) < lengths.to(log_probs.device)[:, None]
     ambiguous = (near.sum(-1) > 1) & valid
     return best, near, ambiguous

@@ -133,7 +133,7 @@ def test_from_checkpoint_exports_once_and_caches(reading_checkpoint, tmp_path, m
     monkeypatch.setenv("OCRFRAME_CACHE", str(tmp_path))
     monkeypatch.setattr("ocrframe.export.CALIBRATION_IMAGES", 8)
     images = [render_word(w) for w in READING_WORDS]
-    torch_fp32 = Reader.from_checkpoint(checkpoint, precision="fp32").read(images)
+    torch_fp32 = Reader.from_checkpoint(checkpoint, precision="fp32", runtime="torch").read(images)
     onnx_fp32 = Reader.from_checkpoint(checkpoint, precision="fp32", runtime="onnxruntime")
     int8 = Reader.from_checkpoint(checkpoint, precision="int8", batch_size=2)
     assert (onnx_fp32.runtime, int8.runtime) == ("onnxruntime", "onnxruntime")
