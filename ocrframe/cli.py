@@ -168,6 +168,8 @@ def cmd_read(args) -> int:
             else:
                 columns = [str(path), prediction.text, f"{prediction.score:.3f}"] + ([truth] if truth is not None else [])
                 print("\t".join(columns))
+    if args.explain:
+        print(reader.explain(), file=sys.stderr)
     if labelled:
         m = score_pairs(labelled)
         print(f"accuracy on {len(labelled)} labelled images: word accuracy {m['word_acc']:.1%} (case-insensitive "
@@ -369,10 +371,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", action="store_true", help="also give each character's frame and pixel column (JSON)")
     p.add_argument("--batch-size", type=positive_int, default=64)
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "int8"],
-                   help="auto: bf16 where the hardware has it natively, else fp32; int8: quantized, run by "
-                        "onnxruntime, near ties re-read in fp32 (see docs/benchmarks.md)")
-    p.add_argument("--runtime", default="torch", choices=["torch", "onnxruntime"],
-                   help="onnxruntime: the model exported to ONNX (made once, cached), often faster on CPUs")
+                   help="auto: the fastest path that reads as fp32 does, timed once per model, host and batch "
+                        "size and cached (--explain shows the choice); bf16, int8 (quantized, run by "
+                        "onnxruntime): images whose text could differ re-read in fp32 (see docs/benchmarks.md)")
+    p.add_argument("--runtime", default="auto", choices=["auto", "torch", "onnxruntime"],
+                   help="onnxruntime: the model exported to ONNX (made once, cached); auto: chosen with the "
+                        "precision")
+    p.add_argument("--explain", action="store_true",
+                   help="say which inference path reads which batches and why (on stderr)")
     p.add_argument("--calibration", nargs="+", type=Path, metavar="IMAGE_OR_FOLDER",
                    help="with --precision int8: images to calibrate on (default: the config's validation set; "
                         "then the int8 model is cached)")

@@ -8,20 +8,27 @@ Images go through the model's test pipeline (grayscale, height 32, aspect ratio 
 by width and batched in width buckets, so a batch holds images of nearly the same width and little
 of it is padding. The decoder and a lexicon can be chosen per call; any registered decoder works.
 
-Precision: "fp32" is the model as trained, exact. "bf16" runs the network under bf16 autocast
-(fast on CPUs with native bf16, e.g. AVX-512 BF16 or AMX, and on GPUs) and re-runs in fp32 every
-image whose best path has a frame where the two best classes are closer than ``recheck_margin``,
-so greedy transcriptions stay those of fp32. "int8" does the same with the model quantized to int8
-and run by onnxruntime (``Reader.from_checkpoint`` quantizes once, calibrated on the config's
-validation images, and caches the file). "auto" picks bf16 where the hardware has it.
+Paths: the network runs in PyTorch fp32 (the model as trained: the reference), PyTorch bf16
+(autocast; fast on CPUs with native bf16 such as AVX-512 BF16 or AMX, and on GPUs), onnxruntime
+fp32 (the model exported to ONNX; same log-probabilities to ~1e-5), or onnxruntime int8 (the
+convolutions quantized; ``Reader.from_checkpoint`` quantizes once, calibrated on the config's
+validation images, and caches the file). After any path but the reference, the images whose
+transcription could differ from fp32's are re-read in fp32 (ocrframe/autotune.py), so greedy
+transcriptions are those of fp32.
 
-Runtime: "torch", or "onnxruntime" (CPU) running the model exported to ONNX; fp32 there gives the
-same log-probabilities to ~1e-5 and is often faster on CPUs (docs/benchmarks.md). int8 always
-runs on onnxruntime. Exporting runs the first export in this process and later ones in a fresh
-process, so a script that makes several onnxruntime Readers needs `if __name__ == "__main__":`.
+``precision`` and ``runtime`` ("auto" by default) restrict the paths; with more than one left, the
+Reader times them once per model, host and batch size -- one image at a time and full batches,
+recheck included -- keeps the fastest exact one for each, and caches the choice next to the ONNX
+files (``onnx_cache()``). ``Reader.explain()`` (``ocrframe read --explain``) says what was chosen
+and why. Exporting runs the first export in this process and later ones in a fresh process, so a
+script that makes several onnxruntime Readers needs `if __name__ == "__main__":`.
 """
 from __future__ import annotations
 
+import copy
+import itertools
+import logging
+import math
 import tempfile
 from pathlib import Path
 from typing import Iterable
@@ -29,15 +36,18 @@ from typing import Iterable
 import numpy as np
 import torch
 
+from ocrframe import autotune
 from ocrframe.checkpoint import load_model
 from ocrframe.data.batching import as_pil, input_batches, padded_batches, pipeline_samples
-from ocrframe.data.transforms import Compose
+from ocrframe.data.transforms import Compose, pad_collate
 from ocrframe.decoders import ctc_alignment, decoder_for
+from ocrframe.export import onnx_cache, onnx_model_for, onnx_session, validation_images
 from ocrframe.model import Prediction
 from ocrframe.optim import native_bf16
 
+logger = logging.getLogger("ocrframe.inference")
 PRECISIONS = ("auto", "fp32", "bf16", "int8")
-RUNTIMES = ("torch", "onnxruntime")
+RUNTIMES = ("auto", "torch", "onnxruntime")
 
 
 class Reader:
@@ -50,55 +60,101 @@ class Reader:
         width_step: images whose widths (after resizing) round up to the same multiple of this
             share a batch; each batch is padded to its widest image.
         precision: "fp32", "bf16", "int8" or "auto" (see the module docstring).
-        recheck_margin: with bf16 or int8, images whose best path has a frame with a top-2
-            log-probability gap below this are re-read in fp32.
-        runtime: "torch" or "onnxruntime" (int8 implies onnxruntime).
-        onnx_model: with onnxruntime, the model's ONNX file at this precision (``ocrframe export
-            CKPT --onnx F [--int8]``; ``Reader.from_checkpoint`` makes it).
+        recheck_margin: with bf16 or int8, the least log-probability gap to a frame's best class
+            for which another class is taken as a possible fp32 best (see ocrframe/autotune.py).
+        runtime: "torch", "onnxruntime" or "auto" (int8 implies onnxruntime).
+        onnx_model: the model's ONNX file at the forced precision (``ocrframe export CKPT --onnx F
+            [--int8]``), or a dict {"fp32": file, "int8": file}, or a callable giving an
+            onnxruntime session for a precision; ``Reader.from_checkpoint`` makes them.
+        calibration_images: images to time the paths on with "auto" (default: the first images read).
     """
 
     def __init__(self, model, pipeline, batch_size: int = 64, width_step: int = 8, precision: str = "auto",
-                 recheck_margin: float = 1.0, runtime: str = "torch", onnx_model: str | Path | None = None):
+                 recheck_margin: float = 1.0, runtime: str = "auto", onnx_model=None,
+                 calibration_images: Iterable | None = None):
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
         self.model = model.eval()
         self.pipeline = Compose(pipeline)
+        self.pipeline_config = pipeline
         self.batch_size, self.width_step = batch_size, width_step
         self.device = next(model.parameters()).device
         self.runtime = check_runtime(runtime, precision, self.device.type)
-        if precision == "auto":
-            precision = "bf16" if native_bf16(self.device.type) and self.runtime == "torch" else "fp32"
         self.precision, self.recheck_margin = precision, recheck_margin
-        self.rechecked = 0  # images re-read in fp32 so far (bf16, int8)
-        if self.runtime == "onnxruntime":
-            if onnx_model is None:
-                raise ValueError(f"runtime='onnxruntime' needs the model's ONNX file (onnx_model=...): `ocrframe export "
-                                 f"CKPT --onnx FILE{' --int8' if precision == 'int8' else ''}` writes one, "
-                                 "Reader.from_checkpoint(...) makes one itself")
-            from ocrframe.export import onnx_session
+        self.rechecked = 0  # images re-read in fp32 so far
+        self.calibration_images = calibration_images if calibration_images is None or callable(calibration_images) \
+            else list(calibration_images)
+        self._onnx_given: set[str] = set()
+        if callable(onnx_model):
+            self._session_for = onnx_model
+        else:
+            files = {} if onnx_model is None else dict(onnx_model) if isinstance(onnx_model, dict) else \
+                {"int8" if precision == "int8" else "fp32": onnx_model}
+            self._session_for = lambda p: onnx_session(files[p]) if p in files else None
+            self._onnx_given = set(files)
+        self._sessions: dict = {}
+        self._bf16_model = None
+        self.paths = self._candidate_paths(onnx_model)
+        if not self.paths:
+            raise ValueError(f"runtime='onnxruntime' needs the model's ONNX file (onnx_model=...): `ocrframe export "
+                             f"CKPT --onnx FILE{' --int8' if precision == 'int8' else ''}` writes one, "
+                             "Reader.from_checkpoint(...) makes one itself")
+        self.plan = None
+        if len(self.paths) == 1:  # nothing to choose
+            (path,) = self.paths
+            # bf16, int8: recheck_margin as it is when reading (None)
+            margin = None if precision in ("bf16", "int8") else autotune.MARGIN_FLOOR.get(path, 0.0)
+            entry = dict(path=path, margin=margin, reason="the only path allowed by precision and runtime")
+            self.plan = dict(host=autotune.host_key(), batch_size=batch_size,
+                             classes={cls: entry for cls in autotune.CLASSES})
+        # the sessions of a forced onnxruntime path are made now: a missing file is an error here
+        for path in self.paths if len(self.paths) == 1 else ():
+            if path.startswith("onnxruntime"):
+                self.session(path.split()[1])
 
-            self.session = onnx_session(onnx_model)
+    def _candidate_paths(self, onnx_model) -> list[str]:
+        """The paths allowed by the precision and runtime asked for, and available here."""
+        precisions = ["fp32", "bf16", "int8"] if self.precision == "auto" else [self.precision]
+        runtimes = ["torch", "onnxruntime"] if self.runtime == "auto" else [self.runtime]
+        paths = []
+        for runtime, precision in itertools.product(runtimes, precisions):
+            path = f"{runtime} {precision}"
+            if path not in autotune.PATHS:
+                continue
+            # bf16 where it has fast kernels: emulated, it is several times slower than fp32
+            if self.precision == "auto" and path == "torch bf16" and not native_bf16(self.device.type):
+                continue
+            if runtime == "onnxruntime":
+                if self.device.type != "cpu" or onnx_model is None or not onnxruntime_available():
+                    continue
+                if not callable(onnx_model) and precision not in self._onnx_given:
+                    continue
+            paths.append(path)
+        return paths
 
     @classmethod
     def from_checkpoint(cls, checkpoint: str | Path, config: str | Path | None = None, device: str = "auto",
                         calibration: Iterable | None = None, **kwargs) -> "Reader":
-        """Build the recognizer from the config stored in the checkpoint (or ``config``). For
-        onnxruntime without ``onnx_model``, export it (see ``onnx_model_for``; int8 is calibrated on
-        ``calibration`` images if given)."""
-        int8 = kwargs.get("precision") == "int8"
-        on_onnxruntime = int8 or kwargs.get("runtime") == "onnxruntime"
+        """Build the recognizer from the config stored in the checkpoint (or ``config``). The ONNX
+        files onnxruntime paths need are exported when first used (see ``onnx_model_for``; int8 is
+        calibrated on ``calibration`` images if given). With "auto", the paths are timed on the
+        config's first validation images (else on the first images read)."""
+        precision, runtime = kwargs.get("precision", "auto"), kwargs.get("runtime", "auto")
         if device == "auto":
+            on_onnxruntime = precision == "int8" or runtime == "onnxruntime"
             device = "cuda" if torch.cuda.is_available() and not on_onnxruntime else "cpu"
-        check_runtime(kwargs.get("runtime", "torch"), kwargs.get("precision", "auto"), torch.device(device).type)
-        if calibration is not None and not int8:
+        check_runtime(runtime, precision, torch.device(device).type)
+        if calibration is not None and precision != "int8":
             raise ValueError("calibration images are for precision='int8'")
         model, cfg = load_model(checkpoint, config)
-        if on_onnxruntime and kwargs.get("onnx_model") is None:
-            from ocrframe.export import onnx_model_for
-
-            with tempfile.TemporaryDirectory() as tmp:  # the session keeps the model in memory
-                kwargs["onnx_model"] = onnx_model_for(checkpoint, model, cfg, int8, calibration, Path(tmp))
-                return cls(model.to(device), cfg.test_pipeline, **kwargs)
+        if kwargs.get("onnx_model") is None:
+            def session_for(onnx_precision: str):
+                with tempfile.TemporaryDirectory() as tmp:  # the session keeps the model in memory
+                    return onnx_session(onnx_model_for(checkpoint, model, cfg, onnx_precision == "int8", calibration,
+                                                       Path(tmp)))
+            kwargs["onnx_model"] = session_for
+        if "auto" in (precision, runtime) and kwargs.get("calibration_images") is None:
+            kwargs["calibration_images"] = lambda: validation_images(cfg, autotune.TIMING_IMAGES)
         return cls(model.to(device), cfg.test_pipeline, **kwargs)
 
     @classmethod
@@ -112,33 +168,133 @@ class Reader:
                              f"{', '.join(sorted(available_models())) or 'none'} (`ocrframe models`)")
         return cls.from_checkpoint(name, **kwargs)
 
+    # -- paths --------------------------------------------------------------------------------------
+    def session(self, precision: str):
+        """The onnxruntime session of the model at ``precision``, made on first use."""
+        if precision not in self._sessions:
+            session = self._session_for(precision)
+            if session is None:
+                raise ValueError(f"no ONNX file of the model in {precision} was given")
+            self._sessions[precision] = session
+        return self._sessions[precision]
+
+    @torch.inference_mode()
+    def run_path(self, path: str, images: torch.Tensor) -> torch.Tensor:
+        """Per-frame log-probabilities (N, T, K) in fp32 by one path, without recheck."""
+        images = images.to(self.device)
+        if path == "torch fp32":
+            return self.model(images).float()
+        if path == "torch bf16":
+            # a bf16 copy of the weights rather than autocast, which casts every weight on every call:
+            # at batch 1 that cast cost more than the network (docs/benchmarks.md)
+            if self._bf16_model is None:
+                self._bf16_model = copy.deepcopy(self.model).to(torch.bfloat16)
+            return self._bf16_model(images.to(torch.bfloat16)).float()
+        runtime, precision = path.split()
+        if runtime != "onnxruntime" or precision not in ("fp32", "int8"):
+            raise ValueError(f"unknown path {path!r}; paths: {', '.join(autotune.PATHS)}")
+        pixels = images.cpu().contiguous().numpy()
+        return torch.from_numpy(self.session(precision).run(None, {"images": pixels})[0])
+
+    def path_for(self, count: int) -> tuple[str, float]:
+        """(path, recheck margin) for a batch of ``count`` images."""
+        if self.plan is None:
+            self.calibrate()
+        entry = self.plan["classes"][autotune.batch_class(count, self.batch_size)]
+        return entry["path"], self.recheck_margin if entry["margin"] is None else entry["margin"]
+
+    def calibrate(self, images: Iterable | None = None, again: bool = False, fallback: list | None = None) -> dict:
+        """Choose the path for each batch-size class: from the cache if this model, host and batch
+        size were timed before (unless ``again``), else by timing each path on ``images`` (default:
+        the calibration images, else ``fallback``) and caching the result. Returns the plan."""
+        if len(self.paths) == 1:
+            return self.plan
+        cache = autotune.plan_file(onnx_cache(), autotune.model_key(self.model, self.pipeline_config),
+                                   self.batch_size)
+        plan = None if again else autotune.load_plan(cache)
+        if plan is not None and all(e["path"] in self.paths for e in plan["classes"].values()):
+            self.plan = plan
+            logger.info("inference paths (cached in %s): %s", cache, self._summary())
+            return plan
+        if images is None and callable(self.calibration_images):
+            try:
+                self.calibration_images = self.calibration_images()
+            except Exception as exc:  # e.g. a config whose validation set is elsewhere
+                logger.warning("timing the inference paths on the images read: the calibration images failed to "
+                               "load (%s)", exc)
+                self.calibration_images = None
+        if images is None:
+            images = self.calibration_images or fallback
+        if not images:
+            raise ValueError("choosing the inference path needs images to time it on: give calibration_images, "
+                             "or read images first")
+        pils = [as_pil(image, i) for i, image in enumerate(list(images)[:autotune.TIMING_IMAGES])]
+        samples = pipeline_samples(pils, self.pipeline)
+        singles = [self._network_input(pad_collate([s])) for s in samples[:autotune.SINGLE_IMAGES]]
+        # one full batch (images repeated if there are too few), sorted by width: what a large read runs
+        full = sorted((samples * math.ceil(self.batch_size / len(samples)))[:self.batch_size], key=lambda s: s["width"])
+        batches = dict(single=singles, batch=[self._network_input(pad_collate(full))])
+        for path in [p for p in self.paths if p.startswith("onnxruntime")]:
+            try:
+                self.session(path.split()[1])
+            except Exception as exc:  # e.g. int8 calibration images that cannot be loaded: time the others
+                logger.warning("leaving out the inference path %s: %s", path, exc)
+                self.paths.remove(path)
+        logger.info("timing the inference paths %s on %d images (once per model, host and batch size)",
+                    ", ".join(self.paths), len(pils))
+        self.plan = autotune.calibrate(self, batches, self.paths)
+        autotune.save_plan(cache, self.plan)
+        logger.info("inference paths (cached in %s): %s", cache, self._summary())
+        return self.plan
+
+    def _network_input(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        return batch["inputs"], self.model.frame_lengths(batch["data_samples"]["widths"])
+
+    def _summary(self) -> str:
+        return "; ".join(f"{cls}: {e['path']}" for cls, e in self.plan["classes"].items())
+
+    def explain(self) -> str:
+        """Which path reads which batches, and why."""
+        if self.plan is None:
+            self.calibrate()
+        if len(self.paths) == 1:
+            return (f"inference path: {self.paths[0]} for every batch (precision={self.precision!r}, "
+                    f"runtime={self.runtime!r}: the only path they allow)")
+        return autotune.explain(self.plan)
+
     @property
     def charset(self):
         return self.model.charset
 
     # -- the network ------------------------------------------------------------------------------
     @torch.inference_mode()
-    def log_probs(self, images: torch.Tensor, frame_lengths: torch.Tensor | None = None) -> torch.Tensor:
-        """Per-frame log-probabilities (N, T, K) in fp32, at this reader's precision; frames at
-        or beyond ``frame_lengths`` (padding) are not rechecked."""
-        images = images.to(self.device)
-        if self.runtime == "onnxruntime":
-            log_probs = torch.from_numpy(self.session.run(None, {"images": images.contiguous().numpy()})[0])
-            if self.precision == "fp32":
-                return log_probs
-        elif self.precision == "fp32":
-            return self.model(images).float()
+    def log_probs(self, images: torch.Tensor, frame_lengths: torch.Tensor | None = None, path: str | None = None,
+                  margin: float | None = None, rule: str = "labelling") -> torch.Tensor:
+        """Per-frame log-probabilities (N, T, K) in fp32, by the path chosen for this batch size
+        (or ``path``, with ``margin``), the images its recheck ``rule`` selects re-read in fp32:
+        "labelling" (greedy transcriptions stay those of fp32) or "near ties" (any frame within
+        the margin; for decoders that read more than the best path). Frames at or beyond
+        ``frame_lengths`` (padding) are not looked at."""
+        if path is None:
+            path, chosen_margin = self.path_for(len(images))
+            margin = chosen_margin if margin is None else margin
+        elif margin is None:
+            margin = self.recheck_margin
+        log_probs = self.run_path(path, images)
+        if path == autotune.REFERENCE:
+            return log_probs
+        if frame_lengths is None:
+            frame_lengths = torch.full((len(images),), log_probs.shape[1])
+        frame_lengths = frame_lengths.cpu().clamp(max=log_probs.shape[1])
+        if rule == "labelling":
+            reread = autotune.labelling_may_change(log_probs, frame_lengths, margin, self.charset.blank)
+        elif rule == "near ties":
+            reread = autotune.near_ties(log_probs, frame_lengths, margin)
         else:
-            with torch.autocast(self.device.type, dtype=torch.bfloat16):
-                log_probs = self.model(images).float()
-        top2 = log_probs.topk(2, dim=-1).values
-        close = (top2[..., 0] - top2[..., 1]) < self.recheck_margin
-        if frame_lengths is not None:
-            close &= torch.arange(close.shape[1], device=close.device) < frame_lengths.to(close.device)[:, None]
-        close = close.any(dim=1)
-        if close.any():
-            self.rechecked += int(close.sum())
-            log_probs[close] = self.model(images[close]).float()
+            raise ValueError(f"rule must be 'labelling' or 'near ties', not {rule!r}")
+        if reread.any():
+            self.rechecked += int(reread.sum())
+            log_probs[reread] = self.run_path(autotune.REFERENCE, images[reread]).to(log_probs.device)
         return log_probs
 
     # -- reading ----------------------------------------------------------------------------------
@@ -156,10 +312,14 @@ class Reader:
         pils = [as_pil(image, i) for i, image in enumerate(images)]
         samples = pipeline_samples(pils, self.pipeline)
         decoder, decode_kwargs = decoder_for(decoder, lexicon, len(samples), self.model.decoder, self.charset)
+        if self.plan is None:
+            self.calibrate(fallback=pils)  # without calibration images: timed on the first images read
+        # a decoder that reads only the best path needs a recheck only where that path's text can change
+        rule = "labelling" if getattr(decoder, "best_path_only", False) else "near ties"
         predictions: list[Prediction | None] = [None] * len(samples)
         for indices, batch in padded_batches(samples, self.batch_size, self.width_step):
             lengths = self.model.frame_lengths(batch["data_samples"]["widths"])
-            log_probs = self.log_probs(batch["inputs"], lengths)
+            log_probs = self.log_probs(batch["inputs"], lengths, rule=rule)
             lengths = lengths.clamp(max=log_probs.shape[1])
             kwargs = {k: [v[i] for i in indices] for k, v in decode_kwargs.items()}
             for i, prediction in zip(indices, decoder.decode(log_probs, lengths, **kwargs)):
@@ -196,6 +356,14 @@ def check_runtime(runtime: str, precision: str, device: str) -> str:
         raise ValueError("precision='bf16' runs on torch; onnxruntime runs fp32 or int8")
     if runtime == "onnxruntime" and device != "cpu":
         raise ValueError(f"onnxruntime runs on the CPU here, not on {device}: use device='cpu'")
+    if runtime == "auto" and precision == "bf16":
+        runtime = "torch"
     return runtime
 
 
+def onnxruntime_available() -> bool:
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True

@@ -26,6 +26,15 @@ settings.register_profile("ocrframe", deadline=None, suppress_health_check=[Heal
 settings.load_profile("ocrframe")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def inference_cache(tmp_path_factory):
+    """ONNX files and timed inference paths go to a cache of the test session's own, not the user's."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("OCRFRAME_CACHE", str(tmp_path_factory.mktemp("ocrframe-cache")))
+    yield
+    patch.undo()
+
+
 def _font(size: int = 24):
     if FONT.is_file():
         return ImageFont.truetype(str(FONT), size)
@@ -217,7 +226,7 @@ def reading_checkpoint(request, tmp_path_factory) -> Path:
         save_checkpoint(model, cfg, path.with_suffix(".tmp"))
         path.with_suffix(".tmp").replace(path)
     unseen = random_words(40, seed=99, letters=READING_ALPHABET)
-    readings = Reader.from_checkpoint(path, precision="fp32").read([render_word(w) for w in unseen])
+    readings = Reader.from_checkpoint(path, precision="fp32", runtime="torch").read([render_word(w) for w in unseen])
     correct = sum(p.text == w for p, w in zip(readings, unseen))
     assert correct >= 36, f"the reading model read {correct} of 40 unseen words: {path} is not trained"
     return path

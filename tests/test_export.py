@@ -102,10 +102,11 @@ def test_int8_export_quantizes_the_convolutions_after_the_first(exported_int8):
 
 def test_int8_reader_rechecks_near_ties_in_fp32(exported_int8, checkpoint):
     out, _, images = exported_int8
+    beam = "BeamSearchDecoder"  # reads more than the best path: every near tie is re-read
     model, cfg = load_model(checkpoint)
-    fp32 = Reader(model, cfg.test_pipeline, precision="fp32").read(images)
+    fp32 = Reader(model, cfg.test_pipeline, precision="fp32").read(images, decoder=beam)
     int8 = Reader(model, cfg.test_pipeline, precision="int8", onnx_model=out, recheck_margin=-float("inf"))
-    alone = int8.read(images)
+    alone = int8.read(images, decoder=beam)
     assert int8.rechecked == 0 and [p.score for p in alone] != [p.score for p in fp32]  # really int8
     assert [p.score for p in alone] == pytest.approx([p.score for p in fp32], rel=0.2)  # and close to fp32
     # Each image's closest call in int8: the smallest top-2 gap over its frames. With the margin
@@ -116,12 +117,12 @@ def test_int8_reader_rechecks_near_ties_in_fp32(exported_int8, checkpoint):
         gaps.append(float((top2[:, 0] - top2[:, 1]).min()))
     int8.recheck_margin, int8.rechecked = sorted(gaps)[len(gaps) // 2], 0
     expected = [gap < int8.recheck_margin for gap in gaps]
-    reread = int8.read(images)
+    reread = int8.read(images, decoder=beam)
     assert 0 < int8.rechecked == sum(expected) < len(images)
     for prediction, reference, int8_alone, was_reread in zip(reread, fp32, alone, expected):
         assert prediction.score == pytest.approx((reference if was_reread else int8_alone).score, rel=1e-5)
     int8.recheck_margin, int8.rechecked = float("inf"), 0
-    assert [p.score for p in int8.read(images)] == pytest.approx([p.score for p in fp32], rel=1e-5)
+    assert [p.score for p in int8.read(images, decoder=beam)] == pytest.approx([p.score for p in fp32], rel=1e-5)
     assert int8.rechecked == len(images)
 
 
@@ -132,7 +133,7 @@ def test_from_checkpoint_exports_once_and_caches(reading_checkpoint, tmp_path, m
     monkeypatch.setenv("OCRFRAME_CACHE", str(tmp_path))
     monkeypatch.setattr("ocrframe.export.CALIBRATION_IMAGES", 8)
     images = [render_word(w) for w in READING_WORDS]
-    torch_fp32 = Reader.from_checkpoint(checkpoint, precision="fp32").read(images)
+    torch_fp32 = Reader.from_checkpoint(checkpoint, precision="fp32", runtime="torch").read(images)
     onnx_fp32 = Reader.from_checkpoint(checkpoint, precision="fp32", runtime="onnxruntime")
     int8 = Reader.from_checkpoint(checkpoint, precision="int8", batch_size=2)
     assert (onnx_fp32.runtime, int8.runtime) == ("onnxruntime", "onnxruntime")

@@ -31,7 +31,8 @@ WORDS = ["open", "sesame", "a", "thirteen", "mile", "xq"]  # the last three hold
 @pytest.fixture(scope="module")
 def reader(reading_checkpoint) -> Reader:
     """The small model trained to read words of READING_ALPHABET (conftest.py)."""
-    return Reader.from_checkpoint(reading_checkpoint, precision="fp32", batch_size=4, width_step=1)
+    return Reader.from_checkpoint(reading_checkpoint, precision="fp32", runtime="torch", batch_size=4,
+                                  width_step=1)
 
 
 def glyph_spans(word: str, size: int) -> list[tuple[float, float]]:
@@ -169,11 +170,13 @@ def test_bad_inputs_are_named(reader, tmp_path):
 
 
 def test_bf16_rechecks_close_frames_in_fp32(reader):
+    # with a decoder that reads more than the best path, every image with a near tie is re-read
+    beam = "BeamSearchDecoder"
     images = [render_word(w) for w in READING_WORDS]
-    fp32 = reader.read(images)
+    fp32 = reader.read(images, decoder=beam)
     assert [p.text for p in fp32] == READING_WORDS
     bf16 = Reader(reader.model, reader.pipeline.transforms, precision="bf16", recheck_margin=-math.inf, batch_size=1)
-    alone = bf16.read(images)
+    alone = bf16.read(images, decoder=beam)
     assert bf16.rechecked == 0 and [p.score for p in alone] != [p.score for p in fp32]  # really computed in bf16
     # Each image's closest call in bf16: the smallest top-2 gap over its frames. With the margin
     # between the smallest and the largest, exactly the images below it are re-read in fp32.
@@ -183,15 +186,15 @@ def test_bf16_rechecks_close_frames_in_fp32(reader):
         gaps.append(float((top2[:, 0] - top2[:, 1]).min()))
     bf16.recheck_margin = sorted(gaps)[len(gaps) // 2]
     expected = [gap < bf16.recheck_margin for gap in gaps]
-    reread = bf16.read(images)
+    reread = bf16.read(images, decoder=beam)
     assert 0 < bf16.rechecked == sum(expected) < len(images)
     for prediction, reference, bf16_alone, was_reread in zip(reread, fp32, alone, expected):
         assert prediction.score == pytest.approx((reference if was_reread else bf16_alone).score, rel=1e-5)
     bf16.recheck_margin, bf16.rechecked = math.inf, 0
-    assert [p.score for p in bf16.read(images)] == pytest.approx([p.score for p in fp32], rel=1e-5)
+    assert [p.score for p in bf16.read(images, decoder=beam)] == pytest.approx([p.score for p in fp32], rel=1e-5)
     assert bf16.rechecked == len(images)  # every image re-read in fp32
     bf16.recheck_margin = 1.0  # the default
-    assert [p.text for p in bf16.read(images)] == READING_WORDS
+    assert [p.text for p in bf16.read(images)] == READING_WORDS  # greedy
 
 
 # -- decoders and lexicons chosen per call -----------------------------------------------------

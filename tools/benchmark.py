@@ -4,7 +4,7 @@ data and inference in tools/benchmarks/, a plugin's own beside it (plugins/*/ben
     python tools/benchmark.py train-step [--batch 64] [--iters 4]   # memory format x precision
     python tools/benchmark.py train-recipe [--batches 16 64]        # batch size x batch norm x alignment probe
     python tools/benchmark.py render [--num 300]                    # synthetic word renderer
-    python tools/benchmark.py infer [--checkpoint CKPT] [--val 1000] [--onnx] [--int8]   # Reader vs eager
+    python tools/benchmark.py infer [--checkpoint CKPT] [--val 300] [--files 1000]  # inference paths vs eager
     python tools/benchmark.py omr-render [--lines 20]               # engraved music: lines and snippets
     python tools/benchmark.py omr-staff [--num 200]                 # staff finder on held-out incipits
     python tools/benchmark.py runner [--iters 20] [--rounds 2]       # mmengine Runner vs a bare PyTorch loop

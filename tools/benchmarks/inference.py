@@ -1,7 +1,9 @@
 """Reading measurements recorded in docs/benchmarks.md.
 
-    python tools/benchmark.py infer [--checkpoint CKPT] [--val 1000] [--onnx] [--int8]   # Reader vs eager
+    python tools/benchmark.py infer [--checkpoint CKPT] [--val 300] [--files 1000]   # inference paths vs eager
 """
+import math
+import os
 import time
 from pathlib import Path
 
@@ -15,98 +17,172 @@ CONFIG = "configs/crnn_vgg_bilstm_ctc.py"
 
 
 def infer(args) -> None:
-    """The Reader against a plain eager forward of the same model (fp32, contiguous), batch 64 and
-    batch 1 of the config's test images squeezed to 32x100, then greedy transcriptions of each path
-    on test images read as they are."""
+    """Every inference path against a plain eager forward of the same model (fp32, contiguous), in
+    one process, rounds interleaved (best of each): network only, batch 64 of the config's test
+    images squeezed to 32x100 and those images one at a time; then `Reader.read` of one image; the
+    greedy transcriptions of ``--val`` test images read as they are, against eager fp32; and
+    `ocrframe read`'s work on ``--files`` image files (decode + resize + network + decode) against
+    the network's own time on the same batches. Ratios are side by side, so a machine shared
+    with other work still gives fair comparisons."""
     import tempfile
 
-    from ocrframe.optim import native_bf16
+    from ocrframe import autotune
     from ocrframe.checkpoint import load_model
-    from ocrframe.export import onnx_model_for
-    from ocrframe.inference import Reader
     from ocrframe.data.build import build_dataset
+    from ocrframe.inference import Reader
+    from ocrframe.optim import native_bf16
 
+    scratch = tempfile.TemporaryDirectory()
     if args.checkpoint:
-        model, cfg = load_model(args.checkpoint)
-        weights = args.checkpoint
+        checkpoint = args.checkpoint
+        model, cfg = load_model(checkpoint)
     else:
         cfg = Config.fromfile(CONFIG)
         torch.manual_seed(0)
-        model, weights = MODELS.build(cfg.model).eval(), "random initialisation (the equality check needs trained weights)"
+        model = MODELS.build(cfg.model).eval()
+        checkpoint = Path(scratch.name) / "random.pth"
+        from ocrframe.checkpoint import store_config
+        torch.save(dict(meta=store_config({}, cfg), state_dict=model.state_dict()), checkpoint)
+    if args.cache:
+        os.environ["OCRFRAME_CACHE"] = args.cache  # a fresh cache times the paths again
     eager = MODELS.build(dict(cfg.model, channels_last=False)).eval()
     eager.load_state_dict(model.state_dict())
     native = native_bf16("cpu")
-    print(f"weights: {weights}\n{torch.get_num_threads()} threads, CPU capability "
-          f"{torch.backends.cpu.get_cpu_capability()}, native bf16: {'yes' if native else 'no (emulated: slow)'}")
-    readers = {"fp32": Reader(model, cfg.test_pipeline, precision="fp32"),
-               "bf16": Reader(model, cfg.test_pipeline, precision="bf16")}
-    scratch = tempfile.TemporaryDirectory()
-    checkpoint = args.checkpoint or Path(scratch.name) / "random.pth"
-    if not args.checkpoint:
-        torch.save(dict(state_dict=model.state_dict()), checkpoint)
-    if args.onnx:
-        readers["fp32, onnxruntime"] = Reader(model, cfg.test_pipeline, precision="fp32", runtime="onnxruntime",
-                                              onnx_model=onnx_model_for(checkpoint, model, cfg))
-    if args.int8:
-        int8_model = onnx_model_for(checkpoint, model, cfg, int8=True)
-        readers["int8"] = Reader(model, cfg.test_pipeline, precision="int8", onnx_model=int8_model)
-        alone = Reader(model, cfg.test_pipeline, precision="int8", onnx_model=int8_model, recheck_margin=-float("inf"))
+    print(f"weights: {checkpoint if args.checkpoint else 'random initialisation (transcriptions mean little)'}\n"
+          f"{torch.get_num_threads()} threads, CPU capability {torch.backends.cpu.get_cpu_capability()}, native bf16: "
+          f"{'yes' if native else 'no (emulated: slow, left out)'}, load average {os.getloadavg()[0]:.1f} "
+          f"(other work on the machine slows every path alike; compare the ratios)")
 
     test = build_dataset(cfg.test_dataloader.dataset, raw=True)
-    picked = np.linspace(0, len(test) - 1, min(args.val, len(test))).round().astype(int)
+    count = max(args.val, args.files, 64)
+    picked = np.linspace(0, len(test) - 1, min(count, len(test))).round().astype(int)
     images = [test[int(i)]["image"] for i in picked]
-    # Real images (the int8 recheck depends on them), all 32x100 as in training the paper CRNN.
-    (batch64,) = map(torch.from_numpy, readers["fp32"].input_batches([im.resize((100, 32)) for im in images[:64]]))
-    variants = {"eager fp32 (baseline)": lambda x: eager(x)}
-    variants.update({f"Reader {name}": (lambda r: lambda x: r.log_probs(x))(r) for name, r in readers.items()
-                     if name != "bf16" or native})  # emulated bf16 is several times slower than fp32: not timed
-    if args.int8:
-        variants["int8 alone (no fp32 recheck)"] = alone.log_probs
-    print("\n| path | batch 64: images/s | vs eager | batch 1: ms/image | vs eager |\n|---|---|---|---|---|")
-    rows = {}
+    start = time.perf_counter()
+    default = Reader.from_checkpoint(checkpoint, device="cpu", **({"runtime": "torch"} if args.no_onnx else {}))
+    print(f"\nReader default (precision='auto', runtime='auto'), set up in {time.perf_counter() - start:.1f} s "
+          f"(ONNX export and calibration happen once per model, host and batch size, then are cached):")
+    start = time.perf_counter()
+    print(default.explain() + f"\n(took {time.perf_counter() - start:.1f} s)")
+
+    fixed = {p: Reader(model, cfg.test_pipeline, precision=p.split()[1], runtime=p.split()[0],
+                       onnx_model=default._session_for) for p in default.paths}
+    fixed.pop(autotune.REFERENCE, None)
+    variants = {"eager fp32 (baseline)": lambda x: eager(x), "Reader default": default.log_probs}
+    variants.update({f"{p}, recheck": r.log_probs for p, r in fixed.items()})
+    variants.update({f"{p} alone (no recheck)": (lambda path: lambda x: default.run_path(path, x))(p)
+                     for p in default.paths})
+    # Real images (the recheck depends on them), squeezed to 32x100 as the paper CRNN trains.
+    (batch64,) = map(torch.from_numpy, default.input_batches([im.resize((100, 32)) for im in images[:64]]))
+    singles = [batch64[i:i + 1] for i in range(args.singles)]
+    print(f"\n| path | batch 64: images/s | vs eager | batch 1: ms/image | vs eager | rechecked (64 / {len(singles)}) |"
+          "\n|---|---|---|---|---|---|")
+    rows, rechecks = {}, {}
     with torch.inference_mode():
-        for batch, repeats in ((batch64, args.iters), (batch64[:1], args.iters * 16)):
+        for batches, repeats in (([batch64], args.iters), (singles, 1)):
             for fn in variants.values():  # warm-up
-                fn(batch)
+                fn(batches[0])
             best = {name: float("inf") for name in variants}
-            for _ in range(3):  # interleaved rounds, best of each: robust to other jobs on the machine
+            for _ in range(args.rounds):
                 for name, fn in variants.items():
+                    reader = getattr(fn, "__self__", None)
+                    if reader is not None:
+                        reader.rechecked = 0
                     start = time.perf_counter()
                     for _ in range(repeats):
-                        fn(batch)
-                    best[name] = min(best[name], (time.perf_counter() - start) / repeats / len(batch))
+                        for batch in batches:
+                            fn(batch)
+                    best[name] = min(best[name], (time.perf_counter() - start) / repeats / sum(map(len, batches)))
+                    if reader is not None:
+                        rechecks.setdefault(name, []).append(reader.rechecked // repeats)
             for name, seconds in best.items():
                 rows.setdefault(name, []).append(seconds)
     base64, base1 = rows["eager fp32 (baseline)"]
     for name, (s64, s1) in rows.items():
-        print(f"| {name} | {1 / s64:.0f} | {base64 / s64:.2f}x | {s1 * 1e3:.1f} | {base1 / s1:.2f}x |")
+        checked = rechecks.get(name)
+        checked = f"{checked[0]} / {checked[-1]}" if checked else "-"
+        print(f"| {name} | {1 / s64:.0f} | {base64 / s64:.2f}x | {s1 * 1e3:.2f} | {base1 / s1:.2f}x | {checked} |")
 
-    # Greedy transcriptions of the config's test images (spread over its splits), read end to end:
-    # aspect ratio kept, width-bucketed batches.
-    reference = Reader(eager, cfg.test_pipeline, precision="fp32").read(images)
-    print(f"\ngreedy transcriptions of {len(images)} test images (aspect ratio kept) vs eager fp32:")
+    # One image through the whole Reader: pipeline, network, decoding.
+    one = images[:args.singles]
+    inputs = {id(im): torch.from_numpy(default.input_batches([im])[0]) for im in one}
+    whole = {"eager fp32 forward of the same image (network only)": lambda im: eager(inputs[id(im)]),
+             "Reader default .read([image])": lambda im: default.read([im])}
+    best = {name: float("inf") for name in whole}
+    with torch.inference_mode():
+        for _ in range(args.rounds + 1):
+            for name, fn in whole.items():
+                start = time.perf_counter()
+                for image in one:
+                    fn(image)
+                best[name] = min(best[name], (time.perf_counter() - start) / len(one))
+    print(f"\none image at a time, aspect ratio kept ({len(one)} test images, best of {args.rounds} rounds):")
+    for name, seconds in best.items():
+        print(f"  {name}: {seconds * 1e3:.2f} ms/image")
+
+    # Greedy transcriptions of test images (spread over its splits), read end to end: aspect ratio
+    # kept, width-bucketed batches.
+    val = images[:args.val]
+    reference = [p.text for p in Reader(eager, cfg.test_pipeline, precision="fp32", runtime="torch").read(val)]
+    print(f"\ngreedy transcriptions of {len(val)} test images (aspect ratio kept) vs eager fp32:")
+    readers = dict(fixed, default=default)
     for name, reader in readers.items():
-        if name == "bf16" and not native:
-            continue
         reader.rechecked = 0
         start = time.perf_counter()
-        texts = [p.text for p in reader.read(images)]
+        texts = [p.text for p in reader.read(val)]
         elapsed = time.perf_counter() - start
-        differ = sum(a != b.text for a, b in zip(texts, reference))
-        print(f"  Reader {name}: {differ} differ; {len(images) / elapsed:.0f} images/s end to end"
-              + (f"; {reader.rechecked} images rechecked in fp32" if name in ("bf16", "int8") else ""))
-    if args.int8:
-        differ = sum(a.text != b.text for a, b in zip(alone.read(images), reference))
-        print(f"  int8 alone (no fp32 recheck): {differ} differ")
+        differ = sum(a != b for a, b in zip(texts, reference))
+        print(f"  Reader {name}: {differ} differ; {reader.rechecked} images rechecked in fp32; "
+              f"{len(val) / elapsed:.0f} images/s end to end")
+    for path in default.paths:
+        if path == autotune.REFERENCE:
+            continue
+        alone = Reader(model, cfg.test_pipeline, precision=path.split()[1], runtime=path.split()[0],
+                       onnx_model=default._session_for, recheck_margin=-math.inf)
+        differ = sum(a.text != b for a, b in zip(alone.read(val), reference))
+        print(f"  {path} alone (no recheck): {differ} differ")
+
+    if args.files:
+        end_to_end(default, images[:args.files], Path(scratch.name), args.rounds)
     scratch.cleanup()
+
+
+def end_to_end(reader, images, scratch: Path, rounds: int) -> None:
+    """`ocrframe read`'s work (decode the files, the pipeline, width buckets, network, greedy
+    decoding) against the network alone on the same batches, rounds interleaved."""
+    from ocrframe.data.batching import as_pil, padded_batches, pipeline_samples
+
+    folder = scratch / "files"
+    folder.mkdir()
+    paths = []
+    for i, image in enumerate(images):
+        paths.append(folder / f"{i:05d}.png")
+        image.save(paths[-1])
+    samples = pipeline_samples([as_pil(p) for p in paths], reader.pipeline)
+    batches = [(b["inputs"], reader.model.frame_lengths(b["data_samples"]["widths"])) for _, b in
+               padded_batches(samples, reader.batch_size, reader.width_step)]
+    best_read = best_net = float("inf")
+    for _ in range(rounds):
+        start = time.perf_counter()
+        reader.read([as_pil(p) for p in paths])  # what `ocrframe read` does per chunk, less the printing
+        best_read = min(best_read, time.perf_counter() - start)
+        start = time.perf_counter()
+        for inputs, lengths in batches:
+            reader.log_probs(inputs, lengths)
+        best_net = min(best_net, time.perf_counter() - start)
+    print(f"\n`ocrframe read` work on {len(paths)} PNG files: {best_read:.2f} s end to end, {best_net:.2f} s in the "
+          f"network (same batches, same paths, recheck included): {best_read / best_net:.2f}x "
+          f"({len(paths) / best_read:.0f} images/s)")
 
 
 def add_commands(sub) -> None:
     """This subject's sub-commands of tools/benchmark.py."""
     p = sub.add_parser("infer")
     p.add_argument("--checkpoint", help="trained weights (default: a randomly initialised paper CRNN)")
-    p.add_argument("--val", type=int, default=1000, help="test images for the transcription check (>= 64)")
-    p.add_argument("--iters", type=int, default=3, help="batch-64 passes per round (batch 1: 16x as many)")
-    p.add_argument("--onnx", action="store_true", help="also the Reader on onnxruntime (the model exported, fp32)")
-    p.add_argument("--int8", action="store_true", help="also the Reader's int8 path (onnxruntime, fp32 recheck)")
+    p.add_argument("--val", type=int, default=300, help="test images for the transcription check")
+    p.add_argument("--files", type=int, default=1000, help="image files for the end-to-end figure (0: none)")
+    p.add_argument("--iters", type=int, default=2, help="batch-64 passes per round")
+    p.add_argument("--singles", type=int, default=16, help="images read one at a time per round")
+    p.add_argument("--rounds", type=int, default=5, help="interleaved rounds; the best of each path is kept")
+    p.add_argument("--cache", help="OCRFRAME_CACHE for the run (ONNX files, calibrations); a fresh one times again")
+    p.add_argument("--no-onnx", action="store_true", help="PyTorch paths only")
     p.set_defaults(func=infer)

@@ -16,6 +16,8 @@ class GreedyDecoder:
     ``score`` is the log-probability of the best path, i.e. the sum of the per-frame maxima.
     """
 
+    best_path_only = True  # the text depends on the per-frame argmax alone (the Reader's recheck uses it)
+
     def __init__(self, charset: Charset):
         self.charset = charset
 
