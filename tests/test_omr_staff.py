@@ -60,6 +60,25 @@ def test_staff_finder_measures_the_engraved_staff(space, above, below, skew, wid
     assert 0.5 <= found.line_thickness <= 2 + width * engraved.space
 
 
+@pytest.mark.parametrize("pitches, line_width, blur", [
+    (("A3", "A3", "B3", "A3"), 0.1, 0.0), (("C4", "A3", "B3", "C4"), 0.15, 1.0), (("C6", "C6", "B5", "C6"), 0.15, 1.0)])
+def test_ledger_lines_of_a_run_of_high_or_low_notes_are_not_taken_for_a_staff_line(pitches, line_width, blur):
+    """A run of notes on ledger lines draws a sixth line beside the staff; with thin or blurred staff
+    lines the comb one line off scored best on the row profile (each case here was found one line
+    off before), but its ledger line covers only the notes' columns."""
+    from PIL import ImageFilter
+
+    from ocrframe_omr.engrave import Event
+
+    engraved = Engraver().engrave([Event(p, 4) for p in pitches * 4], (4, 4), space_px=8.0,
+                                  staff_line_width=line_width)
+    image, (top, bottom) = page(engraved, 3.0, 3.0)
+    found = find_staff(np.asarray(image.filter(ImageFilter.GaussianBlur(blur)) if blur else image))
+    assert found is not None
+    assert found.top == pytest.approx(top, abs=0.25 * engraved.space)
+    assert found.bottom == pytest.approx(bottom, abs=0.25 * engraved.space)
+
+
 def test_normalised_crops_put_the_staff_at_the_same_height_whatever_the_margins():
     """After StaffNormalize and the resize to 32 pixels, every image's staff spans the same rows and
     the same spacing (within a fraction of a pixel), while the raw crops differ widely."""

@@ -138,8 +138,18 @@ def _find(gray: np.ndarray, max_skew_deg: float, light_ink: bool) -> tuple[Staff
     space, first = np.polyfit(np.arange(5), rows, 1)
     if thickness > 0.45 * space:  # thick "lines" are the paper between the lines of the other polarity
         return None
-    top, bottom = first + offset + 0.5, first + 4 * space + offset + 0.5
-    left, right = _staff_extent(ink > 0.1, top, space, angle, thickness)
+    top = first + offset + 0.5
+    dark = ink > 0.1
+    # Ledger lines under a run of high (or low) notes make a sixth line beside the staff, and the
+    # comb one line off scores nearly as well; the staff's lines run through most columns, ledger
+    # lines only under their notes: keep the comb whose sparsest line is the most continuous.
+    shifts = [k for k in (-1, 0, 1) if -space < top + k * space and top + (k + 4) * space < height + space]
+    coverage = {k: _line_hits(dark, top + k * space, space, angle, thickness).mean(1).min() for k in shifts}
+    best = max(shifts, key=coverage.get)
+    shift = best if coverage[best] > 1.25 * coverage[0] else 0  # a clear gain only
+    top += shift * space
+    bottom = top + 4 * space
+    left, right = _staff_extent(dark, top, space, angle, thickness)
     return StaffGeometry(top=float(top), bottom=float(bottom), left=left, right=right,
                          skew_deg=float(np.degrees(angle)), line_thickness=thickness, contrast=float(contrast),
                          light_ink=light_ink), score
@@ -206,19 +216,25 @@ def _line_thickness(profile: np.ndarray, rows: list[float]) -> float:
     return float(np.median(widths)) if widths else 1.0
 
 
-def _staff_extent(dark: np.ndarray, top: float, space: float, angle: float, thickness: float) -> tuple[int, int]:
-    """First and last column where at least three of the five lines are dark."""
+def _line_hits(dark: np.ndarray, top: float, space: float, angle: float, thickness: float) -> np.ndarray:
+    """(5, width): whether each of the five lines from ``top`` is dark in each column (a line outside
+    the image is dark nowhere)."""
     height, width = dark.shape
     xs = np.arange(width)
-    hits = np.zeros(width, np.int32)
+    hits = np.zeros((5, width), bool)
     reach = max(1, int(round(thickness / 2)))
     for k in range(5):
         ys = np.floor(top + k * space + xs * np.tan(angle)).astype(np.int64)  # the row holding y
-        on = np.zeros(width, bool)
         for d in range(-reach, reach + 1):
-            y = np.clip(ys + d, 0, height - 1)
-            on |= dark[y, xs]
-        hits += on
+            y = ys + d
+            inside = (y >= 0) & (y < height)
+            hits[k, inside] |= dark[y[inside], xs[inside]]
+    return hits
+
+
+def _staff_extent(dark: np.ndarray, top: float, space: float, angle: float, thickness: float) -> tuple[int, int]:
+    """First and last column where at least three of the five lines are dark."""
+    hits = _line_hits(dark, top, space, angle, thickness).sum(0)
     # Smooth over a staff space: notes and barlines interrupt the lines' run in a column or two.
     window = max(1, int(space))
     covered = np.convolve(hits >= 3, np.ones(window), "same") > window / 2
@@ -235,10 +251,13 @@ class StaffNormalize:
     ``staff: None``.
 
     The defaults are the middle of the training snippets' margins (2.75-3.75 spaces), so the
-    staff fills the same share of the 32-pixel input in training and in reading.
+    staff fills the same share of the 32-pixel input in training and in reading. At the sides the
+    crop keeps 3 spaces: where notes or blur break the lines near an end, the staff's extent falls
+    short of the first or last note, and a blank margin costs the reading nothing (measured on
+    held-out camera-like incipits: 69.5 % fragment accuracy with 1 space, 76.5 % with 3).
     """
 
-    def __init__(self, spaces_above: float = 3.25, spaces_below: float = 3.25, spaces_side: float = 1.0,
+    def __init__(self, spaces_above: float = 3.25, spaces_below: float = 3.25, spaces_side: float = 3.0,
                  max_skew_deg: float = MAX_SKEW_DEG, min_contrast: float = 0.3):
         if spaces_above < 2.5 or spaces_below < 2.5:
             raise ValueError(f"spaces_above / spaces_below must be at least 2.5 staff spaces (room for ledger-line "
