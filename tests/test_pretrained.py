@@ -196,3 +196,41 @@ def test_the_released_text_model_reads_the_example_photos():
     texts = [p.text for p in reader.read([examples / "Harbour.jpg", examples / "Station.jpg", examples / "OPEN24.jpg"])]
     assert texts[:2] == ["harbour", "station"]
     assert editdistance.eval(texts[2], "open24") <= 1, texts[2]
+
+
+def test_the_release_tool_writes_weights_and_a_card_stating_accuracy_and_what_fp16_changes(reading_checkpoint,
+                                                                                             tmp_path):
+    from ocrframe.pretrained import sha256_of
+
+    result = subprocess.run([sys.executable, str(REPO / "tools" / "release_model.py"), str(reading_checkpoint),
+                             "--name", "tool-test", "--summary", "a test reader", "--out", str(tmp_path),
+                             "--limit", "40"], capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert result.returncode == 0, result.stderr
+    card = ModelCard.read(tmp_path / "tool-test.md")
+    assert card.sha256 == sha256_of(card.weights)
+    from safetensors import safe_open
+
+    with safe_open(str(card.weights), "pt") as stored:
+        assert {stored.get_tensor(k).dtype for k in stored.keys() if "num_batches" not in k} == {torch.float16}
+    assert read_weights(card.weights)["state_dict"]["head.classifier.weight"].dtype == torch.float32  # read back
+    metrics = card.metrics
+    assert metrics["test images"] == 40
+    assert 0 <= metrics["transcriptions differing from fp32 weights (fp16)"] <= 40
+    assert 0 <= metrics["test word accuracy"] <= 1 and 0 <= metrics["test 1 - NED"] <= 1
+    # the fp32 figure is measured on the same images: fp16 may change a few transcriptions, not many
+    assert abs(metrics["test word accuracy"] - metrics["test word accuracy with fp32 weights"]) <= 0.1
+    assert f"test word accuracy {metrics['test word accuracy']:.1%}" in result.stdout
+
+
+def test_the_release_tool_measures_each_named_test_split_of_a_config():
+    import importlib.util
+
+    from mmengine.config import Config
+
+    spec = importlib.util.spec_from_file_location("release_model", REPO / "tools" / "release_model.py")
+    release_model = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(release_model)
+    splits = release_model.test_sets(Config.fromfile(str(REPO / "configs" / "crnn_omr.py")), limit=3)
+    assert list(splits) == ["clean", "synthesized", "camera", "heldout_clean", "heldout_camera"]
+    assert all(len(split) == 3 for split in splits.values())
+    assert splits["heldout_camera"].dataset.split == "heldout_camera"

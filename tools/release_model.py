@@ -23,15 +23,36 @@ import torch
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 
 
-def transcriptions(model, dataset, out: Path) -> tuple[float, float, list[str]]:
-    """(word accuracy, 1 - NED, every transcription) on ``dataset``."""
+def transcriptions(model, datasets: dict, out: Path) -> tuple[dict, list[str]]:
+    """({split: (accuracy, 1 - NED)}, every transcription) on ``datasets``, {split name: dataset}."""
     from ocrframe.evaluation import evaluate
 
-    table = evaluate(model, {"test set": dataset}, ["none"], predictions_file=out)
-    cell = next(iter(table["test set"].values()))
+    table = evaluate(model, datasets, ["none"], predictions_file=out)
+    scores = {name: (next(iter(row.values())).word_acc, next(iter(row.values())).one_minus_ned)
+              for name, row in table.items()}
     with open(out, encoding="utf-8", newline="") as f:
         texts = [row["prediction"] for row in csv.DictReader(f, delimiter="\t")]
-    return cell.word_acc, cell.one_minus_ned, texts
+    return scores, texts
+
+
+def test_sets(cfg, limit: int | None = None) -> dict:
+    """The config's test set, one entry per split where it is a ConcatDataset of the config's
+    ``test_splits`` (the OMR config's clean / synthesized / camera / held-out splits); with
+    ``limit``, each split's first ``limit`` images."""
+    from torch.utils.data import Subset
+
+    from ocrframe.data.build import build_dataset
+
+    dataset = cfg.test_dataloader.dataset
+    if dataset.get("type") == "ConcatDataset":
+        parts = dataset.datasets
+        names = list(cfg.get("test_splits") or [f"part {i + 1}" for i in range(len(parts))])
+        splits = {name: build_dataset(part) for name, part in zip(names, parts)}
+    else:
+        splits = {"test": build_dataset(dataset)}
+    if limit:
+        splits = {name: Subset(split, range(min(limit, len(split)))) for name, split in splits.items()}
+    return splits
 
 
 def main(argv=None) -> int:
@@ -42,10 +63,13 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default="ocrframe/models", help="directory for NAME.safetensors and NAME.md")
     parser.add_argument("--dtype", choices=sorted(DTYPES), default="fp16")
     parser.add_argument("--notes", help="Markdown for the card's text (training command, data, host, limits, licence)")
+    parser.add_argument("--limit", type=int, help="measure on the first LIMIT images of each test split (a quick check; "
+                        "the card then says so in its 'test images')")
+    parser.add_argument("--accuracy-name", default="word accuracy",
+                        help="what exact-match accuracy is called for this model, e.g. 'fragment accuracy' (OMR)")
     args = parser.parse_args(argv)
 
     from ocrframe.checkpoint import load_checkpoint, load_weights, store_config, stored_config
-    from ocrframe.data.build import build_dataset
     from ocrframe.plugins import load_plugins
     from ocrframe.pretrained import card_front_matter, read_weights, write_weights
     from ocrframe.registry import MODELS
@@ -63,20 +87,25 @@ def main(argv=None) -> int:
                                  DTYPES[args.dtype])
     released = MODELS.build(cfg.model).eval()
     load_weights(released, read_weights(weights_file)["state_dict"], weights_file)
-    test_set = build_dataset(cfg.test_dataloader.dataset)
+    datasets = test_sets(cfg, args.limit)
     with tempfile.TemporaryDirectory() as tmp:
-        acc, ned, texts = transcriptions(model, test_set, Path(tmp) / "fp32.tsv")
-        acc_released, ned_released, texts_released = transcriptions(released, test_set, Path(tmp) / "released.tsv")
+        scores, texts = transcriptions(model, datasets, Path(tmp) / "fp32.tsv")
+        scores_released, texts_released = transcriptions(released, datasets, Path(tmp) / "released.tsv")
     differ = sum(a != b for a, b in zip(texts, texts_released))
-    metrics = {"test word accuracy": round(acc_released, 4), "test 1 - NED": round(ned_released, 4),
-               "test images": len(texts), f"transcriptions differing from fp32 weights ({args.dtype})": differ,
-               "test word accuracy with fp32 weights": round(acc, 4)}
+    metrics = {}
+    for split, (acc, ned) in scores_released.items():
+        metrics.update({f"{split} {args.accuracy_name}": round(acc, 4), f"{split} 1 - NED": round(ned, 4)})
+    metrics.update({"test images": len(texts), f"transcriptions differing from fp32 weights ({args.dtype})": differ})
+    metrics.update({f"{split} {args.accuracy_name} with fp32 weights": round(acc, 4)
+                    for split, (acc, _) in scores.items()})
     notes = Path(args.notes).read_text(encoding="utf-8") if args.notes else f"# {args.name}\n\n{args.summary}\n"
     card = out / f"{args.name}.md"
     card.write_text(card_front_matter(args.name, weights_file, args.summary, metrics) + "\n" + notes, encoding="utf-8")
     size = weights_file.stat().st_size / 2**20
-    print(f"{weights_file} ({size:.1f} MiB, {args.dtype}) and {card}: test word accuracy {acc_released:.1%} "
-          f"({acc:.1%} with the fp32 weights; {differ} of {len(texts)} transcriptions differ)")
+    print(f"{weights_file} ({size:.1f} MiB, {args.dtype}) and {card}: {differ} of {len(texts)} transcriptions "
+          "differ from those of the fp32 weights")
+    for split, (acc, _) in scores_released.items():
+        print(f"  {split} {args.accuracy_name} {acc:.1%} ({scores[split][0]:.1%} with the fp32 weights)")
     return 0
 
 
