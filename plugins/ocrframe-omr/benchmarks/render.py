@@ -2,6 +2,7 @@
 
     python tools/benchmark.py omr-render [--lines 20]               # engraved music: lines and snippets
     python tools/benchmark.py omr-staff [--num 200]                 # staff finder on held-out incipits
+    python tools/benchmark.py omr-normalize --checkpoint CKPT [--num 200]   # reading with / without StaffNormalize
 """
 import time
 
@@ -65,6 +66,42 @@ def omr_staff(args) -> None:
               f"{seconds[name] / len(found) * 1000:.0f} |")
 
 
+NORMALIZE_SPLITS = dict(synthesized=dict(seed=3, style="synthesized"), camera=dict(seed=4, style="camera"),
+                        heldout_clean=dict(seed=5, style="clean", assets="heldout"),
+                        heldout_camera=dict(seed=6, style="camera", assets="heldout"))
+
+
+def omr_normalize(args) -> None:
+    """A trained model's readings of the test splits (their first ``--num`` images) with the
+    config's test pipeline as it is, with StaffNormalize keeping only 1 staff space at the sides,
+    and without StaffNormalize: what the normalisation and its side margin do to the reading."""
+    from ocrframe import Reader
+    from ocrframe.checkpoint import load_checkpoint, stored_config
+    from ocrframe.registry import DATASETS
+    from ocrframe_omr.metrics import sequence_metrics
+
+    reader = Reader.from_checkpoint(args.checkpoint, precision="fp32", runtime="torch")
+    cfg = stored_config(load_checkpoint(args.checkpoint), args.checkpoint)
+
+    def pipeline(**normalize):
+        steps = [dict(step, **normalize) if step["type"] == "StaffNormalize" else step for step in cfg.test_pipeline]
+        return [s for s in steps if not s.get("off")]
+
+    variants = {"as configured": pipeline(), "1 space at the sides": pipeline(spaces_side=1.0),
+                "no StaffNormalize": pipeline(off=True)}
+    print(f"{args.checkpoint}: first {args.num} images of each split; fragment accuracy / mean edit distance")
+    print(f"| split | {' | '.join(variants)} |\n|---|{'---|' * len(variants)}")
+    for name, split in NORMALIZE_SPLITS.items():
+        dataset = DATASETS.build(dict(type="EngravedMusicDataset", charset=cfg.charset, length=args.num, **split))
+        samples = [dataset.load(i) for i in range(args.num)]
+        cells = []
+        for steps in variants.values():
+            readings = Reader(reader.model, steps, precision="fp32", runtime="torch").read([s["image"] for s in samples])
+            m = sequence_metrics([(p.text, s["text"]) for p, s in zip(readings, samples)])
+            cells.append(f"{m['fragment_acc']:.1%} / {m['mean_edit_distance']:.2f}")
+        print(f"| {name} | {' | '.join(cells)} |", flush=True)
+
+
 def add_commands(sub) -> None:
     """This subject's sub-commands of tools/benchmark.py."""
     p = sub.add_parser("omr-render")
@@ -74,3 +111,7 @@ def add_commands(sub) -> None:
     p.add_argument("--num", type=int, default=200)
     p.add_argument("--seed", type=int, default=5)
     p.set_defaults(func=omr_staff)
+    p = sub.add_parser("omr-normalize")
+    p.add_argument("--checkpoint", required=True, help="a trained OMR checkpoint or released model name")
+    p.add_argument("--num", type=int, default=200)
+    p.set_defaults(func=omr_normalize)

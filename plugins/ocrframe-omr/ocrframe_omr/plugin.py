@@ -1,4 +1,6 @@
 """Entry point module: tells ocrframe what this package provides."""
+from pathlib import Path
+
 from ocrframe import hookimpl
 
 from ocrframe_omr.datasets import EngravedMusicDataset, PrimusDataset
@@ -12,3 +14,9 @@ def ocrframe_register(slots):
     slots.dataset.register_module(module=PrimusDataset)
     slots.metric.register_module(module=PitchSequenceMetric)
     slots.transform.register_module(module=StaffNormalize)
+
+
+@hookimpl
+def ocrframe_models():
+    """The released OMR model(s): a model card each, its weights beside it (ocrframe_omr/models/)."""
+    return sorted((Path(__file__).parent / "models").glob("*.md"))
