@@ -36,7 +36,7 @@ from typing import Iterable
 import numpy as np
 import torch
 
-from ocrframe import autotune
+import ocrframe.autotune as autotune
 from ocrframe.checkpoint import load_model
 from ocrframe.data.batching import as_pil, input_batches, padded_batches, pipeline_samples
 from ocrframe.data.transforms import Compose, pad_collate
