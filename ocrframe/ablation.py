@@ -20,7 +20,7 @@ from pathlib import Path
 
 from mmengine.hooks import Hook
 
-from ocrframe.fileio import atomic_write
+from ocrframe.fileio import atomic_output, atomic_write
 from ocrframe.visualize import training_curves
 from ocrframe.registry import DECODERS, MODELS
 from ocrframe.runner import build_runner, load_config
@@ -395,8 +395,7 @@ def plot_results(rows: list[Row], out: Path, title: str) -> Path:
     axes[0].invert_yaxis()
     fig.suptitle(f"Ablations ({title})", fontsize=10)
     fig.tight_layout()
-    tmp = out.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=100)
+    with atomic_output(out) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)
-    tmp.replace(out)
     return out

@@ -37,6 +37,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ocrframe.fileio import atomic_write
+
 logger = logging.getLogger("ocrframe.autotune")
 REFERENCE = "torch fp32"
 PATHS = (REFERENCE, "torch bf16", "onnxruntime fp32", "onnxruntime int8")
@@ -177,10 +179,7 @@ def load_plan(path: Path) -> dict | None:
 
 
 def save_plan(path: Path, plan: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    partial.write_text(json.dumps(plan, indent=1))
-    os.replace(partial, path)  # complete or absent, also for other processes reading the cache
+    atomic_write(path, json.dumps(plan, indent=1).encode())  # complete or absent, also for other processes reading the cache
 
 
 # -- calibration ------------------------------------------------------------------------------------

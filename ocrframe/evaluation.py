@@ -69,7 +69,7 @@ def run_network(model, dataset, name: str, batch_size: int = 64) -> Outputs:
         batch = pad_collate(samples)
         widths = batch["data_samples"]["widths"]  # the encoder leaves each image's padding out
         log_probs = model(batch["inputs"].to(device), dict(widths=widths.to(device))).float().cpu()
-        lengths = model.frame_lengths(batch["data_samples"]["widths"]).clamp(max=log_probs.shape[1])
+        lengths = model.frame_lengths(batch["data_samples"]["widths"], at_most=log_probs.shape[1])
         outputs.seconds += time.perf_counter() - began
         outputs.batches.append((log_probs, lengths))
         outputs.keys += [s["key"] for s in samples]

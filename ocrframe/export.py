@@ -27,7 +27,7 @@ from typing import Iterable
 import numpy as np
 import torch
 
-from ocrframe.fileio import check_writable, remove_stale_temporaries
+from ocrframe.fileio import atomic_output, check_writable, remove_stale_temporaries
 
 logger = logging.getLogger("ocrframe.export")
 CALIBRATION_IMAGES = 128  # int8 activation ranges: enough images to see the range of each layer
@@ -56,12 +56,11 @@ def export_onnx(model, out: str | Path, pipeline: list = (), opset: int = 18) ->
 
     out = check_writable(out, "ONNX file")
     remove_stale_temporaries(out.parent)
-    partial = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     # In one process, torch's exporter (2.13) gives the LSTMs of every export after the first a
     # fixed width: the first export runs here, later ones in a fresh process (which imports the
     # calling script again: scripts need the `if __name__ == "__main__":` guard).
     global _exported_here
-    try:
+    with atomic_output(out) as partial:  # complete or absent, also for a cache other processes read
         if not _exported_here:
             _exported_here = True
             _export(model.eval().cpu(), str(partial), list(pipeline), opset)
@@ -72,9 +71,6 @@ def export_onnx(model, out: str | Path, pipeline: list = (), opset: int = 18) ->
         if images.type.tensor_type.shape.dim[3].dim_param != "width":
             raise RuntimeError(f"{out}: the exporter fixed the image width; this torch version cannot export this "
                                "model with a free width")
-        os.replace(partial, out)  # complete or absent, also for a cache other processes read
-    finally:
-        partial.unlink(missing_ok=True)
     return out
 
 
@@ -148,21 +144,16 @@ def quantize_onnx(fp32: str | Path, out: str | Path, calibration: Iterable[np.nd
             return None if batch is None else {"images": np.ascontiguousarray(batch, dtype=np.float32)}
 
     out = check_writable(out, "ONNX file")
-    partial = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, atomic_output(out) as partial:
         prepared = Path(tmp) / "prepared.onnx"
         quant_pre_process(str(fp32), str(prepared))  # folds constants, infers shapes: the quantizer needs both
         convs = [node.name for node in onnx.load(str(prepared)).graph.node if node.op_type == "Conv"]
-        try:
-            # The convolutions but the first: in int8 the first one, reading the image, moved the
-            # best class of 8 % of the frames of a trained OMR model (fine vertical positions), the
-            # others 0.1 % each; it costs < 1 % of the work. The LSTMs and the classifier stay fp32.
-            quantize_static(str(prepared), str(partial), Batches(), quant_format=QuantFormat.QDQ, per_channel=True,
-                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                            op_types_to_quantize=["Conv"], nodes_to_exclude=convs[:1])
-            os.replace(partial, out)  # complete or absent, also for a cache other processes read
-        finally:
-            partial.unlink(missing_ok=True)
+        # The convolutions but the first: in int8 the first one, reading the image, moved the
+        # best class of 8 % of the frames of a trained OMR model (fine vertical positions), the
+        # others 0.1 % each; it costs < 1 % of the work. The LSTMs and the classifier stay fp32.
+        quantize_static(str(prepared), str(partial), Batches(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        op_types_to_quantize=["Conv"], nodes_to_exclude=convs[:1])
     return out
 
 

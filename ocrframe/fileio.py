@@ -1,21 +1,31 @@
 """Writing files so that a crash never leaves half of one."""
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 
 def atomic_write(path: str | Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so that ``path`` holds either its old content or all of ``data``,
-    whatever happens meanwhile: a temporary file in the same directory, fsync, rename, fsync the
-    directory (so the rename itself survives a power cut)."""
+    whatever happens meanwhile (see :func:`atomic_output`)."""
+    with atomic_output(path) as tmp:
+        tmp.write_bytes(data)
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | Path) -> Iterator[Path]:
+    """A temporary file name beside ``path``, for writers that take a file name (a library's save
+    function): when the block ends without an error the file is synced and renamed to ``path``
+    and the directory synced (so the rename survives a power cut); on an error it is removed and
+    ``path`` keeps its old content."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
+        yield tmp
+        with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     finally:

@@ -318,9 +318,9 @@ class Reader:
         rule = "labelling" if getattr(decoder, "best_path_only", False) else "near ties"
         predictions: list[Prediction | None] = [None] * len(samples)
         for indices, batch in padded_batches(samples, self.batch_size, self.width_step):
-            lengths = self.model.frame_lengths(batch["data_samples"]["widths"])
-            log_probs = self.log_probs(batch["inputs"], lengths, rule=rule)
-            lengths = lengths.clamp(max=log_probs.shape[1])
+            widths = batch["data_samples"]["widths"]
+            log_probs = self.log_probs(batch["inputs"], self.model.frame_lengths(widths), rule=rule)
+            lengths = self.model.frame_lengths(widths, at_most=log_probs.shape[1])
             kwargs = {k: [v[i] for i in indices] for k, v in decode_kwargs.items()}
             for i, prediction in zip(indices, decoder.decode(log_probs, lengths, **kwargs)):
                 predictions[i] = prediction

@@ -90,8 +90,10 @@ class Recognizer(BaseModel):
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.to(memory_format=self.memory_format)
 
-    def frame_lengths(self, widths) -> torch.Tensor:
-        """Frames each image yields before padding, so padded columns never reach CTC.
+    def frame_lengths(self, widths, at_most: int | None = None) -> torch.Tensor:
+        """Frames each image yields before padding, so padded columns never reach CTC; ``at_most``
+        (the frames the network gave the padded batch) bounds them, should a backbone's
+        ``num_frames`` round up.
 
         Computed where the widths are, in one tensor operation: ``num_frames`` is integer
         arithmetic, which works on a tensor of widths as on one int. A backbone whose ``num_frames``
@@ -103,7 +105,7 @@ class Recognizer(BaseModel):
             frames = None
         if not (isinstance(frames, torch.Tensor) and frames.shape == widths.shape):
             frames = torch.tensor([self.backbone.num_frames(w) for w in widths.tolist()], device=widths.device)
-        return frames.long()
+        return frames.long() if at_most is None else frames.long().clamp(max=at_most)
 
     def forward(self, inputs: torch.Tensor, data_samples: dict | None = None, mode: str = "tensor"):
         finite = statistics = None
@@ -120,14 +122,14 @@ class Recognizer(BaseModel):
         widths = data_samples.get("widths")
         lengths = None
         if widths is not None:  # in a padded batch, the frames of each image (tensor mode too)
-            lengths = self.frame_lengths(widths).to(frames.device).clamp(max=frames.shape[1])
+            lengths = self.frame_lengths(widths, at_most=frames.shape[1]).to(frames.device)
         sequence = self.encode(frames, lengths)          # (N, T, E)
         log_probs = self.head(sequence)                  # (N, T, K)
         if mode == "tensor":
             return log_probs
         if lengths is None:
-            lengths = self.frame_lengths(torch.full((len(inputs),), inputs.shape[-1], device=inputs.device))
-            lengths = lengths.to(log_probs.device).clamp(max=log_probs.shape[1])
+            lengths = self.frame_lengths(torch.full((len(inputs),), inputs.shape[-1], device=inputs.device),
+                                         at_most=log_probs.shape[1]).to(log_probs.device)
         if mode == "loss":
             all_finite = finite.all()
             for current, before in statistics:  # through .data: backward does not read them in training

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from ocrframe.fileio import atomic_write
+from ocrframe.fileio import atomic_output, atomic_write
 
 logger = logging.getLogger("ocrframe.visualize")
 FONT_FILE = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")  # wide Unicode coverage
@@ -80,8 +80,8 @@ def _wrap(text: str, font, width: int) -> list[str]:
 
 def save_grid(cells: list[Cell], path: str | Path, **kwargs) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    draw_grid(cells, **kwargs).save(path)
+    with atomic_output(path) as tmp:
+        draw_grid(cells, **kwargs).save(tmp, format="PNG")
     return path
 
 
