@@ -21,6 +21,7 @@ from pathlib import Path
 from mmengine.hooks import Hook
 
 from ocrframe.fileio import atomic_output, atomic_write
+from ocrframe.optim import refitted_end
 from ocrframe.visualize import training_curves
 from ocrframe.registry import DECODERS, MODELS
 from ocrframe.runner import build_runner, load_config
@@ -259,11 +260,9 @@ def fit_schedulers(schedulers, old_max_iters: int, max_iters: int) -> list:
     schedulers = [schedulers] if isinstance(schedulers, dict) else list(schedulers)
     fitted = []
     for scheduler in map(dict, schedulers):
-        if scheduler.get("begin", 0) >= max_iters:
-            continue
-        if scheduler.get("end", math.inf) >= min(old_max_iters, max_iters):
-            scheduler["end"] = max_iters
-        fitted.append(scheduler)
+        end = refitted_end(scheduler.get("begin", 0), scheduler.get("end", math.inf), old_max_iters, max_iters)
+        if end is not None:
+            fitted.append(dict(scheduler, end=end))
     return fitted
 
 

@@ -15,6 +15,7 @@ from mmengine.hooks import Hook
 from mmengine.logging import print_log
 
 from ocrframe.metrics import benchmark_form
+from ocrframe.optim import refitted_end
 
 
 class CurvePlotHook(Hook):
@@ -226,16 +227,15 @@ class TimeBudgetHook(Hook):
         if isinstance(schedulers, dict):
             schedulers = [s for group in schedulers.values() for s in group]
         for scheduler in schedulers:
-            if scheduler.end < runner.train_loop.max_iters:
-                continue  # ends on its own (a warm-up)
-            if scheduler.begin >= max_iters:
+            end = refitted_end(scheduler.begin, scheduler.end, runner.train_loop.max_iters, max_iters)
+            if end is None:
                 print_log(f"time budget: {type(scheduler).__name__} begins at iteration {scheduler.begin}, after "
                           f"the {max_iters} iterations that fit; shorten the warm-up", logger=runner.logger,
                           level=logging.WARNING)
-                continue
-            scheduler.end = max_iters
-            if hasattr(scheduler, "T_max"):
-                scheduler.T_max = max_iters - scheduler.begin
+            elif end != scheduler.end:
+                scheduler.end = end
+                if hasattr(scheduler, "T_max"):
+                    scheduler.T_max = end - scheduler.begin
 
     @staticmethod
     def _apply(runner, plan: dict) -> None:

@@ -137,3 +137,13 @@ def cuda_amp() -> tuple[str, str]:
     autocast dtype (ATen's AutocastRNN.cpp casts ``_cudnn_rnn`` to half), so the BiLSTM's
     gradients need scaling with bf16 too."""
     return ("bfloat16" if native_bf16("cuda") else "float16"), "dynamic"
+
+
+def refitted_end(begin: int, end: float, max_iters: int, new_max_iters: int) -> int | None:
+    """Where an LR scheduler over iterations [begin, end) ends once training is cut from
+    ``max_iters`` to ``new_max_iters`` iterations: one that ran to the end of training ends at the
+    new end (a cosine decay still reaches its minimum), one that ends earlier (a warm-up) keeps its
+    end, and one that would begin after the new end has no place (None)."""
+    if begin >= new_max_iters:
+        return None
+    return new_max_iters if end >= min(max_iters, new_max_iters) else int(end)
