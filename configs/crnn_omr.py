@@ -129,3 +129,12 @@ schedules = dict(cpu=dict(
                   dict(type="TimeBudgetHook", minutes=27, validations=3)],
     env_cfg=dict(cudnn_benchmark=False, dist_cfg=dict(backend="gloo")),
 ))
+# Fine-tuning trained weights on your data (`tools/train.py configs/crnn_omr.py --load-from crnn-omr
+# --data LMDB` picks it): no curriculum (the model already reads), a tenth of the learning rate so
+# the new data refines what the weights know, and 10 minutes.
+schedules["finetune"] = dict(
+    schedules["cpu"],
+    optim_wrapper=dict(schedules["cpu"]["optim_wrapper"], optimizer=dict(type="Adam", lr=1e-4)),
+    custom_hooks=[dict(type="CurvePlotHook", metrics=("fragment_acc",)),
+                  dict(type="TimeBudgetHook", minutes=10, validations=2)],
+)
