@@ -237,8 +237,11 @@ class Reader:
         for path in [p for p in self.paths if p.startswith("onnxruntime")]:
             try:
                 self.session(path.split()[1])
-            except Exception as exc:  # e.g. int8 calibration images that cannot be loaded: time the others
-                logger.warning("leaving out the inference path %s: %s", path, exc)
+            except Exception as exc:  # e.g. a model the ONNX exporter cannot export: time the others
+                # the exporter's messages carry whole tracebacks: their first line says what failed
+                reason = (str(exc).strip().splitlines() or [""])[0][:300]
+                logger.warning("leaving out the inference path %s (%s: %s); `ocrframe export CKPT --onnx OUT` shows "
+                               "the whole error", path, type(exc).__name__, reason)
                 self.paths.remove(path)
         logger.info("timing the inference paths %s on %d images (once per model, host and batch size)",
                     ", ".join(self.paths), len(pils))
