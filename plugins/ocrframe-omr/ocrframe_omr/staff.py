@@ -239,7 +239,7 @@ def _staff_extent(dark: np.ndarray, top: float, space: float, angle: float, thic
     window = max(1, int(space))
     covered = np.convolve(hits >= 3, np.ones(window), "same") > window / 2
     columns = np.flatnonzero(covered)
-    return (int(columns[0]), int(columns[-1])) if len(columns) else (0, width - 1)
+    return (int(columns[0]), int(columns[-1])) if len(columns) else (0, dark.shape[1] - 1)
 
 
 class StaffNormalize:
