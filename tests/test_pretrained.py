@@ -234,3 +234,18 @@ def test_the_release_tool_measures_each_named_test_split_of_a_config():
     assert list(splits) == ["clean", "synthesized", "camera", "heldout_clean", "heldout_camera"]
     assert all(len(split) == 3 for split in splits.values())
     assert splits["heldout_camera"].dataset.split == "heldout_camera"
+
+
+def test_the_released_omr_model_reads_held_out_incipits_by_name():
+    """crnn-omr, shipped by the OMR plugin through the ocrframe_models hook, reads the first held-out
+    incipits (another font, scale and page margins than training) exactly."""
+    from ocrframe import Reader
+    from ocrframe.pretrained import available_models
+    from ocrframe.registry import DATASETS
+
+    assert available_models()["crnn-omr"].plugin.startswith("plugin 'omr'")
+    reader = Reader.from_pretrained("crnn-omr", precision="fp32", runtime="torch")
+    dataset = DATASETS.build(dict(type="EngravedMusicDataset", charset=reader.model.charset, length=3, seed=5,
+                                  style="clean", assets="heldout"))
+    samples = [dataset.load(i) for i in range(3)]
+    assert [p.text for p in reader.read([s["image"] for s in samples])] == [s["text"] for s in samples]
