@@ -73,7 +73,7 @@ NORMALIZE_SPLITS = dict(synthesized=dict(seed=3, style="synthesized"), camera=di
 
 def omr_normalize(args) -> None:
     """A trained model's readings of the test splits (their first ``--num`` images) with the
-    config's test pipeline as it is, with StaffNormalize keeping only 1 staff space at the sides,
+    config's test pipeline as it is, with StaffNormalize keeping 3 staff spaces at the sides,
     and without StaffNormalize: what the normalisation and its side margin do to the reading."""
     from ocrframe import Reader
     from ocrframe.checkpoint import load_checkpoint, stored_config
@@ -87,7 +87,7 @@ def omr_normalize(args) -> None:
         steps = [dict(step, **normalize) if step["type"] == "StaffNormalize" else step for step in cfg.test_pipeline]
         return [s for s in steps if not s.get("off")]
 
-    variants = {"as configured": pipeline(), "1 space at the sides": pipeline(spaces_side=1.0),
+    variants = {"as configured": pipeline(), "3 spaces at the sides": pipeline(spaces_side=3.0),
                 "no StaffNormalize": pipeline(off=True)}
     print(f"{args.checkpoint}: first {args.num} images of each split; fragment accuracy / mean edit distance")
     print(f"| split | {' | '.join(variants)} |\n|---|{'---|' * len(variants)}")

@@ -252,12 +252,12 @@ class StaffNormalize:
 
     The defaults are the middle of the training snippets' margins (2.75-3.75 spaces), so the
     staff fills the same share of the 32-pixel input in training and in reading. At the sides the
-    crop keeps 3 spaces: where notes or blur break the lines near an end, the staff's extent falls
-    short of the first or last note, and a blank margin costs the reading nothing (measured on
-    held-out camera-like incipits: 69.5 % fragment accuracy with 1 space, 76.5 % with 3).
+    crop keeps 1 space: training snippets end at a note, and blank paper after a final barline was
+    read as an extra note (crnn-omr through the Reader, 200 held-out clean incipits: 98.5 %
+    fragment accuracy with 1 space, 69.5 % with 3; docs/benchmarks.md).
     """
 
-    def __init__(self, spaces_above: float = 3.25, spaces_below: float = 3.25, spaces_side: float = 3.0,
+    def __init__(self, spaces_above: float = 3.25, spaces_below: float = 3.25, spaces_side: float = 1.0,
                  max_skew_deg: float = MAX_SKEW_DEG, min_contrast: float = 0.3):
         if spaces_above < 2.5 or spaces_below < 2.5:
             raise ValueError(f"spaces_above / spaces_below must be at least 2.5 staff spaces (room for ledger-line "
