@@ -82,9 +82,9 @@ def test_ledger_lines_of_a_run_of_high_or_low_notes_are_not_taken_for_a_staff_li
 def test_a_comb_whose_lines_run_nowhere_spans_the_whole_width():
     """A synthesized snippet whose staff, found in light ink, is dark in no column (it failed with
     a NameError deep in a DataLoader worker) is normalised without error."""
-    from ocrframe_omr.staff import _staff_extent
+    from ocrframe_omr.staff import _line_hits, _staff_extent
 
-    assert _staff_extent(np.zeros((40, 100), bool), 10.0, 4.0, 0.0, 1.0) == (0, 99)
+    assert _staff_extent(_line_hits(np.zeros((40, 100), bool), 10.0, 4.0, 0.0, 1.0), 4.0) == (0, 99)
     dataset = DATASETS.build(dict(type="EngravedMusicDataset", charset=CHARSET, length=500, seed=3,
                                   style="synthesized"))
     sample = StaffNormalize()(dict(image=dataset.load(403)["image"]))

@@ -28,8 +28,8 @@ def transcriptions(model, datasets: dict, out: Path) -> tuple[dict, list[str]]:
     from ocrframe.evaluation import evaluate
 
     table = evaluate(model, datasets, ["none"], predictions_file=out)
-    scores = {name: (next(iter(row.values())).word_acc, next(iter(row.values())).one_minus_ned)
-              for name, row in table.items()}
+    cells = {name: next(iter(row.values())) for name, row in table.items()}  # one column: no lexicon
+    scores = {name: (cell.word_acc, cell.one_minus_ned) for name, cell in cells.items()}
     with open(out, encoding="utf-8", newline="") as f:
         texts = [row["prediction"] for row in csv.DictReader(f, delimiter="\t")]
     return scores, texts

@@ -144,12 +144,13 @@ def _find(gray: np.ndarray, max_skew_deg: float, light_ink: bool) -> tuple[Staff
     # comb one line off scores nearly as well; the staff's lines run through most columns, ledger
     # lines only under their notes: keep the comb whose sparsest line is the most continuous.
     shifts = [k for k in (-1, 0, 1) if -space < top + k * space and top + (k + 4) * space < height + space]
-    coverage = {k: _line_hits(dark, top + k * space, space, angle, thickness).mean(1).min() for k in shifts}
+    hits = {k: _line_hits(dark, top + k * space, space, angle, thickness) for k in shifts}
+    coverage = {k: hits[k].mean(1).min() for k in shifts}
     best = max(shifts, key=coverage.get)
     shift = best if coverage[best] > 1.25 * coverage[0] else 0  # a clear gain only
     top += shift * space
     bottom = top + 4 * space
-    left, right = _staff_extent(dark, top, space, angle, thickness)
+    left, right = _staff_extent(hits[shift], space)
     return StaffGeometry(top=float(top), bottom=float(bottom), left=left, right=right,
                          skew_deg=float(np.degrees(angle)), line_thickness=thickness, contrast=float(contrast),
                          light_ink=light_ink), score
@@ -232,14 +233,14 @@ def _line_hits(dark: np.ndarray, top: float, space: float, angle: float, thickne
     return hits
 
 
-def _staff_extent(dark: np.ndarray, top: float, space: float, angle: float, thickness: float) -> tuple[int, int]:
-    """First and last column where at least three of the five lines are dark."""
-    hits = _line_hits(dark, top, space, angle, thickness).sum(0)
+def _staff_extent(line_hits: np.ndarray, space: float) -> tuple[int, int]:
+    """First and last column where at least three of the five lines are dark (``line_hits``:
+    :func:`_line_hits` of the staff)."""
     # Smooth over a staff space: notes and barlines interrupt the lines' run in a column or two.
     window = max(1, int(space))
-    covered = np.convolve(hits >= 3, np.ones(window), "same") > window / 2
+    covered = np.convolve(line_hits.sum(0) >= 3, np.ones(window), "same") > window / 2
     columns = np.flatnonzero(covered)
-    return (int(columns[0]), int(columns[-1])) if len(columns) else (0, dark.shape[1] - 1)
+    return (int(columns[0]), int(columns[-1])) if len(columns) else (0, line_hits.shape[1] - 1)
 
 
 class StaffNormalize:
