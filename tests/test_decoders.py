@@ -13,7 +13,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from ocrframe_ctc import BeamSearchDecoder, GreedyDecoder, LexiconDecoder
-from ocrframe_ctc.lexicon import BandedIndex, BKTree, Lexicon
+from ocrframe_ctc.lexicon import BKTree, LevenshteinScan, Lexicon
 
 from ocrframe import Charset
 from ocrframe.decoders import read_lexicon
@@ -151,30 +151,32 @@ words_strategy = st.lists(st.text("abcd", min_size=0, max_size=7), min_size=1, m
 @settings(max_examples=80)
 @given(words=words_strategy, queries=st.lists(st.text("abcde", max_size=8), min_size=1, max_size=6),
        radius=st.integers(0, 4))
-def test_bk_tree_and_banded_index_find_exactly_the_words_a_brute_force_scan_finds(words, queries, radius):
-    tree, banded = BKTree(words), BandedIndex(words)
-    for query, found in zip(queries, banded.search_many(queries, radius)):
+def test_bk_tree_and_levenshtein_scan_find_exactly_the_words_a_brute_force_scan_finds(words, queries, radius):
+    tree, scan = BKTree(words), LevenshteinScan(words)
+    for query, found in zip(queries, scan.search_many(queries, radius)):
         brute = [i for i, w in enumerate(words) if editdistance.eval(query, w) <= radius]
-        # the tree keeps the first copy of a duplicated word; the banded index keeps them all
+        # the tree keeps the first copy of a duplicated word; the scan keeps them all
         first_copies = [i for i in brute if words.index(words[i]) == i]
         assert tree.search(query, radius) == first_copies
         assert found == brute
         nearest = min(editdistance.eval(query, w) for w in words)
-        assert banded.nearest(query) == [i for i, w in enumerate(words) if editdistance.eval(query, w) == nearest]
+        assert scan.nearest(query) == [i for i, w in enumerate(words) if editdistance.eval(query, w) == nearest]
 
 
-def test_banded_index_finds_what_a_brute_force_scan_finds_for_many_queries_at_once():
-    """More queries than BandedIndex.GROUP: they are compared with the words in several groups
-    of neighbouring lengths, each with its own band of word lengths."""
+def test_levenshtein_scan_answers_a_large_batch_of_queries_of_many_lengths_on_one_and_all_threads():
+    """Distances above the radius come back capped in 8 bits: none may pass for a candidate."""
     rng = np.random.default_rng(0)
     letters = list("abcdef")
     words = ["".join(rng.choice(letters, rng.integers(1, 12))) for _ in range(400)]
-    queries = ["".join(rng.choice(letters, rng.integers(0, 14))) for _ in range(3 * BandedIndex.GROUP + 17)]
-    index = BandedIndex(words)
-    for radius in (0, 1, 2, 3):
-        found = index.search_many(queries, radius)
+    queries = ["".join(rng.choice(letters, rng.integers(0, 14))) for _ in range(400)]
+    one, every = LevenshteinScan(words, workers=1), LevenshteinScan(words, workers=-1)
+    for radius in (0, 1, 2, 3, 300):
+        found = one.search_many(queries, radius)
         assert found == [[i for i, w in enumerate(words) if editdistance.eval(q, w) <= radius] for q in queries]
-    assert len({len(q) for q in queries}) > 10 and sum(map(len, found)) > len(queries)
+        assert every.search_many(queries, radius) == found
+    assert len({len(q) for q in queries}) > 10
+    assert LevenshteinScan([]).search_many(["ab"], 2) == [[]] and LevenshteinScan([]).nearest("ab") == []
+    assert one.search_many([], 2) == []
 
 
 def test_lexicon_words_are_case_folded_and_symbols_outside_the_charset_are_reported(caplog):
@@ -224,7 +226,7 @@ def test_lexicon_decoder_picks_the_most_probable_candidate_not_the_nearest_word(
 
 
 @settings(max_examples=25)
-@given(seed=st.integers(0, 2**31), delta=st.integers(0, 3), index=st.sampled_from(["banded", "bktree"]),
+@given(seed=st.integers(0, 2**31), delta=st.integers(0, 3), index=st.sampled_from(["scan", "bktree"]),
        words=st.lists(st.text("abc", min_size=1, max_size=4), min_size=1, max_size=12, unique=True))
 def test_lexicon_decoder_returns_the_ctc_best_word_among_those_within_delta(seed, delta, index, words):
     charset = Charset("abc", blank="last")

@@ -60,7 +60,7 @@ class LexiconDecoder:
     no_candidate: when no word is within ``delta`` (bktree mode), "nearest" scores the words at
         the smallest edit distance from l' instead, "free" keeps l'.
     index: how the words within ``delta`` are found; both give the same candidates.
-        "banded" (default): length bands and rapidfuzz's compiled distance, batched over the
+        "scan" (default): rapidfuzz's compiled distance to every word, batched over the
         queries; "bktree": the BK-tree of the paper, in Python (slower).
     lexicon: one lexicon for every image (a list of words or a word file, e.g. a Hunspell
         ``.dic``); ``decode(..., lexicons=[...])`` gives one per image instead (IIIT5k style).
@@ -76,7 +76,7 @@ class LexiconDecoder:
     for_lexicons = True  # the decoder a lexicon given without one gets (the decoder slot's interface)
 
     def __init__(self, charset: Charset, lexicon=None, delta: int = 3, mode: str = "bktree",
-                 no_candidate: str = "nearest", index: str = "banded"):
+                 no_candidate: str = "nearest", index: str = "scan"):
         from ocrframe_ctc.lexicon import IndexCache
 
         if mode not in self.MODES:

@@ -4,9 +4,8 @@ edit distance delta of a query (the paper's N_delta(l'), section 2.3.3).
 Two searches return the same candidates:
 - :class:`BKTree`, the paper's method: a metric tree over edit distance (``editdistance``).
   Exact, but on a 50k-word English lexicon a radius of 3 still visits a large part of the tree.
-- :class:`BandedIndex`, the default: only words whose length is within delta of the query's can
-  be within delta, so each query is compared with those length bands only, in batches of
-  queries of one length, by rapidfuzz's compiled Levenshtein kernel with a score cut-off.
+- :class:`LevenshteinScan`, the default: every word against a batch of queries at once, by
+  rapidfuzz's compiled Levenshtein kernel with a score cut-off.
 """
 from __future__ import annotations
 
@@ -118,71 +117,46 @@ class BKTree:
         return np.flatnonzero(distances == distances.min()).tolist() if len(distances) else []
 
 
-class BandedIndex:
-    """Words grouped by length; :meth:`search_many` compares a batch of queries with the words
-    of lengths within ``radius`` of each query's, with rapidfuzz's Levenshtein distance on
-    ``workers`` threads (-1: all cores)."""
+class LevenshteinScan:
+    """Every word compared with a batch of queries by rapidfuzz's ``process.cdist`` (compiled
+    Levenshtein, several short queries per word at once) on ``workers`` threads (-1: all cores).
 
-    GROUP = 128
+    A plain scan on purpose: grouping the words by length, so that each query meets only the
+    lengths within ``radius`` of its own, was measured no faster on either host kind
+    (docs/benchmarks.md, "Words within edit distance")."""
 
     def __init__(self, words: list[str], workers: int = -1):
         self.words = list(words)
         self.workers = workers
-        lengths = np.fromiter((len(w) for w in self.words), dtype=np.int64, count=len(self.words))
-        self.by_length = {int(n): np.flatnonzero(lengths == n) for n in np.unique(lengths)}
-        self.bands: dict[tuple[int, int], tuple[np.ndarray, list[str]]] = {}
 
-    def band(self, shortest: int, longest: int) -> tuple[np.ndarray, list[str]]:
-        """Indices and words of the lengths ``shortest`` to ``longest`` (cached)."""
-        if (shortest, longest) not in self.bands:
-            parts = [self.by_length[n] for n in range(max(shortest, 0), longest + 1) if n in self.by_length]
-            indices = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
-            self.bands[shortest, longest] = indices, [self.words[i] for i in indices]
-        return self.bands[shortest, longest]
-
-    def search_many(self, queries: list[str], radius: int) -> list[list[int]]:
-        """For each query, the sorted indices of the words within ``radius``.
-
-        Queries are sorted by length and compared in groups of neighbouring lengths with the
-        words of those lengths +- radius. Groups hold at least ``GROUP`` queries where there are
-        that many: rapidfuzz compares several short queries with a word at once (SIMD), so few
-        large calls beat many small ones."""
+    def distances(self, queries: list[str], cutoff: int | None = None) -> np.ndarray:
+        """(queries x words) edit distances; above ``cutoff`` they read ``cutoff + 1``."""
         from rapidfuzz import process
         from rapidfuzz.distance import Levenshtein
 
-        results: list[list[int]] = [[] for _ in queries]
-        order = sorted(range(len(queries)), key=lambda q: len(queries[q]))
-        groups, start = [], 0
-        for end in range(1, len(order) + 1):
-            boundary = end == len(order) or len(queries[order[end]]) != len(queries[order[end - 1]])
-            if boundary and (end - start >= self.GROUP or end == len(order)):
-                groups.append(order[start:end])
-                start = end
-        for members in groups:
-            indices, words = self.band(len(queries[members[0]]) - radius, len(queries[members[-1]]) + radius)
-            if not words:
-                continue
-            # distances above the cut-off come back as radius + 1, so 8 bits always suffice
-            distances = process.cdist([queries[q] for q in members], words, scorer=Levenshtein.distance,
-                                      score_cutoff=min(radius, 254), dtype=np.uint8, workers=self.workers)
-            for row, found in zip(members, distances <= radius):
-                results[row] = np.sort(indices[found]).tolist()
-        return results
+        # with a cut-off below 255 every distance fits in 8 bits
+        dtype = np.uint8 if cutoff is not None and cutoff < 255 else np.int32
+        return process.cdist(queries, self.words, scorer=Levenshtein.distance, score_cutoff=cutoff,
+                             dtype=dtype, workers=self.workers)
+
+    def search_many(self, queries: list[str], radius: int) -> list[list[int]]:
+        """For each query, the sorted indices of the words within ``radius``."""
+        if not queries or not self.words:
+            return [[] for _ in queries]
+        return [np.flatnonzero(row).tolist() for row in self.distances(queries, radius) <= radius]
 
     def search(self, query: str, radius: int) -> list[int]:
         return self.search_many([query], radius)[0]
 
     def nearest(self, query: str) -> list[int]:
         """Indices of all words at the smallest edit distance from ``query``."""
-        from rapidfuzz import process
-        from rapidfuzz.distance import Levenshtein
-
-        distances = process.cdist([query], self.words, scorer=Levenshtein.distance, dtype=np.int32,
-                                  workers=self.workers)[0]
-        return np.flatnonzero(distances == distances.min()).tolist() if len(distances) else []
+        if not self.words:
+            return []
+        distances = self.distances([query])[0]
+        return np.flatnonzero(distances == distances.min()).tolist()
 
 
-INDEXES = {"banded": BandedIndex, "bktree": BKTree}
+INDEXES = {"scan": LevenshteinScan, "bktree": BKTree}
 
 
 class IndexCache:
