@@ -20,6 +20,8 @@ _LAZY = {
     "Charset": "ocrframe.charset", "LabelError": "ocrframe.charset",
     "Prediction": "ocrframe.model", "Recognizer": "ocrframe.model",
     "Reader": "ocrframe.inference",
+    # for backbones: a padded batch read as single images
+    "masked_forward": "ocrframe.padding",
     # the registries plugins register into, and what is registered
     "SLOTS": "ocrframe.registry", "Slots": "ocrframe.registry",
     "Component": "ocrframe.discovery", "list_components": "ocrframe.discovery",

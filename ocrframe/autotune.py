@@ -186,23 +186,24 @@ def save_plan(path: Path, plan: dict) -> None:
 
 def calibrate(reader, batches: dict[str, list[tuple[torch.Tensor, torch.Tensor]]], paths: list[str],
               rounds: int | None = None) -> dict:
-    """Time each of ``paths`` on each class's ``batches`` ((images, frame lengths) as the network
-    takes them), recheck included, rounds interleaved (robust to other work on the machine), and
+    """Time each of ``paths`` on each class's ``batches`` ((images, widths before padding) as the
+    network takes them), recheck included, rounds interleaved (robust to other work on the machine), and
     keep per class the fastest path that gives the reference's greedy transcriptions. Returns the
     plan: per class the chosen path, its margin, and every path's figures."""
     plan = dict(host=host_key(), batch_size=reader.batch_size, classes={})
     blank = reader.charset.blank
     for cls, class_batches in batches.items():
-        references = [reader.run_path(REFERENCE, images) for images, _ in class_batches]
-        labellings = [_labellings(ref, lengths, blank) for ref, (_, lengths) in zip(references, class_batches)]
+        references = [reader.run_path(REFERENCE, images, widths) for images, widths in class_batches]
+        lengths_of = [reader.model.frame_lengths(widths) for _, widths in class_batches]
+        labellings = [_labellings(ref, lengths, blank) for ref, lengths in zip(references, lengths_of)]
         figures, margins = {path: dict(exact=True) for path in paths}, {}
         for path in paths:
             if path == REFERENCE:
                 margins[path] = 0.0
                 continue
             # how far the path strays from the reference on these images sets its margin
-            worst = max(required_margin(reader.run_path(path, images), ref, lengths)
-                        for ref, (images, lengths) in zip(references, class_batches))
+            worst = max(required_margin(reader.run_path(path, images, widths), ref, lengths)
+                        for ref, (images, widths), lengths in zip(references, class_batches, lengths_of))
             margins[path] = max(MARGIN_FLOOR.get(path, reader.recheck_margin), 2 * worst)
             figures[path]["deviation"] = round(worst, 4)
         images_count = sum(len(images) for images, _ in class_batches)
@@ -212,12 +213,12 @@ def calibrate(reader, batches: dict[str, list[tuple[torch.Tensor, torch.Tensor]]
             for path in paths:
                 reader.rechecked = 0
                 start = time.perf_counter()
-                outputs = [reader.log_probs(images, lengths, path=path, margin=margins[path], rule="labelling")
-                           for images, lengths in class_batches]
+                outputs = [reader.log_probs(images, widths, path=path, margin=margins[path], rule="labelling")
+                           for images, widths in class_batches]
                 seconds[path] = min(seconds[path], time.perf_counter() - start)
                 rechecked[path] = reader.rechecked
                 same = all(_labellings(out, lengths, blank) == expected
-                           for out, (_, lengths), expected in zip(outputs, class_batches, labellings))
+                           for out, lengths, expected in zip(outputs, lengths_of, labellings))
                 figures[path]["exact"] &= same
         reader.rechecked = 0
         for path in paths:

@@ -179,17 +179,20 @@ class Reader:
         return self._sessions[precision]
 
     @torch.inference_mode()
-    def run_path(self, path: str, images: torch.Tensor) -> torch.Tensor:
-        """Per-frame log-probabilities (N, T, K) in fp32 by one path, without recheck."""
+    def run_path(self, path: str, images: torch.Tensor, widths: torch.Tensor | None = None) -> torch.Tensor:
+        """Per-frame log-probabilities (N, T, K) in fp32 by one path, without recheck. ``widths``
+        (each image's width before padding) let the torch paths read each image of a padded batch
+        as alone; the ONNX graphs take images only."""
         images = images.to(self.device)
+        given = None if widths is None else dict(widths=widths.to(self.device))
         if path == "torch fp32":
-            return self.model(images).float()
+            return self.model(images, given).float()
         if path == "torch bf16":
             # a bf16 copy of the weights rather than autocast, which casts every weight on every call:
             # at batch 1 that cast cost more than the network (docs/benchmarks.md)
             if self._bf16_model is None:
                 self._bf16_model = copy.deepcopy(self.model).to(torch.bfloat16)
-            return self._bf16_model(images.to(torch.bfloat16)).float()
+            return self._bf16_model(images.to(torch.bfloat16), given).float()
         runtime, precision = path.split()
         if runtime != "onnxruntime" or precision not in ("fp32", "int8"):
             raise ValueError(f"unknown path {path!r}; paths: {', '.join(autotune.PATHS)}")
@@ -250,8 +253,9 @@ class Reader:
         logger.info("inference paths (cached in %s): %s", cache, self._summary())
         return self.plan
 
-    def _network_input(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        return batch["inputs"], self.model.frame_lengths(batch["data_samples"]["widths"])
+    @staticmethod
+    def _network_input(batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        return batch["inputs"], batch["data_samples"]["widths"]
 
     def _summary(self) -> str:
         return "; ".join(f"{cls}: {e['path']}" for cls, e in self.plan["classes"].items())
@@ -271,24 +275,26 @@ class Reader:
 
     # -- the network ------------------------------------------------------------------------------
     @torch.inference_mode()
-    def log_probs(self, images: torch.Tensor, frame_lengths: torch.Tensor | None = None, path: str | None = None,
+    def log_probs(self, images: torch.Tensor, widths: torch.Tensor | None = None, path: str | None = None,
                   margin: float | None = None, rule: str = "labelling") -> torch.Tensor:
         """Per-frame log-probabilities (N, T, K) in fp32, by the path chosen for this batch size
         (or ``path``, with ``margin``), the images its recheck ``rule`` selects re-read in fp32:
         "labelling" (greedy transcriptions stay those of fp32) or "near ties" (any frame within
         the margin; for decoders that read more than the best path). Frames at or beyond
-        ``frame_lengths`` (padding) are not looked at."""
+        ``widths`` (each image's width before padding; None: the batch's width) are padding and
+        are not looked at."""
         if path is None:
             path, chosen_margin = self.path_for(len(images))
             margin = chosen_margin if margin is None else margin
         elif margin is None:
             margin = self.recheck_margin
-        log_probs = self.run_path(path, images)
+        log_probs = self.run_path(path, images, widths)
         if path == autotune.REFERENCE:
             return log_probs
-        if frame_lengths is None:
+        if widths is None:
             frame_lengths = torch.full((len(images),), log_probs.shape[1])
-        frame_lengths = frame_lengths.cpu().clamp(max=log_probs.shape[1])
+        else:
+            frame_lengths = self.model.frame_lengths(widths.cpu(), at_most=log_probs.shape[1])
         if rule == "labelling":
             reread = autotune.labelling_may_change(log_probs, frame_lengths, margin, self.charset.blank)
         elif rule == "near ties":
@@ -297,7 +303,8 @@ class Reader:
             raise ValueError(f"rule must be 'labelling' or 'near ties', not {rule!r}")
         if reread.any():
             self.rechecked += int(reread.sum())
-            log_probs[reread] = self.run_path(autotune.REFERENCE, images[reread]).to(log_probs.device)
+            log_probs[reread] = self.run_path(autotune.REFERENCE, images[reread],
+                                              None if widths is None else widths[reread]).to(log_probs.device)
         return log_probs
 
     # -- reading ----------------------------------------------------------------------------------
@@ -322,7 +329,7 @@ class Reader:
         predictions: list[Prediction | None] = [None] * len(samples)
         for indices, batch in padded_batches(samples, self.batch_size, self.width_step):
             widths = batch["data_samples"]["widths"]
-            log_probs = self.log_probs(batch["inputs"], self.model.frame_lengths(widths), rule=rule)
+            log_probs = self.log_probs(batch["inputs"], widths, rule=rule)
             lengths = self.model.frame_lengths(widths, at_most=log_probs.shape[1])
             kwargs = {k: [v[i] for i in indices] for k, v in decode_kwargs.items()}
             for i, prediction in zip(indices, decoder.decode(log_probs, lengths, **kwargs)):

@@ -116,10 +116,16 @@ class Recognizer(BaseModel):
             finite = torch.isfinite(inputs).flatten(1).all(1)
             inputs = torch.where(finite[:, None, None, None], inputs, 0.0)
             statistics = [(s, s.clone()) for s in self.batch_norm_statistics()]
-        features = self.backbone(inputs.contiguous(memory_format=self.memory_format))  # (N, D, 1, T)
-        frames = features.squeeze(2).transpose(1, 2)     # (N, T, D): map-to-sequence
         data_samples = data_samples or {}
         widths = data_samples.get("widths")
+        inputs = inputs.contiguous(memory_format=self.memory_format)
+        if widths is not None and not self.training and self._backbone_takes_widths:
+            # evaluation and reading: each image of a padded batch is read as it is alone (in training
+            # this would cost a device sync per step, and training batches of text have one width)
+            features = self.backbone(inputs, widths=widths)
+        else:
+            features = self.backbone(inputs)                                 # (N, D, 1, T)
+        frames = features.squeeze(2).transpose(1, 2)     # (N, T, D): map-to-sequence
         lengths = None
         if widths is not None:  # in a padded batch, the frames of each image (tensor mode too)
             lengths = self.frame_lengths(widths, at_most=frames.shape[1]).to(frames.device)
@@ -162,6 +168,10 @@ class Recognizer(BaseModel):
     @property
     def _encoder_takes_lengths(self) -> bool:
         return "lengths" in inspect.signature(self.sequence_encoder.forward).parameters
+
+    @property
+    def _backbone_takes_widths(self) -> bool:
+        return "widths" in inspect.signature(self.backbone.forward).parameters
 
     def batch_norm_statistics(self) -> list[torch.Tensor]:
         """The running statistics of every batch norm layer (SyncBatchNorm included)."""

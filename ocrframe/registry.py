@@ -293,6 +293,10 @@ def _slot_interfaces():
                           "W // 4 + 1); integer arithmetic, so it also takes a tensor of widths",
         },
         attributes={"out_channels": "feature size per frame, passed on to the sequence encoder"},
+        optional={"forward(widths)": "the padding of a batch reaches the frames near each image's end (through the "
+                                     "convolutions' receptive fields), so an image can read differently in a batch "
+                                     "than alone; forward(images, widths=None) gets each image's width before "
+                                     "padding, (N,), in evaluation and reading (ocrframe.masked_forward)"},
     )
     sequence_encoder = Interface(
         "an nn.Module mapping frames (N, T, input_size) to (N, T, output_size); frames at or beyond an image's "

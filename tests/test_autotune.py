@@ -108,7 +108,7 @@ def test_every_path_reads_as_eager_fp32(reading_checkpoint, onnx_files, words, e
     assert reader.paths == [path]
     calls = []
     run_path = reader.run_path
-    reader.run_path = lambda p, images: calls.append(p) or run_path(p, images)
+    reader.run_path = lambda p, *args: calls.append(p) or run_path(p, *args)
     assert [p.text for p in reader.read(words)] == eager_texts
     assert calls[0] == path and set(calls) <= {path, autotune.REFERENCE}  # forced: that path, and fp32 rechecks
     assert eager_texts[:len(READING_WORDS)] == READING_WORDS  # the model does read

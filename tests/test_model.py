@@ -160,3 +160,69 @@ def test_predict_without_data_samples_reads_every_frame_of_each_image():
         # no widths given: the whole image counts, so the best-path score sums all its frames
         assert prediction["score"] == pytest.approx(per_image.max(-1).values.sum().item(), rel=1e-5)
         assert prediction["gt"] is None
+
+
+def randomized_batch_norm(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Batch norm statistics away from identity, so that padding's effect is not hidden by them."""
+    generator = torch.Generator().manual_seed(seed)
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.running_mean.copy_(torch.randn(module.running_mean.shape, generator=generator) * 0.1)
+            module.running_var.copy_(torch.rand(module.running_var.shape, generator=generator) + 0.5)
+    return model.eval()
+
+
+def padded(images: list[torch.Tensor], value: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad (C, 32, W) images to the widest with ``value``: a batch and its widths."""
+    widest = max(i.shape[-1] for i in images)
+    batch = torch.full((len(images), images[0].shape[0], 32, widest), value)
+    for row, image in enumerate(images):
+        batch[row, ..., : image.shape[-1]] = image
+    return batch, torch.tensor([i.shape[-1] for i in images])
+
+
+@pytest.mark.parametrize("remove", [(), ("conv4", "conv6")])
+def test_vgg_gives_each_image_of_a_padded_batch_the_frames_it_gets_alone(remove):
+    backbone = randomized_batch_norm(VGG(remove=remove, batch_norm="all"))
+    generator = torch.Generator().manual_seed(1)
+    images = [torch.rand(1, 32, w, generator=generator) * 2 - 1 for w in (37, 100, 61, 16, 99)]
+    batch, widths = padded(images, value=1.0)  # white padding: far from what a conv pads with
+    with torch.inference_mode():
+        masked, unmasked = backbone(batch, widths=widths), backbone(batch)
+        alone = [backbone(image[None])[0] for image in images]
+    changed = 0
+    for row, (image, own) in enumerate(zip(images, alone)):
+        frames = VGG.num_frames(image.shape[-1])
+        assert own.shape[-1] == frames
+        torch.testing.assert_close(masked[row, ..., :frames], own, atol=1e-5, rtol=1e-4)
+        changed += not torch.allclose(unmasked[row, ..., :frames], own, atol=1e-3)
+    assert changed == 4  # without the widths, padding reaches the last frames of every narrower image
+
+
+def test_the_paper_model_reads_each_image_of_a_padded_batch_as_alone_in_evaluation_only():
+    model = randomized_batch_norm(build(paper_config().model))
+    generator = torch.Generator().manual_seed(2)
+    images = [torch.rand(1, 32, w, generator=generator) * 2 - 1 for w in (100, 45, 160)]
+    batch, widths = padded(images, value=0.0)
+    with torch.inference_mode():
+        together = model(batch, dict(widths=widths))
+        for row, image in enumerate(images):
+            alone = model(image[None])[0]
+            torch.testing.assert_close(together[row, : len(alone)], alone, atol=1e-4, rtol=1e-4)
+    # training batches keep their padding as it is (no device sync per step): the backbone gets no widths
+    seen = []
+    model.backbone.register_forward_hook(lambda module, args, kwargs, out: seen.append("widths" in kwargs),
+                                         with_kwargs=True)
+    model.train()(batch, dict(widths=widths))
+    model.eval()(batch, dict(widths=widths))
+    assert seen == [False, True]
+
+
+def test_masked_forward_names_a_layer_it_cannot_carry_widths_through():
+    from ocrframe import masked_forward
+
+    layers = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.AvgPool2d(2))
+    images = torch.zeros(2, 1, 32, 20)
+    with pytest.raises(TypeError, match="cannot carry widths through AvgPool2d"):
+        masked_forward(layers, images, torch.tensor([12, 20]))
+    assert masked_forward(layers, images, torch.tensor([20, 20])).shape == (2, 2, 16, 10)  # nothing padded

@@ -70,8 +70,8 @@ def test_the_installed_template_passes_its_own_tests(installed_testplugin, templ
     result = run_python(["-m", "pytest", "-q", "-p", "no:cacheprovider", str(template_source / "tests")],
                         [installed_testplugin], tmp_path)
     assert result.returncode == 0, result.stdout[-3000:]
-    # discovery, 3 widths, 2 decoder tests, the config, 3 training iterations and a reading
-    assert re.search(r"\b8 passed\b", result.stdout), result.stdout[-3000:]
+    # discovery, 3 widths, a padded batch, 2 decoder tests, the config, 3 training iterations and a reading
+    assert re.search(r"\b9 passed\b", result.stdout), result.stdout[-3000:]
 
 
 def test_list_shows_builtin_plugins_with_their_distributions(installed_testplugin, tmp_path):

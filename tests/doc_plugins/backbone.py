@@ -2,7 +2,7 @@
 import torch
 from torch import nn
 
-from ocrframe import hookimpl
+from ocrframe import hookimpl, masked_forward
 
 
 class FourLayerCNN(nn.Module):
@@ -20,10 +20,10 @@ class FourLayerCNN(nn.Module):
     def num_frames(width):
         return width // 2 // 2
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    def forward(self, images: torch.Tensor, widths: torch.Tensor | None = None) -> torch.Tensor:
         if images.shape[-2] != 32:
             raise ValueError(f"FourLayerCNN expects images 32 pixels high, got shape {tuple(images.shape)}")
-        return self.layers(images)
+        return masked_forward(self.layers, images, widths)
 
 
 @hookimpl

@@ -158,7 +158,7 @@ def end_to_end(reader, images, scratch: Path, rounds: int) -> None:
         paths.append(folder / f"{i:05d}.png")
         image.save(paths[-1])
     samples = pipeline_samples([as_pil(p) for p in paths], reader.pipeline)
-    batches = [(b["inputs"], reader.model.frame_lengths(b["data_samples"]["widths"])) for _, b in
+    batches = [(b["inputs"], b["data_samples"]["widths"]) for _, b in
                padded_batches(samples, reader.batch_size, reader.width_step)]
     best_read = best_net = float("inf")
     for _ in range(rounds):
@@ -166,8 +166,8 @@ def end_to_end(reader, images, scratch: Path, rounds: int) -> None:
         reader.read([as_pil(p) for p in paths])  # what `ocrframe read` does per chunk, less the printing
         best_read = min(best_read, time.perf_counter() - start)
         start = time.perf_counter()
-        for inputs, lengths in batches:
-            reader.log_probs(inputs, lengths)
+        for inputs, widths in batches:
+            reader.log_probs(inputs, widths)
         best_net = min(best_net, time.perf_counter() - start)
     print(f"\n`ocrframe read` work on {len(paths)} PNG files: {best_read:.2f} s end to end, {best_net:.2f} s in the "
           f"network (same batches, same paths, recheck included): {best_read / best_net:.2f}x "

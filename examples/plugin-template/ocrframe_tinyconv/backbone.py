@@ -4,6 +4,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ocrframe import masked_forward
+
 
 def _block(cin: int, cout: int) -> list[nn.Module]:
     return [nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
@@ -24,7 +26,8 @@ class TinyConv(nn.Module):
     def num_frames(width: int) -> int:
         return width // 2 // 2
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    def forward(self, images: torch.Tensor, widths: torch.Tensor | None = None) -> torch.Tensor:
         if images.shape[-2] != 32:
             raise ValueError(f"TinyConv expects images of height 32, got {tuple(images.shape)}")
-        return self.layers(images)
+        # each image of a padded batch gets the frames it gets alone (evaluation and reading pass widths)
+        return masked_forward(self.layers, images, widths)

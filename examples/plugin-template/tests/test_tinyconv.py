@@ -34,6 +34,23 @@ def test_tinyconv_gives_the_frames_it_promises(width):
     assert int(backbone.num_frames(torch.tensor([width]))[0]) == backbone.num_frames(width)  # tensors of widths too
 
 
+def test_tinyconv_reads_each_image_of_a_padded_batch_as_alone():
+    backbone = SLOTS.backbone.build(dict(type="TinyConv"), default_args=dict(in_channels=1))
+    for module in backbone.modules():  # statistics away from identity, as after training
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.2, 0.2)
+    backbone.eval()
+    images = [torch.rand(1, 32, width) for width in (40, 100, 73)]
+    batch = torch.ones(3, 1, 32, 100)  # padded with white
+    for row, image in enumerate(images):
+        batch[row, ..., : image.shape[-1]] = image
+    with torch.inference_mode():
+        features = backbone(batch, widths=torch.tensor([40, 100, 73]))
+        for row, image in enumerate(images):
+            alone = backbone(image[None])[0]
+            torch.testing.assert_close(features[row, ..., : alone.shape[-1]], alone, atol=1e-5, rtol=1e-4)
+
+
 def log_probs_of(rows):
     """(1, T, 4) log-probabilities from per-frame probability rows."""
     return torch.tensor([rows]).log()

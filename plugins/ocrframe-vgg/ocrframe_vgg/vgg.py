@@ -12,6 +12,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ocrframe import masked_forward
+
 PAPER_LAYERS = ("conv1", "pool1", "conv2", "pool2", "conv3", "conv4", "pool3", "conv5", "conv6", "pool4", "conv7")
 CHANNELS = dict(conv1=64, conv2=128, conv3=256, conv4=256, conv5=512, conv6=512, conv7=512)
 PAPER_BATCH_NORM = ("conv5", "conv6")
@@ -60,7 +62,9 @@ class VGG(nn.Module):
         """Frames for an input width: /2 (pool1), /2 (pool2), +1 (pool3), +1 (pool4), -1 (conv7)."""
         return width // 2 // 2 + 1 + 1 - 1
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    def forward(self, images: torch.Tensor, widths: torch.Tensor | None = None) -> torch.Tensor:
+        """``widths``: each image's width before the batch's right padding; given, each image gets
+        the frames it gets alone."""
         if images.shape[-2] != self.input_height:
             raise ValueError(f"VGG expects images of height {self.input_height}, got {tuple(images.shape)}")
-        return self.layers(images)
+        return masked_forward(self.layers, images, widths)
