@@ -420,6 +420,27 @@ def test_make_synth_writes_the_datasets_samples_to_an_lmdb(tmp_path):
             assert txn.get(f"label-{i + 1:09d}".encode()).decode() == sample["text"]
             stored = Image.open(io.BytesIO(txn.get(f"image-{i + 1:09d}".encode())))
             assert np.array_equal(np.asarray(stored.convert("RGB")), np.asarray(sample["image"].convert("RGB")))
+            assert txn.get(f"lexicon-{i + 1:09d}".encode()) is None
+
+
+def test_make_synth_gives_each_sample_a_lexicon_holding_its_word_for_lexicon_sample_tests(tmp_path):
+    from ocrframe.data.lmdb_dataset import LMDBDataset
+
+    command = [sys.executable, str(REPO / "tools" / "make_synth.py"), "--num", "6", "--seed", "2", "--lexicon-size", "50"]
+    for name in ("a", "b"):
+        result = subprocess.run([*command, str(tmp_path / name)], capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr[-3000:]
+    first, again = (LMDBDataset(str(tmp_path / n), charset=dict(symbols="0123456789abcdefghijklmnopqrstuvwxyz", case="lower"))
+                    for n in ("a", "b"))
+    lexicons = []
+    for i in range(6):
+        sample = first[i]
+        lexicon = sample["lexicon"]
+        assert len(lexicon) == len(set(lexicon)) == 50
+        assert sample["text"].lower() in lexicon and all(w == w.lower() for w in lexicon)
+        assert again[i]["lexicon"] == lexicon  # seeded: the same lexicon every time
+        lexicons.append(tuple(lexicon))
+    assert len(set(lexicons)) == 6  # one of its own per sample
 
 
 def test_make_photo_word_writes_a_camera_sized_photo_of_the_word(tmp_path):
