@@ -14,6 +14,7 @@ The Reader's onnxruntime side is here too: :func:`onnx_session` runs a file, and
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -74,6 +75,19 @@ def export_onnx(model, out: str | Path, pipeline: list = (), opset: int = 18) ->
     return out
 
 
+@contextlib.contextmanager
+def _exporter_logs_quiet():
+    """The exporter logs a warning per torchvision operator it skips when torchvision is absent (it
+    is not a dependency): noise on a user's first `ocrframe read`, so only its errors get through."""
+    exporter = logging.getLogger("torch.onnx")
+    level = exporter.level
+    exporter.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        exporter.setLevel(level)
+
+
 def _export(model, out: str, pipeline: list, opset: int) -> None:
     import onnx
 
@@ -81,7 +95,7 @@ def _export(model, out: str, pipeline: list, opset: int) -> None:
     example = torch.zeros(2, model.in_channels, 32, 16)
     batch = torch.export.Dim("batch", min=1, max=4096)
     width = torch.export.Dim("width", min=16, max=4096)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _exporter_logs_quiet():
         warnings.simplefilter("ignore")  # the exporter warns about LSTM weights and deprecations inside torch
         program = torch.onnx.export(model, (example,), dynamo=True, verbose=False, opset_version=opset,
                                     input_names=["images"], output_names=["log_probs"],
