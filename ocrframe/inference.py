@@ -181,8 +181,9 @@ class Reader:
     @torch.inference_mode()
     def run_path(self, path: str, images: torch.Tensor, widths: torch.Tensor | None = None) -> torch.Tensor:
         """Per-frame log-probabilities (N, T, K) in fp32 by one path, without recheck. ``widths``
-        (each image's width before padding) let the torch paths read each image of a padded batch
-        as alone; the ONNX graphs take images only."""
+        (each image's width before padding) let every path read a padded batch as the torch model
+        does: where it reads each image as alone, onnxruntime (whose graphs take images only) runs
+        the images of each width without their padding; frames beyond an image's own are zeros."""
         images = images.to(self.device)
         given = None if widths is None else dict(widths=widths.to(self.device))
         if path == "torch fp32":
@@ -196,8 +197,20 @@ class Reader:
         runtime, precision = path.split()
         if runtime != "onnxruntime" or precision not in ("fp32", "int8"):
             raise ValueError(f"unknown path {path!r}; paths: {', '.join(autotune.PATHS)}")
-        pixels = images.cpu().contiguous().numpy()
-        return torch.from_numpy(self.session(precision).run(None, {"images": pixels})[0])
+        session, images = self.session(precision), images.cpu()
+        padded = widths is not None and bool((widths < images.shape[-1]).any())
+        if not (padded and self.model.reads_padded_images_alone):
+            return torch.from_numpy(session.run(None, {"images": images.contiguous().numpy()})[0])
+        widths = widths.cpu()
+        frames = int(self.model.frame_lengths(torch.tensor([images.shape[-1]]))[0])
+        out = None
+        for width in widths.unique().tolist():
+            rows = (widths == width).nonzero()[:, 0]
+            part = torch.from_numpy(session.run(None, {"images": images[rows, ..., :width].contiguous().numpy()})[0])
+            if out is None:
+                out = torch.zeros(len(images), frames, part.shape[-1])
+            out[rows, : part.shape[1]] = part
+        return out
 
     def path_for(self, count: int) -> tuple[str, float]:
         """(path, recheck margin) for a batch of ``count`` images."""

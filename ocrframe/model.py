@@ -119,7 +119,7 @@ class Recognizer(BaseModel):
         data_samples = data_samples or {}
         widths = data_samples.get("widths")
         inputs = inputs.contiguous(memory_format=self.memory_format)
-        if widths is not None and not self.training and self._backbone_takes_widths:
+        if widths is not None and not self.training and self.reads_padded_images_alone:
             # evaluation and reading: each image of a padded batch is read as it is alone (in training
             # this would cost a device sync per step, and training batches of text have one width)
             features = self.backbone(inputs, widths=widths)
@@ -170,7 +170,9 @@ class Recognizer(BaseModel):
         return "lengths" in inspect.signature(self.sequence_encoder.forward).parameters
 
     @property
-    def _backbone_takes_widths(self) -> bool:
+    def reads_padded_images_alone(self) -> bool:
+        """Whether, given each image's width, the backbone reads a padded batch's images as it reads
+        them alone (``ocrframe.masked_forward``); other backbones see the padding."""
         return "widths" in inspect.signature(self.backbone.forward).parameters
 
     def batch_norm_statistics(self) -> list[torch.Tensor]:

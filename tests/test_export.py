@@ -15,6 +15,8 @@ from mmengine.config import Config
 from conftest import READING_WORDS, REPO, render_word
 from ocrframe.export import check_onnx, export_onnx
 from ocrframe.checkpoint import load_model
+from ocrframe.data.batching import pipeline_samples
+from ocrframe.data.transforms import pad_collate
 from ocrframe.inference import Reader
 from ocrframe.registry import MODELS
 
@@ -73,6 +75,28 @@ def test_the_omr_model_exports_with_a_free_width(tmp_path):
     model = MODELS.build(Config.fromfile(str(REPO / "configs" / "crnn_omr.py")).model).eval()
     path = export_onnx(model, tmp_path / "omr.onnx")
     assert check_onnx(model, path, shapes=((1, 40), (2, 233)), atol=1e-4)["same_transcriptions"]
+
+
+def test_onnxruntime_reads_a_padded_batch_as_its_images_alone(tmp_path):
+    """The ONNX graph takes images only: run on a padded batch, the padding reached the backward
+    LSTM and the convolutions at each word's end (4 of 300 held-out words read differently from
+    PyTorch with crnn-en). The Reader runs each width on its own where the model reads alone."""
+    torch.manual_seed(0)
+    cfg = Config.fromfile(str(REPO / "configs" / "crnn_vgg_bilstm_ctc.py"))
+    model = MODELS.build(cfg.model).eval()
+    assert model.reads_padded_images_alone  # VGG masks the padding
+    reader = Reader(model, cfg.test_pipeline, precision="fp32", runtime="onnxruntime",
+                    onnx_model=export_onnx(model, tmp_path / "crnn.onnx"))
+    samples = pipeline_samples([render_word(w).convert("RGB") for w in ("ab", "harbour", "abcdefghijklmn")],
+                               reader.pipeline)
+    batch = pad_collate(samples)
+    images, widths = batch["inputs"], batch["data_samples"]["widths"]
+    assert len(widths.unique()) == 3  # padded
+    got = reader.run_path("onnxruntime fp32", images, widths)
+    assert got.shape == reader.run_path("torch fp32", images, widths).shape
+    for row, length in enumerate(model.frame_lengths(widths).tolist()):
+        alone = reader.run_path("torch fp32", images[row:row + 1, ..., : int(widths[row])])
+        assert torch.allclose(got[row, :length], alone[0, :length], atol=1e-4), row
 
 
 # -- int8 ---------------------------------------------------------------------------------------
