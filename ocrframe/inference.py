@@ -38,7 +38,7 @@ import torch
 
 import ocrframe.autotune as autotune
 from ocrframe.checkpoint import load_model
-from ocrframe.data.batching import as_pil, input_batches, padded_batches, pipeline_samples
+from ocrframe.data.batching import as_pil, input_batches, padded_batches, pipeline_samples, width_buckets
 from ocrframe.data.transforms import Compose, pad_collate
 from ocrframe.decoders import ctc_alignment, decoder_for
 from ocrframe.export import onnx_cache, onnx_model_for, onnx_session, validation_images
@@ -247,8 +247,11 @@ class Reader:
         pils = [as_pil(image, i) for i, image in enumerate(list(images)[:autotune.TIMING_IMAGES])]
         samples = pipeline_samples(pils, self.pipeline)
         singles = [self._network_input(pad_collate([s])) for s in samples[:autotune.SINGLE_IMAGES]]
-        # one full batch (images repeated if there are too few), sorted by width: what a large read runs
-        full = sorted((samples * math.ceil(self.batch_size / len(samples)))[:self.batch_size], key=lambda s: s["width"])
+        # one full batch as a large read runs it: the images of the commonest width bucket (repeated
+        # if too few), so the batch holds as little padding as reading's batches do
+        bucket = max(width_buckets([s["width"] for s in samples], len(samples), self.width_step), key=len)
+        common = [samples[i] for i in bucket]
+        full = (common * math.ceil(self.batch_size / len(common)))[:self.batch_size]
         batches = dict(single=singles, batch=[self._network_input(pad_collate(full))])
         for path in [p for p in self.paths if p.startswith("onnxruntime")]:
             try:

@@ -223,3 +223,26 @@ def test_read_explain_says_which_path_reads_and_why(reading_checkpoint, tmp_path
                  "--explain"]) == 0
     err = capsys.readouterr().err
     assert "inference path: torch fp32 for every batch" in err
+
+
+def test_the_batch_is_timed_on_one_width_bucket_as_reading_batches_it(reading_checkpoint, onnx_files, words,
+                                                                       tmp_path, monkeypatch):
+    """Timed on one batch of all widths padded to the widest, paths that skip padding (onnxruntime
+    runs each width on its own) looked faster than on the nearly unpadded batches a read makes."""
+    monkeypatch.setenv("OCRFRAME_CACHE", str(tmp_path))
+    model, cfg = load_model(reading_checkpoint)
+    reader = Reader(model, cfg.test_pipeline, onnx_model=dict(onnx_files), batch_size=8, width_step=8)
+    words = [render_word(READING_ALPHABET[:k] * 2) for k in (5, 7, 9)] + words  # wider than the rest
+    seen = {}
+    monkeypatch.setattr(autotune, "calibrate", lambda r, batches, paths: seen.update(batches) or dict(classes={}))
+    monkeypatch.setattr(autotune, "save_plan", lambda path, plan: None)
+    reader.calibrate(words)
+    ((images, widths),) = seen["batch"]
+    assert len(images) == 8
+    assert len({-(-w // 8) for w in widths.tolist()}) == 1  # one bucket
+    buckets = {}
+    for image in words:
+        width = reader.pipeline(dict(image=image.convert("RGB"), text="", key="0"))["width"]
+        buckets[-(-width // 8)] = buckets.get(-(-width // 8), 0) + 1
+    assert -(-int(widths[0]) // 8) == max(buckets, key=buckets.get)  # the commonest
+    assert len(set(w.size for w in words)) > 1 and len(buckets) > 1  # the words do differ
