@@ -181,9 +181,17 @@ def padded(images: list[torch.Tensor], value: float) -> tuple[torch.Tensor, torc
     return batch, torch.tensor([i.shape[-1] for i in images])
 
 
-@pytest.mark.parametrize("remove", [(), ("conv4", "conv6")])
-def test_vgg_gives_each_image_of_a_padded_batch_the_frames_it_gets_alone(remove):
-    backbone = randomized_batch_norm(VGG(remove=remove, batch_norm="all"))
+def small_resnet():
+    from ocrframe_resnet import SmallResNet
+
+    return SmallResNet(channels=(8, 16, 16, 24), blocks=(2, 1, 1, 1))  # residual blocks, with and without projection
+
+
+@pytest.mark.parametrize("make_backbone", [lambda: VGG(batch_norm="all"),
+                                           lambda: VGG(remove=("conv4", "conv6"), batch_norm="all"),
+                                           small_resnet], ids=["vgg", "vgg-without-conv4-conv6", "resnet"])
+def test_a_backbone_gives_each_image_of_a_padded_batch_the_frames_it_gets_alone(make_backbone):
+    backbone = randomized_batch_norm(make_backbone())
     generator = torch.Generator().manual_seed(1)
     images = [torch.rand(1, 32, w, generator=generator) * 2 - 1 for w in (37, 100, 61, 16, 99)]
     batch, widths = padded(images, value=1.0)  # white padding: far from what a conv pads with
@@ -192,7 +200,7 @@ def test_vgg_gives_each_image_of_a_padded_batch_the_frames_it_gets_alone(remove)
         alone = [backbone(image[None])[0] for image in images]
     changed = 0
     for row, (image, own) in enumerate(zip(images, alone)):
-        frames = VGG.num_frames(image.shape[-1])
+        frames = backbone.num_frames(image.shape[-1])
         assert own.shape[-1] == frames
         torch.testing.assert_close(masked[row, ..., :frames], own, atol=1e-5, rtol=1e-4)
         changed += not torch.allclose(unmasked[row, ..., :frames], own, atol=1e-3)

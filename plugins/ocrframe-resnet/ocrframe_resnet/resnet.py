@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from ocrframe import masked_forward
 from torch import nn
 
 
@@ -44,13 +45,21 @@ class BasicBlock(nn.Module):
             nn.Conv2d(out_channels, out_channels, 3, 1, 1, bias=False), nn.BatchNorm2d(out_channels),
         )
         reshaped = stride != 1 or in_channels != out_channels
+        # the input itself (an empty Sequential) where the shape stays
         self.shortcut = nn.Sequential(
             StridedProjection(in_channels, out_channels, stride), nn.BatchNorm2d(out_channels),
-        ) if reshaped else nn.Identity()
+        ) if reshaped else nn.Sequential()
         self.relu = nn.ReLU(inplace=True)
+        self.column_stride = stride[1] if isinstance(stride, tuple) else stride
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.relu(self.body(x) + self.shortcut(x))
+    def forward(self, x: torch.Tensor, widths: torch.Tensor | None = None) -> torch.Tensor:
+        """``widths``: each image's width in a right-padded batch; both branches then mask the padding
+        (``masked_forward``), so that each image gets what it gets alone."""
+        return self.relu(masked_forward(self.body, x, widths) + masked_forward(self.shortcut, x, widths))
+
+    def output_width(self, width):
+        """The width of the output for an input of ``width`` (3x3 with padding 1, or 1x1, at the stride)."""
+        return (width - 1) // self.column_stride + 1
 
 
 class SmallResNet(nn.Module):
@@ -90,7 +99,9 @@ class SmallResNet(nn.Module):
         """Frames for an input width: two stride-2 convs with padding 1, each rounding up."""
         return -(-width // 4)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    def forward(self, images: torch.Tensor, widths: torch.Tensor | None = None) -> torch.Tensor:
+        """``widths``: each image's width before padding (evaluation and reading); the padding then
+        never reaches an image's frames."""
         if images.shape[-2] != self.input_height:
             raise ValueError(f"SmallResNet expects images of height {self.input_height}, got {tuple(images.shape)}")
-        return self.layers(images)
+        return masked_forward(self.layers, images, widths)
