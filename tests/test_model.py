@@ -234,3 +234,52 @@ def test_masked_forward_names_a_layer_it_cannot_carry_widths_through():
     with pytest.raises(TypeError, match="cannot carry widths through AvgPool2d"):
         masked_forward(layers, images, torch.tensor([12, 20]))
     assert masked_forward(layers, images, torch.tensor([20, 20])).shape == (2, 2, 16, 10)  # nothing padded
+
+
+def test_masked_forward_reads_each_image_as_alone_through_any_convolution_geometry_and_leaves_the_batch_as_given():
+    from ocrframe import masked_forward
+
+    torch.manual_seed(3)
+    layers = nn.Sequential(
+        nn.Conv2d(1, 3, 5, padding=2), nn.ReLU(), nn.Conv2d(3, 3, 3, padding=2, dilation=2), nn.ReLU(),
+        nn.MaxPool2d((2, 2), (2, 1), (0, 1)), nn.Conv2d(3, 4, 3, stride=2, padding=1), nn.BatchNorm2d(4),
+        nn.ReLU(), nn.MaxPool2d(2, 2), nn.Conv2d(4, 4, (1, 2))).eval()
+    images = [torch.rand(1, 32, w) * 2 - 1 for w in (23, 9, 17, 12)]
+    batch, widths = padded(images, value=1.0)
+    given = batch.clone().requires_grad_()
+    together = masked_forward(layers, given, widths)
+    assert torch.equal(given.detach(), batch)  # the caller's batch is not written to
+    with torch.no_grad():
+        alone = [layers(image[None])[0] for image in images]
+        assert torch.equal(masked_forward(layers, batch, widths), together)  # in place or not, the same
+    for row, own in enumerate(alone):
+        torch.testing.assert_close(together[row, ..., :own.shape[-1]].detach(), own, atol=1e-5, rtol=1e-4)
+    # gradients flow through the masking, and the images' own outputs never reach into their padding
+    sum(together[row, ..., :own.shape[-1]].sum() for row, own in enumerate(alone)).backward()
+    for row, width in enumerate(widths.tolist()):
+        assert given.grad[row, ..., width:].abs().sum() == 0 and given.grad[row, ..., :width].abs().sum() > 0
+
+
+def test_masked_forward_refuses_a_convolution_that_pads_with_the_image_itself():
+    from ocrframe import masked_forward
+
+    layers = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1, padding_mode="reflect"))
+    with pytest.raises(TypeError, match="padding_mode='reflect'"):
+        masked_forward(layers, torch.zeros(2, 1, 8, 10), torch.tensor([6, 10]))
+
+
+@pytest.mark.parametrize("make_backbone", [lambda: VGG(batch_norm="all"), lambda: VGG(batch_norm="paper"), small_resnet],
+                         ids=["vgg", "vgg-paper-batch-norm", "resnet"])
+def test_folding_batch_norm_into_the_convolutions_keeps_what_a_backbone_computes(make_backbone):
+    import copy
+
+    from ocrframe.inference import fold_batch_norm
+
+    backbone = randomized_batch_norm(make_backbone())
+    generator = torch.Generator().manual_seed(4)
+    batch, widths = padded([torch.rand(1, 32, w, generator=generator) for w in (64, 41, 100)], value=0.0)
+    folded = fold_batch_norm(copy.deepcopy(backbone))
+    norms = sum(isinstance(m, nn.BatchNorm2d) for m in backbone.modules())
+    assert norms > 0 and not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+    with torch.inference_mode():
+        torch.testing.assert_close(folded(batch, widths=widths), backbone(batch, widths=widths), atol=1e-4, rtol=1e-4)

@@ -142,13 +142,14 @@ def infer(args) -> None:
         print(f"  {path} alone (no recheck): {differ} differ")
 
     if args.files:
-        end_to_end(default, images[:args.files], Path(scratch.name), args.rounds)
+        end_to_end(default, eager, images[:args.files], Path(scratch.name), args.rounds)
     scratch.cleanup()
 
 
-def end_to_end(reader, images, scratch: Path, rounds: int) -> None:
+def end_to_end(reader, eager, images, scratch: Path, rounds: int) -> None:
     """`ocrframe read`'s work (decode the files, the pipeline, width buckets, network, greedy
-    decoding) against the network alone on the same batches, rounds interleaved."""
+    decoding) against the network alone on the same batches, and the network against eager fp32 on
+    those batches (aspect ratio kept: padded batches of nearly equal widths), rounds interleaved."""
     from ocrframe.data.batching import as_pil, padded_batches, pipeline_samples
 
     folder = scratch / "files"
@@ -160,7 +161,7 @@ def end_to_end(reader, images, scratch: Path, rounds: int) -> None:
     samples = pipeline_samples([as_pil(p) for p in paths], reader.pipeline)
     batches = [(b["inputs"], b["data_samples"]["widths"]) for _, b in
                padded_batches(samples, reader.batch_size, reader.width_step)]
-    best_read = best_net = float("inf")
+    best_read = best_net = best_eager = float("inf")
     for _ in range(rounds):
         start = time.perf_counter()
         reader.read([as_pil(p) for p in paths])  # what `ocrframe read` does per chunk, less the printing
@@ -169,9 +170,17 @@ def end_to_end(reader, images, scratch: Path, rounds: int) -> None:
         for inputs, widths in batches:
             reader.log_probs(inputs, widths)
         best_net = min(best_net, time.perf_counter() - start)
+        start = time.perf_counter()
+        with torch.inference_mode():
+            for inputs, widths in batches:
+                eager(inputs, dict(widths=widths))  # as evaluation reads a padded batch
+        best_eager = min(best_eager, time.perf_counter() - start)
+    padded = sum(bool((widths < inputs.shape[-1]).any()) for inputs, widths in batches)
     print(f"\n`ocrframe read` work on {len(paths)} PNG files: {best_read:.2f} s end to end, {best_net:.2f} s in the "
           f"network (same batches, same paths, recheck included): {best_read / best_net:.2f}x "
           f"({len(paths) / best_read:.0f} images/s)")
+    print(f"the network on those {len(batches)} batches ({padded} of them padded), eager fp32: {best_eager:.2f} s; "
+          f"Reader default {best_eager / best_net:.2f}x eager")
 
 
 def add_commands(sub) -> None:

@@ -8,12 +8,11 @@ import re
 
 import torch
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 
 def host_lengths_if_padded(lengths: torch.Tensor | None, frames: int) -> torch.Tensor | None:
-    """The frame lengths on the host (packing needs them there: one copy from a GPU per batch) if
-    any sequence of the batch is shorter than its ``frames``, else None (nothing to leave out)."""
+    """The frame lengths on the host (one copy from a GPU per batch) if any sequence of the batch is
+    shorter than its ``frames``, else None (nothing to leave out)."""
     if lengths is None:
         return None
     lengths = lengths.cpu().clamp(min=1)
@@ -21,13 +20,26 @@ def host_lengths_if_padded(lengths: torch.Tensor | None, frames: int) -> torch.T
 
 
 def run_lstm(lstm: nn.LSTM, sequence: torch.Tensor, host_lengths: torch.Tensor | None) -> torch.Tensor:
-    """The LSTM's outputs, each sequence read over its own frames only: the backward direction of a
-    bidirectional LSTM then starts at the image's last frame, not at the end of the padding.
+    """A bidirectional LSTM's outputs, each sequence read over its own frames only: the backward
+    direction starts at the image's last frame, not at the end of the padding.
     Outputs at padding frames are zeros."""
     if host_lengths is None:
         return lstm(sequence)[0]
-    packed = pack_padded_sequence(sequence, host_lengths, batch_first=True, enforce_sorted=False)
-    return pad_packed_sequence(lstm(packed)[0], batch_first=True, total_length=sequence.shape[1])[0]
+    frames, device = sequence.shape[1], sequence.device
+    steps = torch.arange(frames, device=device)[None]
+    lengths = host_lengths.to(device)[:, None]
+    # The forward direction reads left to right: the padding, on the right, never reaches a real
+    # frame. The backward direction reads a copy of the batch rolled right until every sequence ends
+    # at the last frame, so that it starts at each sequence's own last frame; one call reads both.
+    # (A packed sequence reads each frame once, but on a CPU it ran many times slower than a plain
+    # batch of twice the size: docs/benchmarks.md.)
+    shift = frames - lengths
+    rolled = sequence.gather(1, ((steps - shift) % frames)[..., None].expand_as(sequence))
+    both = lstm(torch.cat([sequence, rolled]))[0]
+    half = both.shape[-1] // 2
+    forward, backward = both[: len(sequence), :, :half], both[len(sequence):, :, half:]
+    backward = backward.gather(1, ((steps + shift) % frames)[..., None].expand_as(backward))  # rolled back
+    return torch.cat([forward, backward], dim=-1).masked_fill((steps >= lengths)[..., None], 0.0)
 
 
 class BiLSTM(nn.Module):
