@@ -148,8 +148,8 @@ def infer(args) -> None:
 
 def end_to_end(reader, eager, images, scratch: Path, rounds: int) -> None:
     """`ocrframe read`'s work (decode the files, the pipeline, width buckets, network, greedy
-    decoding) against the network alone on the same batches, and the network against eager fp32 on
-    those batches (aspect ratio kept: padded batches of nearly equal widths), rounds interleaved."""
+    decoding) against the network alone on the same batches, rounds interleaved; then eager fp32
+    (as evaluation reads a padded batch) on those batches, aspect ratio kept."""
     from ocrframe.data.batching import as_pil, padded_batches, pipeline_samples
 
     folder = scratch / "files"
@@ -161,20 +161,25 @@ def end_to_end(reader, eager, images, scratch: Path, rounds: int) -> None:
     samples = pipeline_samples([as_pil(p) for p in paths], reader.pipeline)
     batches = [(b["inputs"], b["data_samples"]["widths"]) for _, b in
                padded_batches(samples, reader.batch_size, reader.width_step)]
-    best_read = best_net = best_eager = float("inf")
+
+    def network_seconds(forward) -> float:
+        start = time.perf_counter()
+        with torch.inference_mode():
+            for inputs, widths in batches:
+                forward(inputs, widths)
+        return time.perf_counter() - start
+
+    best_read = best_net = float("inf")
     for _ in range(rounds):
         start = time.perf_counter()
         reader.read([as_pil(p) for p in paths])  # what `ocrframe read` does per chunk, less the printing
         best_read = min(best_read, time.perf_counter() - start)
-        start = time.perf_counter()
-        for inputs, widths in batches:
-            reader.log_probs(inputs, widths)
-        best_net = min(best_net, time.perf_counter() - start)
-        start = time.perf_counter()
-        with torch.inference_mode():
-            for inputs, widths in batches:
-                eager(inputs, dict(widths=widths))  # as evaluation reads a padded batch
-        best_eager = min(best_eager, time.perf_counter() - start)
+        best_net = min(best_net, network_seconds(reader.log_probs))
+    # Eager fp32 in rounds of its own: interleaved with them, `read` took 1.41x the network instead
+    # of 1.13x (docs/benchmarks.md), likely oneDNN re-creating kernels that eager's fp32 kernels for
+    # the same ~35 batch shapes had pushed out of its primitive cache.
+    best_eager = min(network_seconds(lambda inputs, widths: eager(inputs, dict(widths=widths)))
+                     for _ in range(rounds))
     padded = sum(bool((widths < inputs.shape[-1]).any()) for inputs, widths in batches)
     print(f"\n`ocrframe read` work on {len(paths)} PNG files: {best_read:.2f} s end to end, {best_net:.2f} s in the "
           f"network (same batches, same paths, recheck included): {best_read / best_net:.2f}x "
