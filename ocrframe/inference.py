@@ -8,13 +8,13 @@ Images go through the model's test pipeline (grayscale, height 32, aspect ratio 
 by width and batched in width buckets, so a batch holds images of nearly the same width and little
 of it is padding. The decoder and a lexicon can be chosen per call; any registered decoder works.
 
-Paths: the network runs in PyTorch fp32 (the model as trained: the reference), PyTorch bf16
-(a bf16 copy, batch norm folded into the convolutions; fast on CPUs with native bf16 such as AVX-512 BF16 or AMX, and on GPUs), onnxruntime
-fp32 (the model exported to ONNX; same log-probabilities to ~1e-5), or onnxruntime int8 (the
-convolutions quantized; ``Reader.from_checkpoint`` quantizes once, calibrated on the config's
-validation images, and caches the file). After any path but the reference, the images whose
-transcription could differ from fp32's are re-read in fp32 (ocrframe/autotune.py), so greedy
-transcriptions are those of fp32.
+Paths: the network runs in PyTorch fp32 (the model as trained: the reference), PyTorch bf16 (a
+bf16 copy, batch norm folded into the convolutions; fast on CPUs with native bf16 such as AVX-512
+BF16 or AMX, and on GPUs), onnxruntime fp32 (the model exported to ONNX; same log-probabilities to
+~1e-5), or onnxruntime int8 (the convolutions quantized; ``Reader.from_checkpoint`` quantizes
+once, calibrated on the config's validation images, and caches the file). After any path but the
+reference, the images whose transcription could differ from fp32's are re-read in fp32
+(ocrframe/autotune.py), so greedy transcriptions are those of fp32.
 
 ``precision`` and ``runtime`` ("auto" by default) restrict the paths; with more than one left, the
 Reader times them once per model, host and batch size -- one image at a time and full batches,
