@@ -12,7 +12,8 @@
 # that input, so the vertical geometry must not depend on the crop an image comes with: StaffNormalize
 # finds the five staff lines (any margins, scale, line thickness, skew up to 3 degrees) and crops
 # every image read to 3.25 staff spaces above and below the staff (room for C6 and A3 on ledger
-# lines; the middle of the training snippets' margins) and to the staff's own extent. A staff space is then ~3 pixels and a
+# lines; the middle of the training snippets' margins) and to the staff's own extent (an image whose
+# margins are already those of the training snippets keeps its rows). A staff space is then ~3 pixels and a
 # note with its spacing 6-12 pixels: 1.5-3 frames of 4 pixels each. A 20-note snippet is ~110-250
 # pixels wide, 28-60 frames, enough for CTC's one frame per pitch plus a blank between equal
 # neighbours (~22 for the generated melodies; tests/test_omr.py checks it); a whole 20-note incipit
@@ -55,7 +56,9 @@ train_dataloader = dict(
 )
 val_dataloader = dict(
     batch_size=50,
-    num_workers=1,
+    # Each evaluated snippet engraves a line of its own (~0.12 s): evaluation waits on its workers,
+    # so it takes both cores (one worker made the AVX2 host's final test take 9 of 27 minutes).
+    num_workers=2,
     persistent_workers=True,
     sampler=dict(type="DefaultSampler", shuffle=False),
     collate_fn=dict(type="ocrframe.pad_collate"),

@@ -49,8 +49,9 @@ SINGLE_IMAGES = 8
 ROUNDS = 3  # timed rounds per path, after one warm-up round
 MAX_COMBINATIONS = 256  # choices of an ambiguous run enumerated before rechecking it unread
 # Change it when what a plan depends on changes. 2: the batch from one width bucket; 3: padded
-# batches cost far less in PyTorch (no packed sequences, narrow masks), so the paths are timed anew.
-PLAN_VERSION = 3
+# batches cost far less in PyTorch (no packed sequences, narrow masks), so the paths are timed anew;
+# 4: onnxruntime's threads no longer spin after a run (``ocrframe.export.onnx_session``).
+PLAN_VERSION = 4
 
 
 def batch_class(count: int, batch_size: int) -> str:

@@ -179,13 +179,17 @@ def export_int8(model, out: str | Path, calibration: Iterable[np.ndarray], pipel
 
 
 def onnx_session(path: str | Path):
-    """An onnxruntime CPU session using as many threads as torch."""
+    """An onnxruntime CPU session using as many threads as torch, whose threads sleep between runs."""
     try:
         import onnxruntime
     except ImportError:
         raise ImportError("runtime onnxruntime needs it: pip install 'ocrframe[onnx]'") from None
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = torch.get_num_threads()
+    # By default its threads spin for a while after each run, holding the cores that torch's own
+    # threads need next (the recheck, the decoder): on a 2-core AVX2 host a tiny torch reduction
+    # after a run of batch 1 then waited ~9 ms for a time slice, as long as the int8 network itself.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.log_severity_level = 3  # its shape-inference warnings about the free width are expected
     return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 

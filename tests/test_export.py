@@ -13,7 +13,7 @@ import torch
 from mmengine.config import Config
 
 from conftest import READING_WORDS, REPO, render_word
-from ocrframe.export import check_onnx, export_onnx
+from ocrframe.export import check_onnx, export_onnx, onnx_session
 from ocrframe.checkpoint import load_model
 from ocrframe.data.batching import pipeline_samples
 from ocrframe.data.transforms import pad_collate
@@ -54,6 +54,14 @@ def test_onnxruntime_matches_pytorch_at_any_batch_and_width(exported, checkpoint
     assert torch.allclose(got, expected, atol=1e-4)
     lengths = model.frame_lengths(torch.full((batch,), width))
     assert [p.text for p in model.decoder.decode(got, lengths)] == [p.text for p in model.decoder.decode(expected, lengths)]
+
+
+def test_sessions_leave_the_cores_to_torch_between_runs(exported):
+    """onnxruntime's threads spin after a run by default; torch's threads (recheck, decoder) then
+    wait for a time slice. Sessions made by ocrframe turn that off and match torch's thread count."""
+    options = onnx_session(exported[0]).get_session_options()
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert options.intra_op_num_threads == torch.get_num_threads()
 
 
 def test_the_file_declares_dynamic_axes_and_carries_the_charset(exported, checkpoint):

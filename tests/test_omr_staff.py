@@ -94,7 +94,7 @@ def test_a_comb_whose_lines_run_nowhere_spans_the_whole_width():
 def test_normalised_crops_put_the_staff_at_the_same_height_whatever_the_margins():
     """After StaffNormalize and the resize to 32 pixels, every image's staff spans the same rows and
     the same spacing (within a fraction of a pixel), while the raw crops differ widely."""
-    normalise = StaffNormalize(spaces_above=3.25, spaces_below=3.25)
+    normalise = StaffNormalize(spaces_above=3.25, spaces_below=3.25, keep_margins=None)  # crop every image
     raw_tops, tops, spaces = [], [], []
     for space, above, below, skew, width in CASES:
         image, (top, _) = page(line(space, staff_line_width=width), above, below, skew)
@@ -112,6 +112,52 @@ def test_normalised_crops_put_the_staff_at_the_same_height_whatever_the_margins(
     assert np.ptp(raw_tops) > 8  # the margins move the raw staff by many pixels at height 32
     assert np.ptp(spaces) < 0.25 and np.mean(spaces) == pytest.approx(32 / 10.5, abs=0.15)
     assert np.ptp(tops) < 1.0 and np.mean(tops) == pytest.approx(3.25 * 32 / 10.5, abs=0.5)
+
+
+def test_an_image_already_framed_like_the_training_snippets_keeps_its_rows():
+    """Margins of 2.5-4 staff spaces above and below (the training snippets' 2.75-3.75, give or
+    take) are kept as they are, only the sides are cut; other margins are cropped to 3.25."""
+    engraved = line(8.0)
+    framed, _ = page(engraved, 3.0, 3.5)
+    sample = StaffNormalize()(dict(image=framed))
+    assert sample["image"].height == framed.height and sample["image"].width < framed.width
+    assert sample["extras"]["staff"]["crop"][1] == 0 and sample["extras"]["staff"]["crop"][3] == framed.height
+    loose, _ = page(engraved, 1.0, 6.0)
+    sample = StaffNormalize()(dict(image=loose))
+    assert sample["image"].height == pytest.approx(10.5 * engraved.space, abs=2)
+    assert StaffNormalize(keep_margins=None)(dict(image=framed))["image"].height == pytest.approx(10.5 * engraved.space, abs=2)
+
+
+def test_a_staff_that_leaves_no_room_for_stems_is_taken_for_a_mistake():
+    """Synthesized test snippets (seed 3) 184 and 381, ~10.5 spaces high, where the comb took lines
+    1.5 spaces apart: under 7 of those spaces high, the image is passed on as it is."""
+    dataset = DATASETS.build(dict(type="EngravedMusicDataset", charset=CHARSET, length=500, seed=3,
+                                  style="synthesized"))
+    for index in (184, 381):
+        image = dataset.load(index)["image"]
+        found = find_staff(np.asarray(image.convert("L")))
+        assert found is not None and image.height < 7 * found.space
+        sample = StaffNormalize()(dict(image=image))
+        assert sample["image"] is image and sample["extras"]["staff"] is None
+    tight, _ = page(line(8.0), 0.8, 0.8)  # the staff and little else: 5.6 spaces
+    assert find_staff(np.asarray(tight)) is not None
+    assert StaffNormalize()(dict(image=tight))["extras"]["staff"] is None
+
+
+def test_the_crop_keeps_notes_where_the_staff_lines_fade_and_cuts_blank_paper():
+    """Synthesized test snippet 323: light ink on a dark photograph, whose staff lines fade after
+    column ~430 of 481 while its last three notes go on; the crop used to end there (14 of 20
+    notes misread). A blank margin of paper is still cut."""
+    dataset = DATASETS.build(dict(type="EngravedMusicDataset", charset=CHARSET, length=500, seed=3,
+                                  style="synthesized"))
+    gray = np.asarray(dataset.load(323)["image"].convert("L"))
+    found = find_staff(gray)
+    assert found.light_ink and found.right == gray.shape[1] - 1
+    image, _ = page(line(8.0), 3.0, 3.0)
+    paper = Image.new("L", (image.width + 200, image.height), 255)
+    paper.paste(image, (100, 0))
+    found = find_staff(np.asarray(paper))
+    assert 95 <= found.left <= 130 and image.width + 60 <= found.right <= image.width + 105
 
 
 def test_no_staff_leaves_the_image_alone_and_says_so():

@@ -23,6 +23,8 @@ MIN_SPACE_PX = 2.5
 # staff space keeps over 4 pixels, enough for the search; and the geometry scales back.
 SEARCH_HEIGHT = 120
 CLEAR_CONTRAST = 0.6  # a staff of dark ink this clear needs no look for light ink
+SHORT_COMB = 0.4  # of the image's width: a staff runs across most of a score image
+MIN_HEIGHT_SPACES = 7.0  # the staff (4 spaces) and a stem beyond it on one side at least
 
 
 @dataclass(frozen=True)
@@ -104,7 +106,7 @@ def find_staff(gray: np.ndarray, max_skew_deg: float = MAX_SKEW_DEG, min_contras
         return None
     staff, _ = max(found, key=lambda f: f[1])
     # A staff runs across most of a score image; a short comb is texture or a stray pattern.
-    if staff.contrast < min_contrast or staff.right - staff.left < 0.4 * width:
+    if staff.contrast < min_contrast or staff.right - staff.left < SHORT_COMB * width:
         return None
     return staff
 
@@ -151,6 +153,8 @@ def _find(gray: np.ndarray, max_skew_deg: float, light_ink: bool) -> tuple[Staff
     top += shift * space
     bottom = top + 4 * space
     left, right = _staff_extent(hits[shift], space)
+    if right - left >= SHORT_COMB * width:  # (a shorter comb is refused by find_staff: keep it short)
+        left, right = _keep_inked_sides(ink, top, space, angle, left, right)
     return StaffGeometry(top=float(top), bottom=float(bottom), left=left, right=right,
                          skew_deg=float(np.degrees(angle)), line_thickness=thickness, contrast=float(contrast),
                          light_ink=light_ink), score
@@ -243,6 +247,25 @@ def _staff_extent(line_hits: np.ndarray, space: float) -> tuple[int, int]:
     return (int(columns[0]), int(columns[-1])) if len(columns) else (0, line_hits.shape[1] - 1)
 
 
+def _keep_inked_sides(ink: np.ndarray, top: float, space: float, angle: float, left: int, right: int) -> tuple[int, int]:
+    """The staff's extent, widened to the image's edge on a side where the staff's band (its lines
+    and a space above and below) holds at least half as much ink beyond the extent as within it:
+    staff lines that fade (uneven light, blur, light ink) end the lines' run while the notes go on.
+    Blank margins, as on a page, stay cut."""
+    height, width = ink.shape
+    xs = np.arange(width)
+    rows = np.floor(top - space + xs * np.tan(angle)).astype(np.int64)[None, :] + np.arange(int(6 * space) + 1)[:, None]
+    inside = (rows >= 0) & (rows < height)
+    band = np.where(inside, ink[np.clip(rows, 0, height - 1), xs], 0).sum(0) / np.maximum(inside.sum(0), 1)
+    within = band[left:right + 1].mean()
+    gap = int(np.ceil(space))  # the side margin StaffNormalize keeps anyway
+    if left > gap and band[:left - gap].mean() >= 0.5 * within:
+        left = 0
+    if right < width - 1 - gap and band[right + 1 + gap:].mean() >= 0.5 * within:
+        right = width - 1
+    return left, right
+
+
 class StaffNormalize:
     """Pipeline transform: crop a score image to its staff, ``spaces_above`` staff spaces above the
     top line and ``spaces_below`` below the bottom one, deskewed, from ``spaces_side`` spaces left of
@@ -256,22 +279,37 @@ class StaffNormalize:
     crop keeps 1 space: training snippets end at a note, and blank paper after a final barline was
     read as an extra note (crnn-omr through the Reader, 200 held-out clean incipits: 98.5 %
     fragment accuracy with 1 space, 69.5 % with 3; docs/benchmarks.md).
+
+    Where the finder may be wrong, the image's own framing is trusted instead:
+    - ``keep_margins``: an image whose margins above and below the found staff already lie in this
+      range (in staff spaces; the training snippets' 2.75-3.75, give or take) keeps its rows and
+      is only cut at the sides: when the comb is a line off (ledger lines, faint or blurred lines),
+      such an image is still framed right, and when it is right, re-cropping changes little.
+      None crops every image.
+    - an image less than 7 of the found spaces high is passed on as it is (``staff: None``): it
+      could not hold a staff and its notes' stems, so the comb took other rows for the lines.
+    - the sides are cut only where the staff's band is blank (:func:`_keep_inked_sides`).
+    What these three do to crnn-omr's readings of each test split: docs/benchmarks.md.
     """
 
     def __init__(self, spaces_above: float = 3.25, spaces_below: float = 3.25, spaces_side: float = 1.0,
-                 max_skew_deg: float = MAX_SKEW_DEG, min_contrast: float = 0.3):
+                 max_skew_deg: float = MAX_SKEW_DEG, min_contrast: float = 0.3,
+                 keep_margins: tuple[float, float] | None = (2.5, 4.0)):
         if spaces_above < 2.5 or spaces_below < 2.5:
             raise ValueError(f"spaces_above / spaces_below must be at least 2.5 staff spaces (room for ledger-line "
                              f"notes), not {spaces_above} / {spaces_below}")
         self.spaces_above, self.spaces_below, self.spaces_side = spaces_above, spaces_below, spaces_side
         self.max_skew_deg, self.min_contrast = max_skew_deg, min_contrast
+        self.keep_margins = keep_margins
 
     def __call__(self, sample: dict) -> dict:
         image = sample["image"]
         gray = np.asarray(image if image.mode == "L" else image.convert("L"))
         staff = find_staff(gray, self.max_skew_deg, self.min_contrast)
         sample.setdefault("extras", {})["staff"] = None
-        if staff is None:
+        # An image fewer than MIN_HEIGHT_SPACES of the found spaces high cannot hold a staff with its
+        # notes' stems: the comb took every other line, or lines and gaps, for the staff's.
+        if staff is None or gray.shape[0] < MIN_HEIGHT_SPACES * staff.space:
             return sample
         sample["image"], box = self.crop(image, gray, staff)
         sample["extras"]["staff"] = dict(staff.as_dict(), crop=[round(v, 1) for v in box])
@@ -283,8 +321,12 @@ class StaffNormalize:
         x1 = min(float(gray.shape[1]), staff.right + 1 + self.spaces_side * space)
         y0 = staff.top - self.spaces_above * space
         y1 = staff.bottom + self.spaces_below * space
-        size = (max(1, int(round(x1 - x0))), max(1, int(round(y1 - y0))))
         tan = float(np.tan(np.radians(staff.skew_deg)))
+        centre = (x0 + x1) / 2 * tan  # the lines' shift at the crop's centre
+        above, below = (staff.top + centre) / space, (gray.shape[0] - staff.bottom - centre) / space
+        if self.keep_margins and all(self.keep_margins[0] <= m <= self.keep_margins[1] for m in (above, below)):
+            y0, y1, tan = 0.0, float(gray.shape[0]), 0.0
+        size = (max(1, int(round(x1 - x0))), max(1, int(round(y1 - y0))))
         # The paper's colour, dark or light: most of a score image is paper.
         fill = int(np.median(gray)) if image.mode == "L" else tuple(int(c) for c in np.median(
             np.asarray(image.convert("RGB")).reshape(-1, 3), axis=0))
