@@ -47,7 +47,7 @@ train_dataloader = dict(
     persistent_workers=True,
     # In order: each batch is 32 consecutive samples, which share their note count (length_group),
     # so a batch has little padding. The samples are random draws: there is nothing to shuffle.
-    sampler=dict(type="InfiniteSampler", shuffle=False),
+    sampler=dict(type="LazyInfiniteSampler", shuffle=False),
     collate_fn=dict(type="ocrframe.pad_collate"),
     # Snippets are cut from 2000 engraved lines (~60k notes), engraved once and kept: engraving
     # costs ~20x more than cutting and augmenting a snippet, and every cut and effect stays fresh.

@@ -31,7 +31,7 @@ train_dataloader = dict(
     batch_size=64,
     num_workers=2,
     persistent_workers=True,
-    sampler=dict(type="InfiniteSampler", shuffle=True),
+    sampler=dict(type="LazyInfiniteSampler", shuffle=True),  # mmengine's InfiniteSampler, order drawn lazily
     collate_fn=dict(type="ocrframe.pad_collate"),
     dataset=dict(type="SynthWordDataset", charset=charset, pipeline=train_pipeline, length=100_000_000, seed=0),
 )

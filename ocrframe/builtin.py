@@ -9,7 +9,7 @@ def ocrframe_register(slots):
     from ocrframe.checkpoint import AtomicCheckpointHook, CheckpointMetaHook
     from ocrframe.data.gt_folder import GtFolderDataset
     from ocrframe.data.lmdb_dataset import LMDBDataset
-    from ocrframe.data.sampler import WidthBucketBatchSampler
+    from ocrframe.data.sampler import LazyInfiniteSampler, WidthBucketBatchSampler
     from ocrframe.data.synthetic import SynthWordDataset
     from ocrframe.data.transforms import Grayscale, Resize, ToTensor, pad_collate
     from ocrframe.distributed import AnyDeviceDDP
@@ -32,7 +32,8 @@ def ocrframe_register(slots):
     for wrapper in (GuardedOptimWrapper, GuardedAmpOptimWrapper, AutocastOptimWrapper):
         slots.optim_wrapper.register_module(module=wrapper)
     slots.loop.register_module(module=ResumableIterBasedTrainLoop)
-    slots.data_sampler.register_module(module=WidthBucketBatchSampler)
+    for sampler in (LazyInfiniteSampler, WidthBucketBatchSampler):
+        slots.data_sampler.register_module(module=sampler)
     slots.function.register_module(module=pad_collate)
     slots.model_wrapper.register_module(module=AnyDeviceDDP)
 

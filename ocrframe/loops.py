@@ -10,38 +10,17 @@ number of processes goes on from the same sample -- with a warning about the lea
 """
 from __future__ import annotations
 
-import itertools
 import logging
 
-import torch
 from mmengine.dataset import InfiniteSampler
 from mmengine.dist import get_world_size
 from mmengine.logging import print_log
 from mmengine.runner import IterBasedTrainLoop
 
+from ocrframe.data.sampler import start_at
+
 
 POSITION = "train_data_position"  # message hub key: {"samples": global samples drawn, "world_size": N}
-
-
-def start_at(sampler: InfiniteSampler, position: int) -> None:
-    """Make an mmengine ``InfiniteSampler`` yield, for its rank, its share of the global order from
-    sample ``position`` on (rank r takes every world_size-th sample from r), as if the samples
-    before had been drawn, without drawing them."""
-    size = sampler.size
-
-    def global_order():
-        epochs, offset = divmod(position, size)
-        generator = torch.Generator()
-        generator.manual_seed(sampler.seed)
-        if sampler.shuffle:
-            for _ in range(epochs):  # the generator moves on as in the epochs already done
-                torch.randperm(size, generator=generator)
-        while True:
-            order = torch.randperm(size, generator=generator) if sampler.shuffle else torch.arange(size)
-            yield from order[offset:].tolist()
-            offset = 0
-
-    sampler.indices = itertools.islice(global_order(), sampler.rank, None, sampler.world_size)
 
 
 def resume_message(old_world: int, new_world: int, batch_size: int, auto_scale_lr: bool) -> str:

@@ -402,3 +402,51 @@ def test_create_lmdb_tool_writes_images_labels_and_lexicons_that_read_back(tmp_p
                              "--lexicon-file", str(tmp_path / "lexicons.txt")], capture_output=True, text=True,
                             timeout=300)
     assert result.returncode != 0 and "has 1 lines but gt.txt has 3 samples" in result.stderr
+
+
+# -- the training order ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("shuffle", [True, False])
+@pytest.mark.parametrize("rank, world_size", [(0, 1), (1, 3)])
+def test_the_lazy_sampler_draws_mmengines_order(shuffle, rank, world_size):
+    """LazyInfiniteSampler yields what mmengine's InfiniteSampler yields, epoch after epoch, per rank."""
+    import itertools
+
+    from mmengine.dataset import InfiniteSampler
+
+    from ocrframe.data.sampler import LazyInfiniteSampler
+
+    def first(cls, n):
+        sampler = cls(list(range(17)), shuffle=shuffle, seed=5)
+        sampler.rank, sampler.world_size = rank, world_size
+        sampler.indices = sampler._indices_of_rank()
+        return list(itertools.islice(iter(sampler), n))
+
+    assert first(LazyInfiniteSampler, 60) == first(InfiniteSampler, 60)
+
+
+def test_the_lazy_sampler_does_not_list_an_epoch_before_the_first_sample():
+    """mmengine's InfiniteSampler turns a whole epoch into Python ints before yielding one (the
+    synthetic words' 100M indices: seconds and gigabytes); the lazy one a slice at a time."""
+    import itertools
+    import tracemalloc
+
+    from mmengine.dataset import InfiniteSampler
+
+    from ocrframe.data.sampler import LazyInfiniteSampler
+
+    class Sized:
+        def __len__(self):
+            return 2_000_000
+
+    def python_memory_for_ten_indices(cls):
+        sampler = cls(Sized(), shuffle=True, seed=0)
+        tracemalloc.start()
+        try:
+            list(itertools.islice(iter(sampler), 10))
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    assert python_memory_for_ten_indices(InfiniteSampler) > 40e6  # the control: an epoch of ints
+    assert python_memory_for_ten_indices(LazyInfiniteSampler) < 10e6

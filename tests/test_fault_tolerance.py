@@ -137,7 +137,7 @@ def infinite_sampler(size: int, shuffle: bool, rank: int = 0, world_size: int = 
 def test_a_sampler_started_at_a_position_goes_on_with_the_samples_that_follow_it(shuffle):
     """Two ranks drew 7 batches of 3 (42 samples of the global order, 4 epochs of 10 and more); the
     run resumes on one rank, or on two: each rank goes on with its share of what follows."""
-    from ocrframe.loops import start_at
+    from ocrframe.data.sampler import start_at
 
     draw, _ = infinite_sampler(10, shuffle)
     order = draw(200)  # one rank: the global order itself
