@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import os
 import random
 import sys
 from pathlib import Path
@@ -16,6 +17,22 @@ REPO = TESTS.parent
 CONFIG = REPO / "configs" / "crnn_vgg_bilstm_ctc.py"
 PLUGIN_TEMPLATE = REPO / "examples" / "plugin-template"  # a third-party plugin package
 FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
+
+# The suite runs in pytest-xdist workers (`-n auto` in pyproject.toml), one per core: each worker
+# (and the processes its tests start) gets its share of the cores, so that torch's threads do not
+# contend for them -- on two cores that halves the suite's time (docs/benchmarks.md).
+_CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _WORKERS > 1 and "OMP_NUM_THREADS" not in os.environ:
+    os.environ["OMP_NUM_THREADS"] = str(max(1, _CORES // _WORKERS))
+
+
+def pytest_xdist_auto_num_workers(config):
+    """`-n auto`: one worker per core, at most 4 (each holds torch and a model or two, ~1 GB; the
+    longest tests bound the suite's time beyond that). PYTEST_XDIST_AUTO_NUM_WORKERS overrides."""
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return None
+    return max(1, min(_CORES, 4))
 
 # tests/fake_plugins/*.py are imported by entry points as ``fake_plugins.<name>``.
 if str(TESTS) not in sys.path:
@@ -220,11 +237,13 @@ def reading_checkpoint(request, tmp_path_factory) -> Path:
     cache = getattr(request.config, "cache", None)
     folder = cache.mkdir("ocrframe-reading-model") if cache is not None else tmp_path_factory.mktemp("reading")
     path = folder / f"reader-{key}.pth"
-    if not path.is_file():
+    if not path.is_file():  # parallel test workers may both train it: each writes its own files, then renames
         model, cfg = train_reading_model()
-        cfg.dump(str(path.with_suffix(".py")))
-        save_checkpoint(model, cfg, path.with_suffix(".tmp"))
-        path.with_suffix(".tmp").replace(path)
+        config, weights = (path.with_name(f"{path.stem}.{os.getpid()}.tmp{suffix}") for suffix in (".py", ".pth"))
+        cfg.dump(str(config))
+        save_checkpoint(model, cfg, weights)
+        config.replace(path.with_suffix(".py"))
+        weights.replace(path)
     unseen = random_words(40, seed=99, letters=READING_ALPHABET)
     readings = Reader.from_checkpoint(path, precision="fp32", runtime="torch").read([render_word(w) for w in unseen])
     correct = sum(p.text == w for p, w in zip(readings, unseen))

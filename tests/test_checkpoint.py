@@ -107,7 +107,7 @@ def test_a_config_stored_as_python_text_is_refused_unrun_and_loads_with_the_conf
         main(args)
     assert not marker.exists()
     if command == ["read"]:  # the way out the message names
-        assert main([*args, "--config", str(CONFIG), "--precision", "fp32"]) == 0
+        assert main([*args, "--config", str(CONFIG), "--precision", "fp32", "--runtime", "torch"]) == 0
         assert not marker.exists()
 
 

@@ -141,7 +141,8 @@ def test_a_run_killed_and_resumed_follows_the_same_curriculum_and_alignment_deca
     iters = 8
     options = [*TINY_RUN, f"train_cfg.max_iters={iters}", "train_cfg.val_interval=1000",
                "train_dataloader.batch_size=4", "val_dataloader.dataset.length=8",
-               "model.sequence_encoder.hidden_size=16", "param_scheduler.0.end=2", "param_scheduler.1.begin=2"]
+               "model.sequence_encoder.hidden_size=16", "param_scheduler.0.end=2", "param_scheduler.1.begin=2",
+               "train_dataloader.dataset.length=10000"]  # shuffling 100M indices would take seconds
 
     def command(work_dir, *extra):
         return [sys.executable, str(REPO / "tools" / "train.py"), str(CONFIG), "--schedule", "cpu", "--work-dir",

@@ -64,9 +64,10 @@ def test_by_name_by_path_and_from_the_checkpoint_the_readings_are_identical(publ
     from ocrframe.inference import Reader
 
     words = random_words(12, seed=7, letters=READING_ALPHABET)
-    by_name = readings(Reader.from_pretrained(NAME, precision="fp32"), words)
-    by_path = readings(Reader.from_checkpoint(published.weights, precision="fp32"), words)
-    original = readings(Reader.from_checkpoint(reading_checkpoint, precision="fp32"), words)
+    same_path = dict(precision="fp32", runtime="torch")  # one path for all three: only the weights differ
+    by_name = readings(Reader.from_pretrained(NAME, **same_path), words)
+    by_path = readings(Reader.from_checkpoint(published.weights, **same_path), words)
+    original = readings(Reader.from_checkpoint(reading_checkpoint, **same_path), words)
     assert by_name == by_path == original
     assert sum(text == word for (text, _), word in zip(by_name, words)) >= 10  # it is the trained model
 
@@ -78,7 +79,10 @@ def test_bf16_weights_are_half_the_size_and_read_the_same_words(reading_checkpoi
     bf16 = ModelCard.read(release(reading_checkpoint, tmp_path / "bf16", dtype=torch.bfloat16)).weights
     assert bf16.stat().st_size < 0.55 * fp32.stat().st_size
     words = random_words(20, seed=8, letters=READING_ALPHABET)
-    texts = lambda path: [t for t, _ in readings(Reader.from_checkpoint(path, precision="fp32"), words)]  # noqa: E731
+
+    def texts(path):
+        return [t for t, _ in readings(Reader.from_checkpoint(path, precision="fp32", runtime="torch"), words)]
+
     assert sum(a == b for a, b in zip(texts(fp32), texts(bf16))) >= 19
 
 
@@ -192,7 +196,7 @@ def test_the_released_text_model_reads_the_example_photos():
     from ocrframe.inference import Reader
 
     examples = REPO / "docs" / "examples"
-    reader = Reader.from_pretrained("crnn-en", precision="fp32")
+    reader = Reader.from_pretrained("crnn-en", precision="fp32", runtime="torch")
     texts = [p.text for p in reader.read([examples / "Harbour.jpg", examples / "Station.jpg", examples / "OPEN24.jpg"])]
     assert texts[:2] == ["harbour", "station"]
     assert editdistance.eval(texts[2], "open24") <= 1, texts[2]
