@@ -10,6 +10,7 @@ data and inference in tools/benchmarks/, a plugin's own beside it (plugins/*/ben
     python tools/benchmark.py omr-normalize --checkpoint CKPT [--num 200]   # reading with / without StaffNormalize
     python tools/benchmark.py runner [--iters 20] [--rounds 2]       # mmengine Runner vs a bare PyTorch loop
     python tools/benchmark.py data [--images 4096] [--rounds 5]     # LMDB loading: per worker, 1 -> 2 workers
+    python tools/benchmark.py sampler [--size 100000000]            # the training order's first batch: lazy vs mmengine
     python tools/benchmark.py distributed [--iters 16]              # 2 gloo processes vs 1 process
     python tools/benchmark.py lexicon [--queries 1000] [--delta 3]  # words within delta: BK-tree, scans, ours
     python tools/benchmark.py beam [--num 1000] [--width 10]        # prefix beam search vs pyctcdecode, flashlight

@@ -21,8 +21,8 @@ def global_order(size: int, shuffle: bool, seed: int, start: int = 0) -> Iterato
     """mmengine's ``InfiniteSampler`` order (all ranks together) from sample ``start`` on, drawn
     lazily: a permutation is turned into Python ints a slice at a time, and an unshuffled epoch is
     a ``range``. mmengine lists a whole epoch of ints first: for the synthetic words' 100M indices
-    11.7 s and a 5.0 GB peak before the first batch on the AVX2 host, against 4.3 s and 1.1 GB here
-    (the permutation itself, ``torch.randperm``, is still drawn whole)."""
+    ~16 s and a 5.0 GB peak before the first batch on the AVX2 host, against 5-7 s and 1.1 GB here
+    (``tools/benchmark.py sampler``; the permutation itself, ``torch.randperm``, is still drawn whole)."""
     epochs, offset = divmod(start, size)
     generator = torch.Generator()
     generator.manual_seed(seed)

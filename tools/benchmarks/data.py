@@ -2,6 +2,7 @@
 
     python tools/benchmark.py render [--num 300]                    # synthetic word renderer
     python tools/benchmark.py data [--images 4096] [--rounds 5]     # LMDB loading: per worker, 1 -> 2 workers
+    python tools/benchmark.py sampler [--size 100000000]            # the training order's first batch: lazy vs mmengine
 """
 import os
 import time
@@ -116,6 +117,30 @@ def data(args) -> None:
           f"1 worker loads {one / training:.1f}x that")
 
 
+_FIRST_BATCH = """
+import itertools, resource, sys, time
+from mmengine.dataset import InfiniteSampler
+from ocrframe.data.sampler import LazyInfiniteSampler
+sampler_class = dict(LazyInfiniteSampler=LazyInfiniteSampler, InfiniteSampler=InfiniteSampler)[sys.argv[1]]
+start = time.perf_counter()
+sampler = sampler_class(range(int(sys.argv[2])), shuffle=True, seed=0)
+list(itertools.islice(iter(sampler), 16))
+print(f"{time.perf_counter() - start:.2f} {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6:.2f}")
+"""
+
+
+def sampler(args) -> None:
+    """Time and peak memory until the first 16 indices of a shuffled training order, each sampler in
+    a fresh process (the synthetic words' training set has 100M indices)."""
+    import subprocess
+    import sys
+
+    for name in ("LazyInfiniteSampler", "InfiniteSampler"):
+        out = subprocess.run([sys.executable, "-c", _FIRST_BATCH, name, str(args.size)], capture_output=True,
+                             text=True, check=True).stdout.split()
+        print(f"{name:>20}: {out[0]} s to the first batch of indices, peak RSS {out[1]} GB ({args.size:,} indices)")
+
+
 def add_commands(sub) -> None:
     """This subject's sub-commands of tools/benchmark.py."""
     p = sub.add_parser("render")
@@ -128,3 +153,6 @@ def add_commands(sub) -> None:
     p.add_argument("--rounds", type=int, default=5, help="passes over the LMDB per figure; the best is kept")
     p.add_argument("--steps", type=int, default=4, help="timed training steps (0: none)")
     p.set_defaults(func=data)
+    p = sub.add_parser("sampler")
+    p.add_argument("--size", type=int, default=100_000_000, help="indices in the dataset")
+    p.set_defaults(func=sampler)

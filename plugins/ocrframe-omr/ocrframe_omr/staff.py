@@ -24,7 +24,9 @@ MIN_SPACE_PX = 2.5
 SEARCH_HEIGHT = 120
 CLEAR_CONTRAST = 0.6  # a staff of dark ink this clear needs no look for light ink
 SHORT_COMB = 0.4  # of the image's width: a staff runs across most of a score image
-MIN_HEIGHT_SPACES = 7.0  # the staff (4 spaces) and a stem beyond it on one side at least
+# The staff (4 spaces) and a stem beyond it on one side at least: an image fewer of the found spaces
+# high cannot hold both, so the comb took every other line, or lines and gaps, for the staff's.
+MIN_HEIGHT_SPACES = 7.0
 
 
 @dataclass(frozen=True)
@@ -307,8 +309,6 @@ class StaffNormalize:
         gray = np.asarray(image if image.mode == "L" else image.convert("L"))
         staff = find_staff(gray, self.max_skew_deg, self.min_contrast)
         sample.setdefault("extras", {})["staff"] = None
-        # An image fewer than MIN_HEIGHT_SPACES of the found spaces high cannot hold a staff with its
-        # notes' stems: the comb took every other line, or lines and gaps, for the staff's.
         if staff is None or gray.shape[0] < MIN_HEIGHT_SPACES * staff.space:
             return sample
         sample["image"], box = self.crop(image, gray, staff)
