@@ -1,7 +1,7 @@
 # Optical music recognition, CRNN paper section 3.4: read the pitch sequence of a score snippet
 # (treble clef, C major, no chords). The paper's simplified CRNN: VGG without conv4 and conv6, a
 # 2-layer unidirectional LSTM, CTC over the 17 pitches A3..C6 + blank. Data: engraved synthetic
-# snippets of 3-20 notes (the `ocrframe-omr` plugin: verovio + cairosvg, augmented as in the paper).
+# snippets of 3-20 notes (the `ocrframe-omr` plugin: verovio + resvg, augmented as in the paper).
 #
 #   python tools/train.py configs/crnn_omr.py                     # trains, then tests the three splits
 #   python tools/test.py configs/crnn_omr.py CKPT                 # clean / synthesized / camera table

@@ -383,7 +383,7 @@ def test_read_json_reports_the_staff_it_normalised(omr_run, tmp_path):
     renderer.finish(incipit.ink, incipit.space, rng).save(tmp_path / "incipit.png")
     Image.new("RGB", (200, 60), "white").save(tmp_path / "blank.png")
     result = tool("infer", omr_run / "iter_3.pth", tmp_path / "incipit.png", tmp_path / "blank.png", "--json",
-                  cwd=tmp_path)
+                  "--runtime", "torch", cwd=tmp_path)  # the staff, not the inference path, is tested here
     assert result.returncode == 0, result.stderr[-3000:]
     records = {Path(r["image"]).name: r for r in map(json.loads, result.stdout.strip().splitlines())}
     staff = records["incipit.png"]["staff"]

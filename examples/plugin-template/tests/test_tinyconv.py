@@ -142,9 +142,10 @@ def test_three_training_iterations_on_a_tiny_lmdb_then_reading(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert (work_dir / "iter_3.pth").is_file()
     (tmp_path / "cab.png").write_bytes(word_image("cab"))
+    # --runtime torch: the reading itself, without timing the inference paths for this one image
     result = subprocess.run([sys.executable, "-m", "ocrframe.cli", "read", str(work_dir / "iter_3.pth"),
-                             str(tmp_path / "cab.png"), "--json"], capture_output=True, text=True, cwd=tmp_path,
-                            timeout=300)
+                             str(tmp_path / "cab.png"), "--json", "--runtime", "torch"],
+                            capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     record = json.loads(result.stdout)
     assert len(record["confidences"]) == len(record["text"])  # this plugin's decoder did the reading

@@ -10,7 +10,7 @@ import numpy as np
 
 
 def omr_render(args) -> None:
-    """Engraving a line (verovio + cairosvg) against cutting and augmenting a snippet from it, per style."""
+    """Engraving a line (verovio + resvg) against cutting and augmenting a snippet from it, per style."""
     from ocrframe_omr.render import STYLES, MusicRenderer
 
     print("| style | engrave a line (ms) | cut + augment a snippet (ms) |\n|---|---|---|")

@@ -21,7 +21,7 @@ class EngravedMusicDataset(Curriculum, OcrDataset):
     Sample ``i`` is a snippet cut from an engraved line, drawn from generators seeded with
     ``(seed, line)`` and ``(seed, line, i)``: a split is fixed by its seed whatever the workers or
     the sampler. By default every sample has a line of its own. Engraving is the costly part
-    (cairosvg: ~20x cutting and augmenting a snippet, `tools/benchmark.py omr-render`), so training
+    (verovio and resvg: ~5-20x cutting and augmenting a snippet, `tools/benchmark.py omr-render`), so training
     sets ``lines``: samples then come from that many distinct lines, which each process engraves once
     and keeps in memory (~80 kB a line). Every 8th sample brings in a new line until there are
     ``lines``, the others use a random one of those already in, so the engraving is spread over

@@ -1,5 +1,5 @@
 """Engraved music: random C-major melodies written as Humdrum **kern, engraved by verovio (SVG) and
-rasterised by cairosvg.
+rasterised by resvg.
 
 An engraved *line* is one staff of melody in a music font; fragments of 3 to 20 notes are cut from
 it between two notes, the way the paper's fragments were cut from sheets (the first fragment of a
@@ -228,21 +228,20 @@ def note_boxes(svg: str) -> tuple[tuple[float, float], list[tuple[float, float, 
 
 
 def rasterise_alpha(svg: str) -> np.ndarray:
-    """The SVG's alpha channel (uint8, h x w) as cairosvg draws it on a transparent background: the
-    ink. Read from cairo's surface directly: encoding and decoding a PNG cost as much as drawing."""
-    from cairosvg.parser import Tree
-    from cairosvg.surface import PNGSurface
+    """The SVG's alpha channel (uint8, h x w) as resvg draws it on a transparent background: the ink.
 
-    surface = PNGSurface(Tree(bytestring=svg.encode()), io.BytesIO(), 96).cairo
-    surface.flush()
-    height, width, stride = surface.get_height(), surface.get_width(), surface.get_stride()
-    # ARGB32 in native (little-endian) byte order: B, G, R, A.
-    pixels = np.frombuffer(surface.get_data(), np.uint8).reshape(height, stride // 4, 4)
-    return np.ascontiguousarray(pixels[:, :width, 3])
+    resvg (Rust) draws a line ~5x faster than cairosvg (pure Python over cairo) did, with the same
+    geometry; their anti-aliased edges differ by ~1/255 on average. It keeps no threads, so it is
+    safe in DataLoader workers forked after the parent drew (libvips' SVG loader is not)."""
+    import resvg_py
+    from PIL import Image
+
+    png = resvg_py.svg_to_bytes(svg_string=svg, skip_system_fonts=True)  # verovio draws glyphs as paths
+    return np.asarray(Image.open(io.BytesIO(png)).getchannel("A"))
 
 
 class Engraver:
-    """Engraves **kern with verovio and rasterises with cairosvg. One verovio toolkit per process,
+    """Engraves **kern with verovio and rasterises with resvg. One verovio toolkit per process,
     made on first use (verovio is not shared across the fork of a DataLoader worker)."""
 
     def __init__(self):
@@ -284,7 +283,7 @@ class Engraver:
         ink = rasterise_alpha(svg)
         # Keep 4.5 staff spaces above and below the staff, all the ink there is: a line stays small in
         # memory, and crops reaching further read zeros (no ink).
-        top, bottom = staff[0] * to_px, staff[1] * to_px  # cairosvg draws one pixel per SVG pixel
+        top, bottom = staff[0] * to_px, staff[1] * to_px  # resvg draws one pixel per SVG pixel
         keep = 4.5 * (bottom - top) / 4
         y0 = max(0, int(top - keep))
         ink = ink[y0:int(bottom + keep) + 1]
