@@ -106,7 +106,10 @@ class TimeBudgetHook(Hook):
     iterations fit in ``minutes`` (from the start of training to the end of the final test, with
     ``validations`` validations), the validation and checkpoint intervals, and the end of every LR
     scheduler that runs until the end of training (e.g. a cosine decay after a fixed warm-up).
-    After each validation it plans again with the measured times. The plan is logged and kept in the
+    It plans again after each validation with the measured evaluation time, and every ``replan``
+    of the planned iterations, each time with the iterations since the last plan: a curriculum
+    makes iterations costlier as it goes (the OMR run's went from 0.6 to 1.4 s), so the early
+    ones underestimate the rest. The plan is logged and kept in the
     message hub; the clocks are saved in checkpoints (``state_dict``), so a resumed run goes on
     measuring and planning where the interrupted one was (time between the two is not counted).
 
@@ -117,11 +120,13 @@ class TimeBudgetHook(Hook):
     EVAL_WIDTH_FACTOR = 1.5  # evaluation keeps the aspect ratio: images are wider than in training
 
     def __init__(self, minutes: float, validations: int = 5, measure: tuple[int, int] = (10, 30),
-                 margin: float = 0.03):
+                 margin: float = 0.03, replan: float = 0.05):
         if not 0 < measure[0] < measure[1]:
             raise ValueError(f"measure must be two iterations 0 < start < end, not {measure}")
+        if not 0 < replan <= 1:
+            raise ValueError(f"replan must be a share of the planned iterations in (0, 1], not {replan}")
         self.budget = minutes * 60.0
-        self.validations, self.measure, self.margin = validations, tuple(measure), margin
+        self.validations, self.measure, self.margin, self.replan = validations, tuple(measure), margin, replan
 
     def before_train(self, runner) -> None:
         now = time.monotonic()
@@ -130,6 +135,8 @@ class TimeBudgetHook(Hook):
         self.eval_seconds = 0.0         # spent in validations since measure[0]
         self.seconds_per_sample = None  # of an evaluation, once one has been timed
         self.window_start = self.window_iter = None  # when timing began, and at which iteration
+        self.last_plan = None  # (when, iteration, eval_seconds) of the last plan
+        self.per_iter = None     # seconds per training iteration it planned with
         self.active = runner.train_loop.max_iters > self.measure[1]  # a run this short needs no plan
         state, self._restored = getattr(self, "_restored", None), None
         plan = runner.message_hub.get_info("time_budget_plan")
@@ -137,6 +144,9 @@ class TimeBudgetHook(Hook):
             self.started = now - state["elapsed"]
             if state["window"] is not None:
                 self.window_start, self.window_iter = now - state["window"], state["window_iter"]
+            if state.get("last_plan") is not None:  # (checkpoints from before it have none)
+                since, iteration, eval_seconds = state["last_plan"]
+                self.last_plan, self.per_iter = (now - since, iteration, eval_seconds), state["per_iter"]
             self.upper_bound, self.active = state["upper_bound"], state["active"]
             self.eval_seconds, self.seconds_per_sample = state["eval_seconds"], state["seconds_per_sample"]
         elif plan is not None:  # resumed from a checkpoint without them: keep the plan it was started with
@@ -148,9 +158,11 @@ class TimeBudgetHook(Hook):
     def state_dict(self) -> dict:
         """Durations rather than clock readings, which mean nothing in another process."""
         now = time.monotonic()
+        last_plan = None if self.last_plan is None else (now - self.last_plan[0], *self.last_plan[1:])
         return dict(elapsed=now - self.started, window=None if self.window_start is None else now - self.window_start,
                     window_iter=self.window_iter, upper_bound=self.upper_bound, active=self.active,
-                    eval_seconds=self.eval_seconds, seconds_per_sample=self.seconds_per_sample)
+                    eval_seconds=self.eval_seconds, seconds_per_sample=self.seconds_per_sample, last_plan=last_plan,
+                    per_iter=self.per_iter)
 
     def load_state_dict(self, state: dict) -> None:
         self._restored = state  # applied in before_train, which would reset it otherwise
@@ -164,6 +176,10 @@ class TimeBudgetHook(Hook):
         elif self.window_start is not None and done - self.window_iter == self.measure[1] - self.measure[0]:
             self._estimate_evaluation(runner, data_batch)
             self._plan(runner, done=done, interval=None)
+        elif self.last_plan is not None and done < runner.train_loop.max_iters and \
+                done - self.last_plan[1] >= max(self.measure[1] - self.measure[0],
+                                                int(self.replan * runner.train_loop.max_iters)):
+            self._plan(runner, done=done, interval=runner.train_loop.val_interval)
 
     def before_val_epoch(self, runner) -> None:
         self.val_started = time.monotonic()
@@ -189,11 +205,16 @@ class TimeBudgetHook(Hook):
 
     def _plan(self, runner, done: int, interval: int | None) -> None:
         """Choose max_iters (and, the first time, the validation interval) to end within the budget,
-        ``done`` iterations in."""
-        per_iter = (time.monotonic() - self.window_start - self.eval_seconds) / (done - self.window_iter)
+        ``done`` iterations in, at the pace of the iterations since the last plan."""
+        now, first_plan = time.monotonic(), self.per_iter is None
+        since, first, eval_seconds = self.last_plan or (self.window_start, self.window_iter, 0.0)
+        if done - first >= self.measure[1] - self.measure[0]:
+            self.per_iter = (now - since - (self.eval_seconds - eval_seconds)) / (done - first)
+            self.last_plan = (now, done, self.eval_seconds)
+        per_iter = self.per_iter  # too few iterations since the last plan: its pace
         val_samples = len(runner.val_dataloader.dataset) if runner.val_dataloader is not None else 0
         test_samples = len(runner.test_dataloader.dataset) if runner.cfg.get("test_after_train") else 0
-        left = self.budget * (1 - self.margin) - (time.monotonic() - self.started)
+        left = self.budget * (1 - self.margin) - (now - self.started)
         max_iters = self.upper_bound
         for _ in range(3):  # the number of validations left depends on max_iters: settle it
             validations = self.validations if interval is None else -(-(max_iters - done) // interval)
@@ -209,13 +230,13 @@ class TimeBudgetHook(Hook):
         self._rescale_schedulers(runner, max_iters)
         self._apply(runner, plan)
         runner.message_hub.update_info("time_budget_plan", plan)
-        if previous == self.upper_bound:
+        if first_plan:
             print_log(f"time budget {self.budget / 60:g} min: {per_iter:.2f} s per iteration here, so training runs "
                       f"{max_iters} iterations, validating every {interval}", logger=runner.logger)
-        elif max_iters != previous:
-            print_log(f"time budget: {per_iter:.2f} s per iteration and {self.seconds_per_sample * 1000:.1f} ms per "
-                      f"evaluated image so far: {max_iters} iterations instead of {previous}", logger=runner.logger)
-        if max_iters <= done + 1:
+        elif abs(max_iters - previous) >= max(1, previous // 100):  # re-plans that change little stay quiet
+            print_log(f"time budget: {per_iter:.2f} s per iteration lately and {self.seconds_per_sample * 1000:.1f} ms "
+                      f"per evaluated image: {max_iters} iterations instead of {previous}", logger=runner.logger)
+        if first_plan and max_iters <= done + 1:
             print_log("time budget: this machine is too slow to train in the budget; raise `minutes` or use a "
                       "GPU", logger=runner.logger, level=logging.WARNING)
 

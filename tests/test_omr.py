@@ -192,6 +192,56 @@ def test_rendered_snippet_has_the_label_tokens_and_is_not_blank(style):
     assert again.tobytes() == image.tobytes()  # a pure function of the seed
 
 
+def test_note_positions_follow_the_augmentations_geometry():
+    """snippet_aligned's note positions are where the augmentation draws the points it was given:
+    a dot of ink at each, warped (stretch, rotation, perspective) with the effects that change
+    nothing's position switched off, is darkest where the position says."""
+    import dataclasses
+
+    from ocrframe_omr.render import AUGMENTATIONS
+
+    renderer = MusicRenderer("camera")  # the strongest geometry
+    renderer.augmentation = dataclasses.replace(
+        AUGMENTATIONS["camera"], perspective=1.0, background=0, uneven_light=0, speckle=0, low_resolution=0,
+        degradation=dataclasses.replace(AUGMENTATIONS["clean"].degradation))
+    points = np.array([[20.0, 30.0], [90.0, 12.0], [170.0, 50.0]])
+    for seed in range(10):
+        ink = np.zeros((64, 200), np.uint8)
+        for x, y in points.astype(int):
+            ink[y - 1:y + 2, x - 1:x + 2] = 255
+        image, moved = renderer._augment(Image.fromarray(ink), 7.0, np.random.default_rng(seed), points)
+        grey = np.asarray(image.convert("L"), np.float32)
+        assert not np.allclose(moved, points, atol=2)  # the geometry did move them
+        for x, y in moved:
+            window = grey[int(y) - 4:int(y) + 5, int(x) - 4:int(x) + 5]
+            dy, dx = np.unravel_index(window.argmin(), window.shape)
+            assert abs(int(x) - 4 + dx - x) <= 1.5 and abs(int(y) - 4 + dy - y) <= 1.5 and window.min() < 128
+
+
+@pytest.mark.parametrize("style", ["clean", "synthesized", "camera"])
+def test_each_snippet_says_where_its_notes_are_drawn(style):
+    """The same image as snippet(), and one position per note of the label, left to right, each on
+    the note: in a clean snippet the head's column has the head's ink at the head's height."""
+    renderer, line = MusicRenderer(style), engraved_line()
+    for seed in range(5):
+        image, label, note_x = renderer.snippet_aligned(line, np.random.default_rng([seed, 3]), count=7)
+        again, again_label = renderer.snippet(line, np.random.default_rng([seed, 3]), count=7)
+        assert again.tobytes() == image.tobytes() and again_label == label
+        assert len(note_x) == len(label.split()) == 7 and 0 < note_x[0] and note_x[-1] < 1
+        assert all(a < b for a, b in zip(note_x, note_x[1:]))
+    if style == "clean":
+        (x0, top, _, _), start, _ = MusicRenderer.cut(line, np.random.default_rng([4, 3]), 7)
+        ink = np.asarray(image.convert("L")) < 128
+        for x, (_, _, y) in zip(note_x, line.notes[start:start + 7]):
+            column = int(x * image.width)
+            assert ink[int(y - top) - 1:int(y - top) + 2, column - 1:column + 2].any()
+    dataset = DATASETS.build(dict(type="EngravedMusicDataset", charset=CHARSET, seed=3, lines=2, style=style))
+    sample = dataset.load(0)
+    assert len(sample["char_x"]) == len(sample["text"].split())
+    heldout = DATASETS.build(dict(type="EngravedMusicDataset", charset=CHARSET, seed=3, style=style, assets="heldout"))
+    assert "char_x" not in heldout.load(0)  # whole incipits: no positions, the alignment loss leaves them out
+
+
 def test_twenty_note_snippets_give_ctc_enough_frames_at_height_32():
     """The config's input geometry: at 32 pixels high, squeezed by the strongest horizontal scaling of
     the augmentation, a 20-note snippet still has a frame per pitch plus one per repeated pitch."""
@@ -336,6 +386,7 @@ def test_omr_config_trains_validates_and_tests_the_three_splits(omr_run):
     assert len(losses) == 3 and all(np.isfinite(losses)) and all(loss > 0 for loss in losses)
     assert any("fragment_acc" in r and "mean_edit_distance" in r for r in scalars)  # validation
     assert "schedule: cpu" in log and "VGG" in (omr_run / "crnn_omr.py").read_text()
+    assert all(r["loss_align"] > 0 for r in scalars if "loss" in r)  # the cpu schedule's alignment loss
     for split in ("clean", "synthesized", "camera", "heldout_clean", "heldout_camera"):
         assert f"{split}/fragment_acc" in log
     assert "| CRNN (paper) | 74.6 % / 0.37 | 81.5 % / 0.30 | 84.0 % / 0.30 | - | - |" in log

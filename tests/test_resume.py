@@ -50,12 +50,20 @@ class FakeClock(Hook):
         self.now += 4.0
 
 
-def train(work_dir, data, monkeypatch, resume_from=None):
-    clock = FakeClock()
+class SlowingClock(FakeClock):
+    """One second per training iteration for the first ten, three after: as a curriculum makes them
+    costlier."""
+
+    def before_train_iter(self, runner, batch_idx, data_batch=None) -> None:
+        self.now += 1.0 if runner.iter < 10 else 3.0
+
+
+def train(work_dir, data, monkeypatch, resume_from=None, clock=None, options=()):
+    clock = clock or FakeClock()
     monkeypatch.setattr(engine, "time", clock)
     parser = argparse.ArgumentParser()
     parser.add_argument("--cfg-options", nargs="+", action=DictAction)
-    options = parser.parse_args(["--cfg-options", *OPTIONS]).cfg_options  # as the command line parses them
+    options = parser.parse_args(["--cfg-options", *OPTIONS, *options]).cfg_options  # as the command line parses them
     cfg = load_config(str(CONFIG), schedule="cpu", work_dir=str(work_dir), cfg_options=options,
                       train_data=[str(data[0])], val_data=[str(data[1])])
     cfg.test_after_train = False
@@ -100,6 +108,26 @@ def test_the_uninterrupted_run_replans_after_a_validation(straight):
     # score changed (here at the first validation only): resuming is checked from both kinds
     validated = [load_checkpoint(work_dir / f"iter_{i}.pth")["meta"]["validated"] for i in saved_iterations(work_dir)[3:5]]
     assert validated == [True, False]
+
+
+@pytest.mark.parametrize("replan", [0.05, 1.0])
+def test_the_plan_follows_iterations_that_grow_costlier(replan, tmp_path, train_lmdb, val_lmdb, monkeypatch):
+    """Planned at one second per iteration, the iterations then take three: re-planning every 5 % of
+    the run from the iterations since the last plan ends it within the budget; planning only at
+    the start and at validations (replan=1.0) runs over."""
+    clock = SlowingClock()
+    runner = train(tmp_path / "work", (train_lmdb, val_lmdb), monkeypatch, clock=clock,
+                   options=["custom_hooks.4.minutes=1.5", "custom_hooks.4.validations=2",
+                            f"custom_hooks.4.replan={replan}"])
+    elapsed = clock.now - 1000.0
+    assert runner.iter == runner.message_hub.get_info("time_budget_plan")["max_iters"] < UPPER_BOUND
+    if replan < 1:
+        assert 0.8 * 90 < elapsed <= 90, elapsed
+        # every re-plan moved the cosine decay's end with the run's: its last step is near its minimum
+        # (1e-3 -> 1e-5; ending at 33, the decay planned for 40 iterations would have left ~1.2e-4)
+        assert 1e-5 <= runner.optim_wrapper.get_lr()["lr"][0] < 2e-5
+    else:
+        assert elapsed > 95, elapsed
 
 
 # Before timing starts, at its start, within it (where resuming used to crash), at a validation that

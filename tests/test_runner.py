@@ -290,7 +290,8 @@ def test_time_budget_sizes_the_run_and_ends_the_cosine_decay_with_it(train_lmdb,
     upper_bound = 400
     train(work_dir, train_lmdb, val_lmdb, upper_bound, "--schedule", "cpu", options=(
           "train_cfg.val_interval=1000", "custom_hooks.4.minutes=0.25", "custom_hooks.4.measure=[2,4]",
-          "custom_hooks.4.validations=1", "param_scheduler.0.end=3", "param_scheduler.1.begin=3"))
+          # one plan: the decay below is then one cosine (re-plans are tests/test_resume.py's)
+          "custom_hooks.4.validations=1", "custom_hooks.4.replan=1.0", "param_scheduler.0.end=3", "param_scheduler.1.begin=3"))
     run = finished_run(work_dir)
     assert re.search(r"time budget 0.25 min: [\d.]+ s per iteration here, so training runs \d+ iterations", run.log)
     last = load_checkpoint((work_dir / "last_checkpoint").read_text().strip())

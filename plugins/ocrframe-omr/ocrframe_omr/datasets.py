@@ -103,15 +103,16 @@ class EngravedMusicDataset(Curriculum, OcrDataset):
             easy = group.random() >= self.difficulty
         if easy:
             count = int(group.integers(MIN_NOTES, EASY_MAX_NOTES + 1))
+        key = f"{self.split}/{self.seed}-{index}"
         if self.assets == "heldout":
             rng = np.random.default_rng([self.seed, index, 1 << 34])
             incipit = self.renderer.incipit(rng, count)
-            image, text = self.renderer.finish(incipit.ink, incipit.space, rng), incipit.label
-        else:
-            number = self.line_number(index)
-            rng = np.random.default_rng([self.seed, number, index])
-            image, text = self.renderer.snippet(self.line(number), rng, count, augment=not easy)
-        return dict(image=image, text=text, key=f"{self.split}/{self.seed}-{index}")
+            return dict(image=self.renderer.finish(incipit.ink, incipit.space, rng), text=incipit.label, key=key)
+        number = self.line_number(index)
+        rng = np.random.default_rng([self.seed, number, index])
+        image, text, note_x = self.renderer.snippet_aligned(self.line(number), rng, count, augment=not easy)
+        # char_x: where each note is drawn (fraction of the width), for the recognizer's alignment loss
+        return dict(image=image, text=text, key=key, char_x=note_x)
 
 
 class PrimusDataset(OcrDataset):

@@ -37,6 +37,9 @@ MARGIN_SPACES = (2.75, 3.75)
 # A snippet's height in staff spaces once normalised (staff + 3.25 above and below): effects are sized
 # for it at 32 pixels whatever margins the image has.
 NORMALISED_SPACES = 10.5
+# A note head's centre, in staff spaces right of its glyph's origin (SMuFL's black and half note
+# heads are 1.18 spaces wide).
+HEAD_CENTRE_SPACES = 0.6
 # Held-out incipits: white margins around the ink, in staff spaces (vertical, horizontal).
 INCIPIT_MARGIN_SPACES = ((0.3, 8.0), (0.3, 5.0))
 
@@ -172,16 +175,28 @@ class MusicRenderer:
 
     def finish(self, ink: Image.Image, space: float, rng: np.random.Generator) -> Image.Image:
         """The RGB image of an engraving's ink (255 = black) in this renderer's style."""
-        return self._augment(ink, space, rng)
+        return self._augment(ink, space, rng, np.empty((0, 2)))[0]
 
     def snippet(self, line: EngravedLine, rng: np.random.Generator,
                 count: int | None = None, augment: bool = True) -> tuple[Image.Image, str]:
         """An RGB image of ``count`` (default: 3 to 20, uniformly) consecutive notes of ``line`` and
         its label, the notes' pitches; ``augment=False`` draws it clean whatever the style."""
+        return self.snippet_aligned(line, rng, count, augment)[:2]
+
+    def snippet_aligned(self, line: EngravedLine, rng: np.random.Generator, count: int | None = None,
+                        augment: bool = True) -> tuple[Image.Image, str, list[float]]:
+        """:meth:`snippet` (the same image for the same generator state), plus where each note is
+        drawn: its head's centre, through the augmentation's geometry, as a fraction of the image
+        width (for the recognizer's alignment loss)."""
         box, start, end = self.cut(line, rng, count)
         ink = Image.fromarray(line.ink).crop(box)  # zero (no ink) outside the line
-        image = self._augment(ink, line.space, rng) if augment else _clean(ink)
-        return image, " ".join(line.pitches[start:end])
+        heads = np.array([(left + HEAD_CENTRE_SPACES * line.space - box[0], y - box[1])
+                          for left, _, y in line.notes[start:end]], float).reshape(-1, 2)
+        if augment:
+            image, heads = self._augment(ink, line.space, rng, heads)
+        else:
+            image = _clean(ink)
+        return image, " ".join(line.pitches[start:end]), np.clip(heads[:, 0] / image.width, 0, 1).tolist()
 
     @staticmethod
     def cut(line: EngravedLine, rng: np.random.Generator, count: int | None = None):
@@ -204,10 +219,12 @@ class MusicRenderer:
         bottom = line.staff[1] + rng.uniform(*MARGIN_SPACES) * line.space
         return tuple(int(round(v)) for v in (x0, top, x1, bottom)), start, end
 
-    def _augment(self, ink: Image.Image, space: float, rng: np.random.Generator) -> Image.Image:
+    def _augment(self, ink: Image.Image, space: float, rng: np.random.Generator,
+                 points: np.ndarray) -> tuple[Image.Image, np.ndarray]:
+        """The styled image, and ``points`` (n x 2, pixels of ``ink``) where they are drawn in it."""
         aug = self.augmentation
         if self.style == "clean":
-            return _clean(ink)
+            return _clean(ink), points
         # Geometry: scaling, perspective and rotation in one homography onto a canvas that keeps it all.
         w, h = ink.size
         src = np.array([[0, 0], [w, 0], [w, h], [0, h]], float)
@@ -220,6 +237,10 @@ class MusicRenderer:
         dst -= dst.min(0)
         size = tuple(int(v) + 1 for v in dst.max(0))
         ink = ink.transform(size, Image.PERSPECTIVE, effects.homography(src, dst), Image.BILINEAR)
+        m = effects.homography(dst, src)  # the other way: from the ink onto the canvas
+        x, y = points[:, 0], points[:, 1]
+        points = np.stack([m[0] * x + m[1] * y + m[2], m[3] * x + m[4] * y + m[5]], 1)
+        points /= (m[6] * x + m[7] * y + 1)[:, None]
         alpha = np.asarray(ink, np.float32)[..., None] / 255
         h, w = alpha.shape[:2]
 
@@ -244,7 +265,7 @@ class MusicRenderer:
             small = out.resize((max(1, int(w * factor)), max(1, int(h * factor))), Image.BILINEAR)
             out = small.resize((w, h), Image.BILINEAR)
         # Blur and noise are sized for the 32-pixel-high input the recognizer sees once the staff is normalised.
-        return aug.degradation(out, rng, scale=NORMALISED_SPACES * space / 32)
+        return aug.degradation(out, rng, scale=NORMALISED_SPACES * space / 32), points
 
 
 def _clean(ink: Image.Image) -> Image.Image:
