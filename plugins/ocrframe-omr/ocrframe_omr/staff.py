@@ -34,7 +34,9 @@ class StaffGeometry:
     """A staff found in an image, in its pixels. ``top`` and ``bottom``: y of the top and bottom
     staff lines at x = 0 of the deskewed image (y' = y - x tan(skew)); ``left`` / ``right``: the
     columns the staff lines span; ``contrast``: mean darkness share of the five lines' rows minus
-    that of the rows midway between them (1: perfect lines on clean paper)."""
+    that of the rows midway between them (1: perfect lines on clean paper); ``neighbour_coverage``:
+    how far the sparsest line of the comb a line above, and of the one a line below, runs across
+    the image, relative to the found comb's (near 1: the staff may as well be there)."""
 
     top: float
     bottom: float
@@ -44,6 +46,7 @@ class StaffGeometry:
     line_thickness: float
     contrast: float
     light_ink: bool = False
+    neighbour_coverage: tuple[float, float] = (0.0, 0.0)
 
     @property
     def space(self) -> float:
@@ -58,7 +61,8 @@ class StaffGeometry:
                        line_thickness=self.line_thickness * fy)
 
     def as_dict(self) -> dict:
-        out = {k: v if isinstance(v, bool) else round(float(v), 2) for k, v in asdict(self).items()}
+        out = {k: v if isinstance(v, bool) else [round(float(c), 2) for c in v] if isinstance(v, tuple)
+               else round(float(v), 2) for k, v in asdict(self).items()}
         out["space"] = round(self.space, 2)
         return out
 
@@ -154,12 +158,13 @@ def _find(gray: np.ndarray, max_skew_deg: float, light_ink: bool) -> tuple[Staff
     shift = best if coverage[best] > 1.25 * coverage[0] else 0  # a clear gain only
     top += shift * space
     bottom = top + 4 * space
+    neighbours = tuple(coverage.get(shift + k, 0.0) / max(coverage[shift], 1e-6) for k in (-1, 1))
     left, right = _staff_extent(hits[shift], space)
     if right - left >= SHORT_COMB * width:  # (a shorter comb is refused by find_staff: keep it short)
         left, right = _keep_inked_sides(ink, top, space, angle, left, right)
     return StaffGeometry(top=float(top), bottom=float(bottom), left=left, right=right,
                          skew_deg=float(np.degrees(angle)), line_thickness=thickness, contrast=float(contrast),
-                         light_ink=light_ink), score
+                         light_ink=light_ink, neighbour_coverage=neighbours), score
 
 
 def _best_comb(profile: np.ndarray) -> tuple[float, float, float, float] | None:
@@ -286,8 +291,10 @@ class StaffNormalize:
     - ``keep_margins``: an image whose margins above and below the found staff already lie in this
       range (in staff spaces; the training snippets' 2.75-3.75, give or take) keeps its rows and
       is only cut at the sides: when the comb is a line off (ledger lines, faint or blurred lines),
-      such an image is still framed right, and when it is right, re-cropping changes little.
-      None crops every image.
+      such an image is still framed right, and when it is right, re-cropping changes little. The
+      same holds for the margins around the comb a line above or below when its lines run at least
+      ``rival_coverage`` as far as the found comb's (``neighbour_coverage``): the staff may be
+      there. None crops every image; ``rival_coverage=None`` looks at the found comb only.
     - an image less than 7 of the found spaces high is passed on as it is (``staff: None``): it
       could not hold a staff and its notes' stems, so the comb took other rows for the lines.
     - the sides are cut only where the staff's band is blank (:func:`_keep_inked_sides`).
@@ -296,13 +303,13 @@ class StaffNormalize:
 
     def __init__(self, spaces_above: float = 3.25, spaces_below: float = 3.25, spaces_side: float = 1.0,
                  max_skew_deg: float = MAX_SKEW_DEG, min_contrast: float = 0.3,
-                 keep_margins: tuple[float, float] | None = (2.5, 4.0)):
+                 keep_margins: tuple[float, float] | None = (2.5, 4.0), rival_coverage: float | None = 0.8):
         if spaces_above < 2.5 or spaces_below < 2.5:
             raise ValueError(f"spaces_above / spaces_below must be at least 2.5 staff spaces (room for ledger-line "
                              f"notes), not {spaces_above} / {spaces_below}")
         self.spaces_above, self.spaces_below, self.spaces_side = spaces_above, spaces_below, spaces_side
         self.max_skew_deg, self.min_contrast = max_skew_deg, min_contrast
-        self.keep_margins = keep_margins
+        self.keep_margins, self.rival_coverage = keep_margins, rival_coverage
 
     def __call__(self, sample: dict) -> dict:
         image = sample["image"]
@@ -324,7 +331,10 @@ class StaffNormalize:
         tan = float(np.tan(np.radians(staff.skew_deg)))
         centre = (x0 + x1) / 2 * tan  # the lines' shift at the crop's centre
         above, below = (staff.top + centre) / space, (gray.shape[0] - staff.bottom - centre) / space
-        if self.keep_margins and all(self.keep_margins[0] <= m <= self.keep_margins[1] for m in (above, below)):
+        lo, hi = self.keep_margins or (np.inf, -np.inf)
+        shifts = [0] + [k for k, c in zip((-1, 1), staff.neighbour_coverage)
+                        if self.rival_coverage is not None and c >= self.rival_coverage]
+        if any(lo <= above + k <= hi and lo <= below - k <= hi for k in shifts):
             y0, y1, tan = 0.0, float(gray.shape[0]), 0.0
         size = (max(1, int(round(x1 - x0))), max(1, int(round(y1 - y0))))
         # The paper's colour, dark or light: most of a score image is paper.
