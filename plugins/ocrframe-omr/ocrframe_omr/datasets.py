@@ -8,7 +8,7 @@ import numpy as np
 
 from ocrframe import BadSample, Curriculum, OcrDataset, ProcessLRU, decode_image, image_aspect_ratio, read_gt_lines
 from ocrframe_omr.pitch import SemanticError, agnostic_to_pitches, semantic_to_pitches
-from ocrframe_omr.render import ASSETS, MAX_NOTES, MIN_NOTES, STYLES, MusicRenderer
+from ocrframe_omr.render import ASSETS, MARGIN_SPACES, MAX_NOTES, MIN_NOTES, STYLES, MusicRenderer, check_margins
 
 NEW_LINE_EVERY = 8
 EASY_MAX_NOTES = 6  # a curriculum's easy snippets: 3 to 6 notes, unaugmented
@@ -47,11 +47,14 @@ class EngravedMusicDataset(Curriculum, OcrDataset):
         lines: number of distinct engraved lines, or None for one per sample.
         length_group: consecutive samples sharing their note count (1: each draws its own).
         difficulty: 1 (the default) draws every snippet from the style's full distribution.
+        margins: staff spaces a snippet keeps above and below its staff, drawn from this range
+            (default ``ocrframe_omr.render.MARGIN_SPACES``, 2.75-3.75). A wider range for training
+            makes the model read pitches against the staff lines it sees, not at fixed heights.
     """
 
     def __init__(self, charset, pipeline=(), length: int = 1_000_000, seed: int = 0, style: str = "synthesized",
                  assets: str = "train", lines: int | None = None, length_group: int = 1,
-                 difficulty: float = 1.0, on_bad_sample: str = "skip"):
+                 difficulty: float = 1.0, margins: tuple[float, float] = MARGIN_SPACES, on_bad_sample: str = "skip"):
         super().__init__(charset, pipeline, on_bad_sample)
         if style not in STYLES:
             raise ValueError(f"style must be one of {STYLES}, not {style!r}")
@@ -63,7 +66,7 @@ class EngravedMusicDataset(Curriculum, OcrDataset):
             raise ValueError("lines is for training snippets cut from shared lines; held-out samples are whole "
                              "incipits, one engraving each: leave lines=None")
         self.length, self.seed, self.style, self.lines, self.length_group = length, seed, style, lines, length_group
-        self.assets = assets
+        self.assets, self.margins = assets, check_margins(margins)
         self.split = style if assets == "train" else f"heldout_{style}"
         self._renderer = None
         self._cache = ProcessLRU(lines or 1)
@@ -78,7 +81,7 @@ class EngravedMusicDataset(Curriculum, OcrDataset):
     @property
     def renderer(self) -> MusicRenderer:
         if self._renderer is None:  # built lazily: each DataLoader worker builds its own
-            self._renderer = MusicRenderer(self.style, assets=self.assets)
+            self._renderer = MusicRenderer(self.style, assets=self.assets, margins=self.margins)
         return self._renderer
 
     def line(self, number: int):

@@ -34,6 +34,8 @@ LINE_NOTES = (24, 36)  # notes per engraved line, fragments are cut from
 # Staff spaces kept above / below the staff: room for C6 and A3 with ledger lines; StaffNormalize crops
 # images read later to the middle of this range.
 MARGIN_SPACES = (2.75, 3.75)
+# C6's and A3's heads reach 2.0 and 2.5 spaces beyond the staff: a narrower margin cuts notes off.
+MIN_MARGIN_SPACES = 2.0
 # A snippet's height in staff spaces once normalised (staff + 3.25 above and below): effects are sized
 # for it at 32 pixels whatever margins the image has.
 NORMALISED_SPACES = 10.5
@@ -129,6 +131,14 @@ class Incipit:
         return to_agnostic(list(self.events), self.meter)
 
 
+def check_margins(margins) -> tuple[float, float]:
+    """``margins`` as a (low, high) range of staff spaces, or a ValueError saying what is wrong."""
+    if len(margins) != 2 or not MIN_MARGIN_SPACES <= margins[0] <= margins[1]:
+        raise ValueError(f"margins must be (low, high) staff spaces with {MIN_MARGIN_SPACES} <= low <= high "
+                         f"(room for C6 and A3 with their ledger lines), not {margins!r}")
+    return float(margins[0]), float(margins[1])
+
+
 class MusicRenderer:
     """Engraves random lines (:meth:`line`) and cuts augmented snippets from them (:meth:`snippet`).
 
@@ -136,13 +146,17 @@ class MusicRenderer:
         style: "clean", "synthesized" or "camera" (see the module docstring).
         backgrounds: "train" or "heldout" background photographs (the camera style uses held-out
             ones by default).
+        margins: the range of staff spaces a snippet keeps above and below its staff (each drawn
+            on its own).
     """
 
-    def __init__(self, style: str = "synthesized", backgrounds: str | None = None, assets: str = "train"):
+    def __init__(self, style: str = "synthesized", backgrounds: str | None = None, assets: str = "train",
+                 margins: tuple[float, float] = MARGIN_SPACES):
         if style not in STYLES:
             raise ValueError(f"style must be one of {STYLES}, not {style!r}")
         if assets not in ASSETS:
             raise ValueError(f"assets must be one of {ASSETS}, not {assets!r}")
+        self.margins = check_margins(margins)
         self.style, self.augmentation, self.engraving = style, AUGMENTATIONS[style], ENGRAVINGS[assets]
         split = backgrounds or ("heldout" if style == "camera" or assets == "heldout" else "train")
         self.photos = discover_backgrounds(split) if self.augmentation.photo_share else ()
@@ -188,7 +202,7 @@ class MusicRenderer:
         """:meth:`snippet` (the same image for the same generator state), plus where each note is
         drawn: its head's centre, through the augmentation's geometry, as a fraction of the image
         width (for the recognizer's alignment loss)."""
-        box, start, end = self.cut(line, rng, count)
+        box, start, end = self.cut(line, rng, count, self.margins)
         ink = Image.fromarray(line.ink).crop(box)  # zero (no ink) outside the line
         heads = np.array([(left + HEAD_CENTRE_SPACES * line.space - box[0], y - box[1])
                           for left, _, y in line.notes[start:end]], float).reshape(-1, 2)
@@ -199,10 +213,12 @@ class MusicRenderer:
         return image, " ".join(line.pitches[start:end]), np.clip(heads[:, 0] / image.width, 0, 1).tolist()
 
     @staticmethod
-    def cut(line: EngravedLine, rng: np.random.Generator, count: int | None = None):
+    def cut(line: EngravedLine, rng: np.random.Generator, count: int | None = None,
+            margins: tuple[float, float] = MARGIN_SPACES):
         """Where to cut a snippet: (box (left, top, right, bottom) in pixels, first note, end note).
         30 % of snippets start at the line's start, with the clef; the others between two notes,
-        midway from a note's right edge (dot, flag) to the next head."""
+        midway from a note's right edge (dot, flag) to the next head; ``margins`` staff spaces above
+        and below the staff."""
         notes = line.notes
         if count is None:
             count = int(rng.integers(MIN_NOTES, MAX_NOTES + 1))
@@ -215,8 +231,8 @@ class MusicRenderer:
 
         x0 = 0.0 if start == 0 else between(start - 1)
         x1 = between(end - 1) if end < len(notes) else float(np.flatnonzero(line.ink.max(0) > 25)[-1] + line.space)
-        top = line.staff[0] - rng.uniform(*MARGIN_SPACES) * line.space
-        bottom = line.staff[1] + rng.uniform(*MARGIN_SPACES) * line.space
+        top = line.staff[0] - rng.uniform(*margins) * line.space
+        bottom = line.staff[1] + rng.uniform(*margins) * line.space
         return tuple(int(round(v)) for v in (x0, top, x1, bottom)), start, end
 
     def _augment(self, ink: Image.Image, space: float, rng: np.random.Generator,
