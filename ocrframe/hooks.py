@@ -107,9 +107,10 @@ class TimeBudgetHook(Hook):
     ``validations`` validations), the validation and checkpoint intervals, and the end of every LR
     scheduler that runs until the end of training (e.g. a cosine decay after a fixed warm-up).
     It plans again after each validation with the measured evaluation time, and every ``replan``
-    of the planned iterations, each time with the iterations since the last plan: a curriculum
-    makes iterations costlier as it goes (the OMR run's went from 0.6 to 1.4 s), so the early
-    ones underestimate the rest. The plan is logged and kept in the
+    of the planned iterations, each time at the pace of the iterations since the plan before the
+    last: a curriculum makes iterations costlier as it goes (the OMR run's went from 0.6 to 1.4 s),
+    so the early ones underestimate the rest, while a single window's pace swings with the data
+    (0.64-0.94 s between windows of 100 iterations in `make train`). The plan is logged and kept in the
     message hub; the clocks are saved in checkpoints (``state_dict``), so a resumed run goes on
     measuring and planning where the interrupted one was (time between the two is not counted).
 
@@ -117,6 +118,7 @@ class TimeBudgetHook(Hook):
     """
 
     priority = "VERY_HIGH"
+    PACE_WINDOWS = 2  # the pace is measured over the iterations of this many plans
     EVAL_WIDTH_FACTOR = 1.5  # evaluation keeps the aspect ratio: images are wider than in training
 
     def __init__(self, minutes: float, validations: int = 5, measure: tuple[int, int] = (10, 30),
@@ -135,7 +137,7 @@ class TimeBudgetHook(Hook):
         self.eval_seconds = 0.0         # spent in validations since measure[0]
         self.seconds_per_sample = None  # of an evaluation, once one has been timed
         self.window_start = self.window_iter = None  # when timing began, and at which iteration
-        self.last_plan = None  # (when, iteration, eval_seconds) of the last plan
+        self.plan_points = []  # (when, iteration, eval_seconds) of the last PACE_WINDOWS plans
         self.per_iter = None     # seconds per training iteration it planned with
         self.active = runner.train_loop.max_iters > self.measure[1]  # a run this short needs no plan
         state, self._restored = getattr(self, "_restored", None), None
@@ -144,9 +146,10 @@ class TimeBudgetHook(Hook):
             self.started = now - state["elapsed"]
             if state["window"] is not None:
                 self.window_start, self.window_iter = now - state["window"], state["window_iter"]
-            if state.get("last_plan") is not None:  # (checkpoints from before it have none)
-                since, iteration, eval_seconds = state["last_plan"]
-                self.last_plan, self.per_iter = (now - since, iteration, eval_seconds), state["per_iter"]
+            points = state.get("plan_points") or ([state["last_plan"]] if state.get("last_plan") else [])
+            if points:  # (checkpoints from before re-planning have none; those until 2026-12-04, one)
+                self.plan_points = [(now - since, iteration, eval_seconds) for since, iteration, eval_seconds in points]
+                self.per_iter = state["per_iter"]
             self.upper_bound, self.active = state["upper_bound"], state["active"]
             self.eval_seconds, self.seconds_per_sample = state["eval_seconds"], state["seconds_per_sample"]
         elif plan is not None:  # resumed from a checkpoint without them: keep the plan it was started with
@@ -158,11 +161,10 @@ class TimeBudgetHook(Hook):
     def state_dict(self) -> dict:
         """Durations rather than clock readings, which mean nothing in another process."""
         now = time.monotonic()
-        last_plan = None if self.last_plan is None else (now - self.last_plan[0], *self.last_plan[1:])
         return dict(elapsed=now - self.started, window=None if self.window_start is None else now - self.window_start,
                     window_iter=self.window_iter, upper_bound=self.upper_bound, active=self.active,
-                    eval_seconds=self.eval_seconds, seconds_per_sample=self.seconds_per_sample, last_plan=last_plan,
-                    per_iter=self.per_iter)
+                    eval_seconds=self.eval_seconds, seconds_per_sample=self.seconds_per_sample,
+                    plan_points=[(now - when, *rest) for when, *rest in self.plan_points], per_iter=self.per_iter)
 
     def load_state_dict(self, state: dict) -> None:
         self._restored = state  # applied in before_train, which would reset it otherwise
@@ -176,8 +178,8 @@ class TimeBudgetHook(Hook):
         elif self.window_start is not None and done - self.window_iter == self.measure[1] - self.measure[0]:
             self._estimate_evaluation(runner, data_batch)
             self._plan(runner, done=done, interval=None)
-        elif self.last_plan is not None and done < runner.train_loop.max_iters and \
-                done - self.last_plan[1] >= max(self.measure[1] - self.measure[0],
+        elif self.plan_points and done < runner.train_loop.max_iters and \
+                done - self.plan_points[-1][1] >= max(self.measure[1] - self.measure[0],
                                                 int(self.replan * runner.train_loop.max_iters)):
             self._plan(runner, done=done, interval=runner.train_loop.val_interval)
 
@@ -205,13 +207,13 @@ class TimeBudgetHook(Hook):
 
     def _plan(self, runner, done: int, interval: int | None) -> None:
         """Choose max_iters (and, the first time, the validation interval) to end within the budget,
-        ``done`` iterations in, at the pace of the iterations since the last plan."""
+        ``done`` iterations in, at the pace of the iterations since the plan before the last."""
         now, first_plan = time.monotonic(), self.per_iter is None
-        since, first, eval_seconds = self.last_plan or (self.window_start, self.window_iter, 0.0)
+        since, first, eval_seconds = (self.plan_points or [(self.window_start, self.window_iter, 0.0)])[0]
         if done - first >= self.measure[1] - self.measure[0]:
             self.per_iter = (now - since - (self.eval_seconds - eval_seconds)) / (done - first)
-            self.last_plan = (now, done, self.eval_seconds)
-        per_iter = self.per_iter  # too few iterations since the last plan: its pace
+            self.plan_points = [*self.plan_points, (now, done, self.eval_seconds)][-self.PACE_WINDOWS:]
+        per_iter = self.per_iter  # too few iterations since then: the pace planned with before
         val_samples = len(runner.val_dataloader.dataset) if runner.val_dataloader is not None else 0
         test_samples = len(runner.test_dataloader.dataset) if runner.cfg.get("test_after_train") else 0
         left = self.budget * (1 - self.margin) - (now - self.started)

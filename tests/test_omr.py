@@ -180,6 +180,19 @@ def test_snippet_holds_exactly_the_notes_of_its_label():
         assert all(top < y < bottom for _, _, y in line.notes)  # A3..C6 heads stay in the crop
 
 
+def test_snippet_margins_are_drawn_from_the_range_asked_for():
+    line = engraved_line()
+    for margins in [(2.75, 3.75), (2.0, 4.5)]:
+        above, below = np.array([
+            ((line.staff[0] - top) / line.space, (bottom - line.staff[1]) / line.space)
+            for top, bottom in (MusicRenderer.cut(line, np.random.default_rng(seed), margins=margins)[0][1::2]
+                                for seed in range(200))]).T
+        for side in (above, below):  # within the range (give or take the rounding to pixels), across most of it
+            assert margins[0] - 0.1 < side.min() < margins[0] + 0.15 and margins[1] - 0.15 < side.max() < margins[1] + 0.1
+    with pytest.raises(ValueError, match="room for C6 and A3"):
+        DATASETS.build(dict(type="EngravedMusicDataset", charset=CHARSET, margins=(1.0, 3.0)))
+
+
 @pytest.mark.parametrize("style", ["clean", "synthesized", "camera"])
 def test_rendered_snippet_has_the_label_tokens_and_is_not_blank(style):
     renderer = MusicRenderer(style)

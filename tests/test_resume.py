@@ -15,6 +15,7 @@ from mmengine.hooks import Hook
 
 from conftest import CONFIG, TINY_RUN
 from ocrframe import hooks as engine
+from ocrframe.hooks import TimeBudgetHook
 from ocrframe.checkpoint import load_checkpoint
 from ocrframe.cli import main
 from ocrframe.runner import build_runner, load_config
@@ -58,7 +59,7 @@ class SlowingClock(FakeClock):
         self.now += 1.0 if runner.iter < 10 else 3.0
 
 
-def train(work_dir, data, monkeypatch, resume_from=None, clock=None, options=()):
+def train(work_dir, data, monkeypatch, resume_from=None, clock=None, options=(), hooks=()):
     clock = clock or FakeClock()
     monkeypatch.setattr(engine, "time", clock)
     parser = argparse.ArgumentParser()
@@ -71,6 +72,8 @@ def train(work_dir, data, monkeypatch, resume_from=None, clock=None, options=())
         cfg.resume, cfg.load_from = True, str(resume_from)
     runner = build_runner(cfg)
     runner.register_hook(clock)
+    for hook in hooks:
+        runner.register_hook(hook)
     runner.train()
     return runner
 
@@ -128,6 +131,37 @@ def test_the_plan_follows_iterations_that_grow_costlier(replan, tmp_path, train_
         assert 1e-5 <= runner.optim_wrapper.get_lr()["lr"][0] < 2e-5
     else:
         assert elapsed > 95, elapsed
+
+
+class JitteryClock(FakeClock):
+    """Iterations alternately cheap and dear, two at a time (1 s, then 2 s): the pace of the data,
+    which a run's cost per window swings with."""
+
+    def before_train_iter(self, runner, batch_idx, data_batch=None) -> None:
+        self.now += 1.0 if runner.iter // 2 % 2 else 2.0
+
+
+class PlanRecorder(Hook):
+    def __init__(self):
+        self.plans = []
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
+        self.plans.append(runner.train_loop.max_iters)
+
+
+@pytest.mark.parametrize("windows", [1, 2])
+def test_the_plan_is_paced_over_two_windows_so_it_does_not_swing_with_each(windows, tmp_path, train_lmdb, val_lmdb,
+                                                                            monkeypatch):
+    """Re-planning every two iterations, at the pace of one window the plan follows each swing of
+    the cost (1 or 2 s per iteration); over two windows (the default) it holds (1.5 s)."""
+    monkeypatch.setattr(TimeBudgetHook, "PACE_WINDOWS", windows)
+    recorder = PlanRecorder()
+    clock = JitteryClock()
+    train(tmp_path / "work", (train_lmdb, val_lmdb), monkeypatch, clock=clock, hooks=[recorder],
+          options=["custom_hooks.4.minutes=0.8", "custom_hooks.4.validations=1", "custom_hooks.4.replan=0.05"])
+    planned = recorder.plans[len(recorder.plans) // 4:-2]  # after the first plans, before the end
+    swing = max(planned) - min(planned)
+    assert (swing >= 5) if windows == 1 else (swing <= 1), planned  # 24-40 at one window's pace, 30-31 at two
 
 
 # Before timing starts, at its start, within it (where resuming used to crash), at a validation that

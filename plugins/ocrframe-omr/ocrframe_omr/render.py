@@ -34,7 +34,7 @@ LINE_NOTES = (24, 36)  # notes per engraved line, fragments are cut from
 # Staff spaces kept above / below the staff: room for C6 and A3 with ledger lines; StaffNormalize crops
 # images read later to the middle of this range.
 MARGIN_SPACES = (2.75, 3.75)
-# C6's and A3's heads reach 2.0 and 2.5 spaces beyond the staff: a narrower margin cuts notes off.
+# C6's and A3's heads are centred 2 spaces beyond the staff: a narrower margin cuts them off.
 MIN_MARGIN_SPACES = 2.0
 # A snippet's height in staff spaces once normalised (staff + 3.25 above and below): effects are sized
 # for it at 32 pixels whatever margins the image has.
