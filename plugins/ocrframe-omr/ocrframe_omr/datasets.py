@@ -48,8 +48,9 @@ class EngravedMusicDataset(Curriculum, OcrDataset):
         length_group: consecutive samples sharing their note count (1: each draws its own).
         difficulty: 1 (the default) draws every snippet from the style's full distribution.
         margins: staff spaces a snippet keeps above and below its staff, drawn from this range
-            (default ``ocrframe_omr.render.MARGIN_SPACES``, 2.75-3.75). A wider range for training
-            makes the model read pitches against the staff lines it sees, not at fixed heights.
+            (default ``ocrframe_omr.render.MARGIN_SPACES``, 2.75-3.75). A wider range in training
+            makes the model read pitches against the staff lines it sees rather than at fixed
+            heights (a trial, and what it cost: docs/benchmarks.md).
     """
 
     def __init__(self, charset, pipeline=(), length: int = 1_000_000, seed: int = 0, style: str = "synthesized",
