@@ -177,11 +177,11 @@ class TimeBudgetHook(Hook):
             self.window_start, self.window_iter = time.monotonic(), done
         elif self.window_start is not None and done - self.window_iter == self.measure[1] - self.measure[0]:
             self._estimate_evaluation(runner, data_batch)
-            self._plan(runner, done=done, interval=None)
+            self._plan(runner, done=done)
         elif self.plan_points and done < runner.train_loop.max_iters and \
                 done - self.plan_points[-1][1] >= max(self.measure[1] - self.measure[0],
                                                 int(self.replan * runner.train_loop.max_iters)):
-            self._plan(runner, done=done, interval=runner.train_loop.val_interval)
+            self._plan(runner, done=done)
 
     def before_val_epoch(self, runner) -> None:
         self.val_started = time.monotonic()
@@ -193,7 +193,7 @@ class TimeBudgetHook(Hook):
         self.eval_seconds += seconds
         self.seconds_per_sample = seconds / max(len(runner.val_dataloader.dataset), 1)
         if runner.iter < runner.train_loop.max_iters:
-            self._plan(runner, done=runner.iter, interval=runner.train_loop.val_interval)
+            self._plan(runner, done=runner.iter)
 
     def _estimate_evaluation(self, runner, data_batch) -> None:
         """Seconds per evaluated sample, from the model's forward pass on a training batch."""
@@ -205,10 +205,11 @@ class TimeBudgetHook(Hook):
         self.seconds_per_sample = (time.monotonic() - start) / batch_size * self.EVAL_WIDTH_FACTOR
         runner.model.train()
 
-    def _plan(self, runner, done: int, interval: int | None) -> None:
-        """Choose max_iters (and, the first time, the validation interval) to end within the budget,
-        ``done`` iterations in, at the pace of the iterations since the plan before the last."""
+    def _plan(self, runner, done: int) -> None:
+        """Choose max_iters and the validation interval to end within the budget, ``done`` iterations
+        in, at the pace of the iterations since the plan before the last."""
         now, first_plan = time.monotonic(), self.per_iter is None
+        interval = None if first_plan else runner.train_loop.val_interval
         since, first, eval_seconds = (self.plan_points or [(self.window_start, self.window_iter, 0.0)])[0]
         if done - first >= self.measure[1] - self.measure[0]:
             self.per_iter = (now - since - (self.eval_seconds - eval_seconds)) / (done - first)
@@ -217,17 +218,16 @@ class TimeBudgetHook(Hook):
         val_samples = len(runner.val_dataloader.dataset) if runner.val_dataloader is not None else 0
         test_samples = len(runner.test_dataloader.dataset) if runner.cfg.get("test_after_train") else 0
         left = self.budget * (1 - self.margin) - (now - self.started)
-        max_iters = self.upper_bound
-        for _ in range(3):  # the number of validations left depends on max_iters: settle it
-            validations = self.validations if interval is None else -(-(max_iters - done) // interval)
-            evaluations = validations * val_samples + test_samples
+        max_iters, planned_interval = self.upper_bound, interval
+        for _ in range(3):  # the interval and the validations left depend on max_iters: settle them
+            interval = self._interval(max_iters, planned_interval)
+            evaluations = -(-(max_iters - done) // interval) * val_samples + test_samples
             fit = done + int(max(left - evaluations * self.seconds_per_sample, 0) / per_iter)
             max_iters = max(done + 1, min(self.upper_bound, fit))
-        if interval is None:
-            interval = max(1, max_iters // max(self.validations, 1))
+        interval = self._interval(max_iters, planned_interval)
         if max_iters % interval < interval // 3 and max_iters - max_iters % interval > done:
             max_iters -= max_iters % interval  # no validation just before the final one
-        previous = runner.train_loop.max_iters
+        previous, previous_interval = runner.train_loop.max_iters, runner.train_loop.val_interval
         plan = dict(max_iters=max_iters, val_interval=interval)
         self._rescale_schedulers(runner, max_iters)
         self._apply(runner, plan)
@@ -236,11 +236,21 @@ class TimeBudgetHook(Hook):
             print_log(f"time budget {self.budget / 60:g} min: {per_iter:.2f} s per iteration here, so training runs "
                       f"{max_iters} iterations, validating every {interval}", logger=runner.logger)
         elif abs(max_iters - previous) >= max(1, previous // 100):  # re-plans that change little stay quiet
+            validating = f", validating every {interval}" if interval != previous_interval else ""
             print_log(f"time budget: {per_iter:.2f} s per iteration lately and {self.seconds_per_sample * 1000:.1f} ms "
-                      f"per evaluated image: {max_iters} iterations instead of {previous}", logger=runner.logger)
+                      f"per evaluated image: {max_iters} iterations instead of {previous}{validating}",
+                      logger=runner.logger)
         if first_plan and max_iters <= done + 1:
             print_log("time budget: this machine is too slow to train in the budget; raise `minutes` or use a "
                       "GPU", logger=runner.logger, level=logging.WARNING)
+
+    def _interval(self, max_iters: int, planned: int | None) -> int:
+        """``validations`` evenly over ``max_iters``. A plan that moves by a quarter or more moves
+        the interval with it (a run planned short on a busy machine and then long would otherwise
+        validate several times as often as asked); smaller moves keep it, so the validations of a
+        steady run stay evenly spaced."""
+        interval = max(1, max_iters // max(self.validations, 1))
+        return planned if planned and abs(interval - planned) < planned / 4 else interval
 
     def _rescale_schedulers(self, runner, max_iters: int) -> None:
         """End every scheduler that runs to the end of training at ``max_iters``. A cosine decay that

@@ -164,6 +164,29 @@ def test_the_plan_is_paced_over_two_windows_so_it_does_not_swing_with_each(windo
     assert (swing >= 5) if windows == 1 else (swing <= 1), planned  # 24-40 at one window's pace, 30-31 at two
 
 
+class QuickeningClock(FakeClock):
+    """Three seconds per training iteration for the first eight, one after: a machine busy when
+    the run starts."""
+
+    def before_train_iter(self, runner, batch_idx, data_batch=None) -> None:
+        self.now += 3.0 if runner.iter < 8 else 1.0
+
+
+def test_a_plan_that_grows_moves_the_validation_interval_with_it(tmp_path, train_lmdb, val_lmdb, monkeypatch):
+    """Planned at three seconds per iteration, the run then goes three times as fast: the re-plans
+    lengthen it, and the interval grows with them, so it still validates about as often as asked
+    (keeping the first interval, it validated after every few iterations)."""
+    recorder = PlanRecorder()
+    work_dir = tmp_path / "work"
+    runner = train(work_dir, (train_lmdb, val_lmdb), monkeypatch, clock=QuickeningClock(), hooks=[recorder],
+                   options=["train_cfg.max_iters=100", "custom_hooks.4.minutes=1.5", "custom_hooks.4.validations=2"])
+    first_plan = recorder.plans[4]  # planned after iteration 4
+    steps = validation_steps(work_dir)
+    assert 2 <= len(steps) <= 3, (steps, recorder.plans)  # 5 with the first interval kept
+    assert runner.iter >= 2 * first_plan, recorder.plans
+    assert runner.train_loop.val_interval >= runner.iter // 3
+
+
 # Before timing starts, at its start, within it (where resuming used to crash), at a validation that
 # re-plans, and after it.
 @pytest.mark.parametrize("resume_at", [1, 2, 3, "first validation", "second validation"])
