@@ -259,11 +259,11 @@ def reading_checkpoint(request, tmp_path_factory) -> Path:
         config.replace(path.with_suffix(".py"))
         weights.replace(path)
     unseen = random_words(40, seed=99, letters=READING_ALPHABET)
-    readings = Reader.from_checkpoint(path, precision="fp32", runtime="torch").read([render_word(w) for w in unseen])
+    reader = Reader.from_checkpoint(path, precision="fp32", runtime="torch")
+    readings = reader.read([render_word(w) for w in unseen])
     correct = sum(p.text == w for p, w in zip(readings, unseen))
     assert correct >= 36, f"the reading model read {correct} of 40 unseen words: {path} is not trained"
-    texts = [p.text for p in Reader.from_checkpoint(path, precision="fp32", runtime="torch").read(
-        [render_word(w) for w in READING_WORDS])]
+    texts = [p.text for p in reader.read([render_word(w) for w in READING_WORDS])]
     assert texts == READING_WORDS, f"the reading model reads {texts}, not {READING_WORDS}: {path}"
     return path
 
