@@ -209,7 +209,7 @@ class TimeBudgetHook(Hook):
         """Choose max_iters and the validation interval to end within the budget, ``done`` iterations
         in, at the pace of the iterations since the plan before the last."""
         now, first_plan = time.monotonic(), self.per_iter is None
-        interval = None if first_plan else runner.train_loop.val_interval
+        planned_interval = None if first_plan else runner.train_loop.val_interval
         since, first, eval_seconds = (self.plan_points or [(self.window_start, self.window_iter, 0.0)])[0]
         if done - first >= self.measure[1] - self.measure[0]:
             self.per_iter = (now - since - (self.eval_seconds - eval_seconds)) / (done - first)
@@ -218,7 +218,7 @@ class TimeBudgetHook(Hook):
         val_samples = len(runner.val_dataloader.dataset) if runner.val_dataloader is not None else 0
         test_samples = len(runner.test_dataloader.dataset) if runner.cfg.get("test_after_train") else 0
         left = self.budget * (1 - self.margin) - (now - self.started)
-        max_iters, planned_interval = self.upper_bound, interval
+        max_iters = self.upper_bound
         for _ in range(3):  # the interval and the validations left depend on max_iters: settle them
             interval = self._interval(max_iters, planned_interval)
             evaluations = -(-(max_iters - done) // interval) * val_samples + test_samples
