@@ -1,9 +1,10 @@
 """ocrframe: a plugin-based, registry-driven OCR framework. Reference model: CRNN.
 
 The names in ``__all__`` are the public API, the one plugins import (docs/plugins.md). Only the
-plugin hook marker is imported with the package; every other name is imported when first used,
-so ``from ocrframe import hookimpl`` loads neither torch-heavy modules nor onnx or the lexicon
-libraries, and leaves mmengine's checkpoint loader alone until a checkpoint is read.
+plugin hook marker and the slots are imported with the package; every other name is imported when
+first used, so ``from ocrframe import hookimpl`` loads neither the model, inference and checkpoint
+modules nor onnx or the lexicon libraries, and leaves mmengine's checkpoint loader alone until a
+checkpoint is read.
 """
 from __future__ import annotations
 

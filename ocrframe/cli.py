@@ -1,4 +1,4 @@
-"""The ``ocrframe`` command: list, train, test, read, export, browse, plot, ablate. ``tools/*.py`` call the
+"""The ``ocrframe`` command: list, models, train, test, read, export, browse, plot, ablate. ``tools/*.py`` call the
 same functions."""
 from __future__ import annotations
 
@@ -73,9 +73,8 @@ def lexicon_table(args, cfg) -> int:
     """`ocrframe test --lexicon ...`: the paper's Table 2 (ocrframe/evaluation.py)."""
     import torch
 
-    from ocrframe.checkpoint import load_weights
+    from ocrframe.checkpoint import load_checkpoint, load_weights
     from ocrframe.evaluation import column_name, evaluate, format_table
-    from ocrframe.checkpoint import load_model_config
     from ocrframe.registry import MODELS
     from ocrframe.data.build import build_dataset, dataset_for, mark_for_evaluation
 
@@ -84,9 +83,11 @@ def lexicon_table(args, cfg) -> int:
             raise FileNotFoundError(f"--lexicon {mode}: not none, sample or full, and no such word file")
     if len({column_name(m) for m in args.lexicon}) != len(args.lexicon):
         raise ValueError(f"--lexicon {' '.join(args.lexicon)}: two columns would have the same name")
-    _, weights = load_model_config(args.checkpoint, args.config)
-    model = MODELS.build(cfg.model)
-    load_weights(model, weights, args.checkpoint)
+    model = MODELS.build(cfg.model)  # cfg holds the checkpoint's model already (load_config)
+    state = load_checkpoint(args.checkpoint)
+    load_weights(model, state.get("state_dict", state), args.checkpoint, partial=bool(cfg.get("load_partial", False)),
+                 advice="Pass the config it was trained with, or load only the matching weights: "
+                        "--cfg-options load_partial=True")
     model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
     if args.data:
         names = [Path(p).name for p in args.data]
@@ -262,6 +263,9 @@ def browse_dataset(args):
         cfg = Config.fromfile(args.config)
         if Path(target).exists():
             dataset_cfg = dataset_for([target], cfg, cfg.test_pipeline)
+        elif "/" in target or Path(target).suffix:  # a path, not a dataset type's name
+            raise FileNotFoundError(f"{target} does not exist (an LMDB, a folder with a gt.txt, a config or a "
+                                    "registered dataset type)")
         else:
             dataset_cfg = dict(type=target, charset=cfg.charset)  # a registered dataset type
     dataset_cfg = Config(dict(dataset=dataset_cfg))

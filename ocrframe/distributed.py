@@ -63,7 +63,7 @@ def init_cpu_process_group(launcher: str, timeout: float | None = None) -> None:
         slurm_to_torch_environment()
     for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         if name not in os.environ:
-            raise RuntimeError(f"--launcher {launcher} needs ${name}: start training with tools/dist_train.sh "
+            raise ValueError(f"--launcher {launcher} needs ${name}: start training with tools/dist_train.sh "
                                f"(torchrun) or tools/slurm_train.sh (srun), not directly")
     import datetime
 
@@ -76,7 +76,7 @@ def slurm_to_torch_environment() -> None:
     does). MASTER_ADDR, if unset, is the first node of the job (``scontrol show hostnames``)."""
     missing = [n for n in ("SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID") if n not in os.environ]
     if missing:
-        raise RuntimeError(f"--launcher slurm needs {', '.join(missing)}: start training with srun "
+        raise ValueError(f"--launcher slurm needs {', '.join(missing)}: start training with srun "
                            "(tools/slurm_train.sh)")
     os.environ["RANK"] = os.environ["SLURM_PROCID"]
     os.environ["WORLD_SIZE"] = os.environ["SLURM_NTASKS"]

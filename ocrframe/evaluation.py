@@ -128,20 +128,27 @@ def decoding_chunks(batches, size: int = 1024):
 def decode_column(model, outputs: Outputs, mode: str, delta: int, file_decoders: dict):
     """(predictions, decoding seconds, note) of one lexicon column on one dataset."""
     from ocrframe.decoders import build_decoder, lexicon_decoder
+    from ocrframe.model import accepted_arguments
+    from ocrframe.registry import DECODERS
 
-    charset = model.charset
+    def build(lexicon=None, **tuning):
+        # `delta` and `mode` tune the CTC plugin's LexiconDecoder: another lexicon decoder gets those it takes.
+        kind = lexicon_decoder()
+        cfg = dict(type=kind, **accepted_arguments(dict(type=kind), DECODERS, tuning))
+        return build_decoder(cfg if lexicon is None else dict(cfg, lexicon=lexicon), model.charset)
+
     lexicons = None
     if mode == "none":
         decoder = model.decoder
     elif mode == "sample" or mode.endswith(".jsonl"):
         lexicons = per_image_lexicons(outputs, mode)
-        decoder = build_decoder(dict(type=lexicon_decoder(), mode="exhaustive"), charset)
+        decoder = build(mode="exhaustive")  # a few dozen words per image: no index pays for itself
     elif mode == "full":
         union = list(dict.fromkeys(w for words in per_image_lexicons(outputs, "sample") for w in words))
-        decoder = build_decoder(dict(type=lexicon_decoder(), lexicon=union, delta=delta), charset)
+        decoder = build(lexicon=union, delta=delta)
     else:  # one word file for every dataset: indexed once
         if mode not in file_decoders:
-            file_decoders[mode] = build_decoder(dict(type=lexicon_decoder(), lexicon=mode, delta=delta), charset)
+            file_decoders[mode] = build(lexicon=mode, delta=delta)
         decoder = file_decoders[mode]
     predictions, start, began = [], 0, time.perf_counter()
     for log_probs, lengths in decoding_chunks(outputs.batches):

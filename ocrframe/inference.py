@@ -368,8 +368,9 @@ class Reader:
                 predictions[i] = prediction
             if frames:
                 for row, i in enumerate(indices):
-                    self._add_positions(predictions[i], log_probs[row, : lengths[row]],
-                                        samples[i]["width"], pils[i].width)
+                    # a step that cropped the image said where (extras["crop"]: x0, y0, x1, y1)
+                    x0, _, x1, _ = samples[i].get("extras", {}).get("crop") or (0, 0, pils[i].width, 0)
+                    self._add_positions(predictions[i], log_probs[row, : lengths[row]], x0, x1)
         for sample, prediction in zip(samples, predictions):  # what pipeline steps found, e.g. a staff's geometry
             prediction.extras.update(sample.get("extras", {}))
         return predictions
@@ -378,13 +379,14 @@ class Reader:
         """Images as the network takes them: through the pipeline, in padded width-bucket batches."""
         return input_batches(images, self.pipeline, self.batch_size, self.width_step)
 
-    def _add_positions(self, prediction: Prediction, log_probs: torch.Tensor, resized_width: int,
-                       original_width: int) -> None:
+    def _add_positions(self, prediction: Prediction, log_probs: torch.Tensor, x0: float, x1: float) -> None:
+        """Each character's frame, and its pixel column in the image as given, whose columns x0..x1
+        the network read."""
         tokens = self.charset.encode(prediction.text)
         frame_of = ctc_alignment(log_probs.cpu().numpy(), tokens, self.charset.blank)
-        pixels_per_frame = resized_width / max(len(log_probs), 1) * original_width / resized_width
+        pixels_per_frame = (x1 - x0) / max(len(log_probs), 1)
         prediction.extras["frames"] = frame_of
-        prediction.extras["x"] = [round((t + 0.5) * pixels_per_frame, 1) for t in frame_of]
+        prediction.extras["x"] = [round(x0 + (t + 0.5) * pixels_per_frame, 1) for t in frame_of]
 
 
 def check_runtime(runtime: str, precision: str, device: str) -> str:

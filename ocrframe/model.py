@@ -108,6 +108,10 @@ class Recognizer(BaseModel):
         return frames.long() if at_most is None else frames.long().clamp(max=at_most)
 
     def forward(self, inputs: torch.Tensor, data_samples: dict | None = None, mode: str = "tensor"):
+        if inputs.dim() != 4 or inputs.shape[1] != self.in_channels:
+            raise ValueError(f"the recognizer takes images (N, {self.in_channels}, H, W) (in_channels={self.in_channels}), "
+                             f"got {tuple(inputs.shape)}: does the pipeline make them grayscale (Grayscale) or the "
+                             "model take colour (model.in_channels=3)?")
         finite = statistics = None
         if mode == "loss":
             # Images with non-finite pixels run through the network as zeros, so that every rank runs

@@ -78,7 +78,7 @@ class PluginLoader:
                     module = ep.load()
                 self.manager.register(module, name=ep.name)
             except (Exception, SystemExit) as exc:  # a broken plugin (even one calling sys.exit) must not take the others down
-                self._fail(f"{where} failed to load: {type(exc).__name__}: {exc}")
+                self.report(f"{where} failed to load: {type(exc).__name__}: {exc}")
                 continue
             for impl in self.manager.hook.ocrframe_register.get_hookimpls():
                 if impl.plugin is not module:
@@ -89,7 +89,7 @@ class PluginLoader:
                 except (Exception, SystemExit) as exc:
                     self.slots.unregister(origin)
                     self.manager.unregister(module)
-                    self._fail(f"{where} failed to register: {type(exc).__name__}: {exc}")
+                    self.report(f"{where} failed to register: {type(exc).__name__}: {exc}")
                     break
             else:
                 self.loaded.append(origin)
@@ -111,9 +111,6 @@ class PluginLoader:
 
     def report(self, message: str) -> None:
         """Record a plugin's failure (shown by ``ocrframe list`` and ``ocrframe models``)."""
-        self._fail(message)
-
-    def _fail(self, message: str) -> None:
         self.errors.append(message)
         logger.error("%s -- its components are not available; the other plugins still load.", message)
 

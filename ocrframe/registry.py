@@ -24,7 +24,10 @@ import logging
 import os
 from dataclasses import dataclass, field
 
+import torch.nn as nn
 from mmengine import registry as mm
+from mmengine.evaluator import BaseMetric
+from mmengine.model import BaseModel
 from mmengine.registry import Registry
 
 logger = logging.getLogger("ocrframe.registry")
@@ -277,11 +280,6 @@ class UnscopedRegistry(OcrRegistry):
 
 
 def _slot_interfaces():
-    # Imported here so that ``ocrframe.registry`` stays cheap for mmengine's scope switching.
-    import torch.nn as nn
-    from mmengine.evaluator import BaseMetric
-    from mmengine.model import BaseModel
-
     backbone = Interface(
         "an nn.Module mapping images (N, in_channels, H, W) to features (N, out_channels, 1, T); the batch's "
         "images are right-padded with zeros to the widest",
@@ -330,7 +328,10 @@ def _slot_interfaces():
         methods={"decode": "decode(log_probs (N, T, num_classes), frame_lengths (N,)[, lexicons=None]) -> "
                            "list[Prediction], one per image; a decoder that takes `lexicons` gets one word list per "
                            "image when the dataset has them"},
-        options={"for_lexicons": "True on the decoder to use when a lexicon is given without a decoder"},
+        options={"for_lexicons": "True on the decoder to use when a lexicon is given without a decoder (built with "
+                                 "`lexicon`, and with `delta` and `mode` where its constructor takes them)",
+                 "best_path_only": "True when the text depends on the per-frame argmax alone: the Reader's fast paths "
+                                   "then re-read in fp32 only images whose best path could change"},
     )
     dataset = Interface(
         "a map-style dataset of sample dicts: image, text (str), key (str), after the pipeline image is a (C, 32, W) "
@@ -343,7 +344,9 @@ def _slot_interfaces():
                                   "width / height, read without decoding the image"},
     )
     transform = Interface(
-        "a callable taking a sample dict and returning it transformed; image is a PIL image until ToTensor",
+        "a callable taking a sample dict and returning it transformed; image is a PIL image until ToTensor; "
+        "a step that crops the image records the box in sample['extras']['crop'] = [x0, y0, x1, y1] (pixels of "
+        "the image as read), so that the Reader's character positions are those of that image",
         methods={"__call__": "__call__(sample) -> sample"},
     )
     metric = Interface(

@@ -55,7 +55,7 @@ def load_config(path: str, *, schedule: str = "auto", work_dir: str | None = Non
     if schedule != "paper":
         name = schedule.replace("-", "_")
         if name not in schedules:
-            raise KeyError(f"config {path} has no schedule {schedule!r}; it has: paper, "
+            raise ValueError(f"config {path} has no schedule {schedule!r}; it has: paper, "
                            + ", ".join(s.replace("_", "-") for s in schedules))
         cfg.merge_from_dict(schedules[name].to_dict())
     cfg.schedule = schedule

@@ -108,12 +108,14 @@ def test_lmdb_label_outside_the_charset_raises_naming_the_key_with_error_policy(
         LMDBDataset(tmp_path / "db", ALNUM, on_bad_sample="error")
 
 
-def test_lmdb_charset_remove_policy_keeps_the_sample_without_the_unknown_symbols(tmp_path):
+def test_lmdb_charset_remove_policy_keeps_the_sample_without_the_unknown_symbols_and_says_so(tmp_path, caplog):
     image = png_bytes(render_word("ab"))
-    write_lmdb(tmp_path / "db", [("a", image, "it's", None)])
-    dataset = LMDBDataset(tmp_path / "db", dict(ALNUM, unknown="remove"))
-    assert len(dataset) == 1
-    assert dataset[0]["text"] == "its"
+    write_lmdb(tmp_path / "db", [("a", image, "it's", None), ("b", image, "rock'n'roll!", None)])
+    with caplog.at_level(logging.WARNING, logger="ocrframe"):
+        dataset = LMDBDataset(tmp_path / "db", dict(ALNUM, unknown="remove"))
+    assert len(dataset) == 2
+    assert dataset[0]["text"] == "its" and dataset[1]["text"] == "rocknroll"
+    assert "symbols outside the charset removed from labels (unknown='remove'): \"'\" from 2, '!' from 1" in caplog.text
 
 
 @pytest.fixture

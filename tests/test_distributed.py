@@ -159,7 +159,7 @@ def test_slurm_launcher_outside_srun_says_how_to_start_it(tmp_path, monkeypatch)
 
     for name in ("SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID"):
         monkeypatch.delenv(name, raising=False)
-    with pytest.raises(RuntimeError, match=r"--launcher slurm needs SLURM_PROCID.*tools/slurm_train.sh"):
+    with pytest.raises(ValueError, match=r"--launcher slurm needs SLURM_PROCID.*tools/slurm_train.sh"):
         init_cpu_process_group("slurm")
 
 
@@ -167,5 +167,5 @@ def test_pytorch_launcher_outside_torchrun_says_how_to_start_it(monkeypatch):
     from ocrframe.distributed import init_cpu_process_group
 
     monkeypatch.delenv("RANK", raising=False)
-    with pytest.raises(RuntimeError, match=r"--launcher pytorch needs \$RANK.*tools/dist_train.sh"):
+    with pytest.raises(ValueError, match=r"--launcher pytorch needs \$RANK.*tools/dist_train.sh"):
         init_cpu_process_group("pytorch")

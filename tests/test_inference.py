@@ -160,6 +160,27 @@ def test_frames_and_pixel_positions_follow_the_characters(reader, word):
         assert left - frame_width <= px <= right + frame_width, f"{char!r} at x={px}, drawn at {left:.0f}-{right:.0f}"
 
 
+def test_positions_map_back_through_a_step_that_crops(reader):
+    """A pipeline step that crops says where (extras["crop"]): x stays in the pixels of the image as given."""
+    word, margin = "street", 150
+    drawn = render_word(word, height=64, size=48)
+    page = Image.new(drawn.mode, (margin + drawn.width, drawn.height), "white")
+    page.paste(drawn, (margin, 0))
+
+    def crop_to_the_word(sample):
+        box = [margin, 0, page.width, page.height]
+        sample["image"] = sample["image"].crop(box)
+        sample.setdefault("extras", {})["crop"] = box
+        return sample
+
+    cropping = Reader(reader.model, [crop_to_the_word, *reader.pipeline_config], precision="fp32", runtime="torch")
+    (prediction,) = cropping.read([page], frames=True)
+    assert prediction.text == word
+    frame_width = 2 * 4  # drawn at twice the model's height; the backbone gives a frame per 4 columns
+    for px, (left, right) in zip(prediction.extras["x"], glyph_spans(word, 48)):
+        assert margin + left - frame_width <= px <= margin + right + frame_width, (px, margin + left, margin + right)
+
+
 def test_bad_inputs_are_named(reader, tmp_path):
     with pytest.raises(Exception, match=r"missing\.png: missing image file"):
         reader.read([tmp_path / "missing.png"])

@@ -134,6 +134,12 @@ def test_swapping_the_sequence_encoder_is_one_config_line(encoder, head_inputs):
     assert torch.isfinite(loss["loss"])
 
 
+def test_colour_images_for_a_grayscale_model_are_an_error_naming_the_pipeline():
+    model = build(paper_config().model)
+    with pytest.raises(ValueError, match=r"takes images \(N, 1, H, W\).*got \(2, 3, 32, 100\).*Grayscale"):
+        model(torch.zeros(2, 3, 32, 100))
+
+
 def test_vgg_refuses_an_input_height_other_than_32():
     with pytest.raises(ValueError, match="32"):
         VGG(input_height=48)

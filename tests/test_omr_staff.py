@@ -121,7 +121,7 @@ def test_an_image_already_framed_like_the_training_snippets_keeps_its_rows():
     framed, _ = page(engraved, 3.0, 3.5)
     sample = StaffNormalize()(dict(image=framed))
     assert sample["image"].height == framed.height and sample["image"].width < framed.width
-    assert sample["extras"]["staff"]["crop"][1] == 0 and sample["extras"]["staff"]["crop"][3] == framed.height
+    assert sample["extras"]["crop"][1] == 0 and sample["extras"]["crop"][3] == framed.height
     loose, _ = page(engraved, 1.0, 6.0)
     sample = StaffNormalize()(dict(image=loose))
     assert sample["image"].height == pytest.approx(10.5 * engraved.space, abs=2)

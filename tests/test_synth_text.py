@@ -26,6 +26,7 @@ from PIL import Image, ImageFont
 
 from conftest import REPO
 from ocrframe.data.synth_text import SynthAssets, WordRenderer, design_group, discover_assets
+from ocrframe.charset import Charset
 from ocrframe.data.synthetic import SynthWordDataset
 from ocrframe.registry import DATASETS
 
@@ -233,7 +234,7 @@ def test_unknown_split_is_rejected():
 def test_empty_font_dir_raises_naming_the_dir_and_the_fix(tmp_path):
     fonts = tmp_path / "no-fonts"
     fonts.mkdir()
-    with pytest.raises(RuntimeError) as info:
+    with pytest.raises(FileNotFoundError) as info:
         discover_assets("train", font_dirs=[fonts])
     message = str(info.value)
     assert "font" in message.lower()
@@ -243,7 +244,7 @@ def test_empty_font_dir_raises_naming_the_dir_and_the_fix(tmp_path):
 
 def test_missing_words_file_raises_naming_the_file_and_the_fix(tmp_path):
     words = tmp_path / "missing" / "words"
-    with pytest.raises(RuntimeError) as info:
+    with pytest.raises(FileNotFoundError) as info:
         discover_assets("train", words_path=words)
     message = str(info.value)
     assert "word" in message.lower()
@@ -252,7 +253,7 @@ def test_missing_words_file_raises_naming_the_file_and_the_fix(tmp_path):
 
 
 def test_renderer_without_fonts_raises_with_the_fix():
-    with pytest.raises(RuntimeError, match="make setup"):
+    with pytest.raises(FileNotFoundError, match="make setup"):
         WordRenderer(SynthAssets(fonts=(), backgrounds=(), words=("word",)))
 
 
@@ -298,6 +299,35 @@ def test_val_seed_differs_from_train_seed_for_the_same_index():
         assert train[index]["key"] != val[index]["key"]
 
 
+def test_the_words_drawn_follow_the_charset():
+    from ocrframe.data.synthetic import renderable_alphabet
+
+    # The paper's charset (lowercase folding) draws the renderer's default data, cased letters included.
+    assert dataset(0).alphabet == ALNUM
+    digits = DATASETS.build(dict(type="SynthWordDataset", charset=dict(symbols="0123456789"), pipeline=PIPELINE,
+                                 length=1000, seed=0))
+    texts = [digits[i]["text"] for i in range(40)]
+    assert all(t.isdigit() for t in texts), texts
+    assert digits.skipped.total() == 0  # nothing drawn that the charset cannot hold
+    dashed = Charset(symbols=LOWER36 + "-", case="lower")
+    rng = np.random.default_rng(0)
+    texts = [renderer(alphabet=renderable_alphabet(dashed)).sample_text(rng) for _ in range(400)]
+    assert any("-" in t for t in texts)  # a symbol added to the charset is drawn too
+    assert all(set(t.lower()) <= set(LOWER36 + "-") for t in texts)
+
+
+def test_a_charset_the_renderer_cannot_draw_is_refused_when_the_dataset_is_built():
+    with pytest.raises(ValueError, match="SynthWordDataset renders letters.*--data"):
+        DATASETS.build(dict(type="SynthWordDataset", charset=dict(symbols=["C4", "D4"]), pipeline=PIPELINE))
+
+
+def test_missing_fonts_are_reported_when_the_dataset_is_built_not_in_a_worker(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("OCRFRAME_FONT_DIRS", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="usable Latin font faces.*make setup"):
+        DATASETS.build(dict(type="SynthWordDataset", charset=CHARSET, pipeline=PIPELINE))
+
+
 # ----------------------------------------------------------------------------------------------
 # Text mix, font designs, workers, speed
 # ----------------------------------------------------------------------------------------------
@@ -340,7 +370,7 @@ def test_font_dirs_from_the_environment_and_broken_files_ignored(tmp_path, monke
     fonts.mkdir()
     (fonts / "broken.ttf").write_bytes(b"not a font")
     monkeypatch.setenv("OCRFRAME_FONT_DIRS", str(fonts))
-    with pytest.raises(RuntimeError, match=r"only 0 usable .* under .*fonts.*make setup"):
+    with pytest.raises(FileNotFoundError, match=r"only 0 usable .* under .*fonts.*make setup"):
         discover_assets("train")
 
 

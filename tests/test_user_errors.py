@@ -44,6 +44,19 @@ def test_ocrframe_test_refuses_another_models_weights_unless_told_to_load_what_f
     assert "loaded the weights that match the model; skipped" in log.read_text()
 
 
+def test_the_lexicon_table_also_refuses_another_models_weights_unless_told_to_load_what_fits(other_model_checkpoint,
+                                                                                             tmp_path):
+    folder = tmp_path / "words"
+    folder.mkdir()
+    render_word("open").save(folder / "a.png")
+    (folder / "gt.txt").write_text("a.png\topen\n")
+    command = ["test", str(CONFIG), str(other_model_checkpoint), "--data", str(folder), "--lexicon", "none",
+               "--work-dir", str(tmp_path / "w"), "--cfg-options", "test_dataloader.num_workers=0"]
+    with pytest.raises(ValueError, match=r"does not match the model of the config.*--cfg-options load_partial=True"):
+        main(command)
+    assert main([*command, "load_partial=True"]) == 0
+
+
 def test_resuming_from_a_checkpoint_without_training_state_says_so(other_model_checkpoint, train_lmdb, tmp_path):
     with pytest.raises(ValueError, match=r"cannot resume from .*other.pth: it holds weights but no training state.*"
                                          r"--cfg-options load_from="):
@@ -106,3 +119,8 @@ def test_stale_temporary_files_of_dead_processes_are_removed(tmp_path):
     alive.write_bytes(b"x")
     assert remove_stale_temporaries(tmp_path) == [dead]
     assert alive.exists() and not dead.exists()
+
+
+def test_an_unknown_schedule_is_an_error_listing_the_config_s_schedules(tmp_path):
+    with pytest.raises(ValueError, match=r"has no schedule 'fast'; it has: paper, cpu, cpu-long, finetune"):
+        load_config(str(CONFIG), work_dir=str(tmp_path), schedule="fast")

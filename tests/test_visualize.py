@@ -107,3 +107,8 @@ def test_browse_music_from_the_omr_config_shows_pitch_labels(tmp_path, capsys):
 def test_browse_names_a_missing_config(tmp_path):
     with pytest.raises(FileNotFoundError, match="pass --config CONFIG"):
         main(["browse", str(tmp_path), "--config", str(tmp_path / "nope.py")])
+
+
+def test_browse_names_a_mistyped_path_as_a_path(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"data/typo_lmdb does not exist \(an LMDB, a folder"):
+        main(["browse", "data/typo_lmdb", "--out", str(tmp_path / "grid.png")])

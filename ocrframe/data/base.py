@@ -207,6 +207,7 @@ class OcrDataset(Dataset):
         self.on_bad_sample = on_bad_sample
         self.skipped = SkipCounter()     # left out (at build, or skipped when read)
         self.unreadable = SkipCounter()  # marked (on_bad_sample="mark")
+        self.removed = Counter()         # symbol -> labels it was dropped from (the charset's unknown="remove")
 
     def describe(self) -> str:
         return type(self).__name__
@@ -225,8 +226,9 @@ class OcrDataset(Dataset):
             label = self.charset.clean(text)
         except LabelError as exc:
             raise BadSample(key, "symbols outside the charset", str(exc)) from None
-        if label.unknown and self.charset.unknown != "remove":  # "remove" already dropped them
+        if label.unknown and self.charset.unknown != "remove":
             raise BadSample(key, "symbols outside the charset", f"{text!r} has {list(label.unknown)}")
+        self.removed.update(label.unknown)  # "remove" already dropped them from the label
         if not label.text:
             raise BadSample(key, "empty label")
         return label.text
@@ -248,6 +250,9 @@ class OcrDataset(Dataset):
         (logger.warning if skipped else logger.info)(
             "%s: %d usable samples of %d%s", self.describe(), len(usable), total,
             f"; skipped {skipped}: {self.skipped.summary()}" if skipped else "")
+        if self.removed:
+            logger.warning("%s: symbols outside the charset removed from labels (unknown='remove'): %s",
+                           self.describe(), ", ".join(f"{s!r} from {n}" for s, n in self.removed.most_common()))
         if not usable:
             raise ValueError(f"{self.describe()} has no usable sample out of {total}: {self.skipped.summary()}")
         return usable

@@ -1,8 +1,8 @@
 """Batching by width: images of similar width share a batch, so little of each batch is padding.
 
-One bucketer, :func:`width_buckets`, serves training and evaluation (by aspect ratio, through
+One bucketer, :func:`width_buckets`, serves evaluation (by aspect ratio, through
 :class:`~ocrframe.data.sampler.WidthBucketBatchSampler` and ``evaluation.run_network``) and the
-Reader (by resized width, in steps). :func:`as_pil` and :func:`input_batches` turn what a user
+Reader (by resized width, in steps); training batches are of one width (100 px) in the shipped configs. :func:`as_pil` and :func:`input_batches` turn what a user
 gives into what the network takes.
 """
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Folders of images with a ``gt.txt`` (``relative/path<TAB>label[<TAB>lexicon words]``)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ocrframe.data.base import OcrDataset, decode_image, image_aspect_ratio
@@ -34,11 +34,14 @@ def read_gt_lines(gt_file: Path) -> list[GtEntry]:
 class GtFolderDataset(OcrDataset):
     """Images listed in ``root/gt.txt`` (or ``gt_file``), read as they are needed."""
 
+    labels_cleaned = True  # scan_labels cleaned them once: not again for every sample
+
     def __init__(self, root: str, charset, pipeline=(), gt_file: str = "gt.txt", on_bad_sample: str = "skip"):
         super().__init__(charset, pipeline, on_bad_sample)
         self.root = Path(root)
         entries = read_gt_lines(self.root / gt_file)
-        self.entries = [e for e, _ in self.scan_labels(((e, e.path, e.label) for e in entries), len(entries))]
+        self.entries = [replace(e, label=clean)
+                        for e, clean in self.scan_labels(((e, e.path, e.label) for e in entries), len(entries))]
 
     def describe(self) -> str:
         return f"folder {self.root}"

@@ -170,13 +170,13 @@ def discover_assets(split: str = "train", *, font_dirs=None, words_path=None,
     fdirs = dirs_from(font_dirs, "OCRFRAME_FONT_DIRS", DEFAULT_FONT_DIRS)
     faces = _scan_fonts(fdirs)
     if len(faces) < MIN_FONTS or len({g for _, g in faces}) < 2:
-        raise RuntimeError(
+        raise FileNotFoundError(
             f"only {len(faces)} usable Latin font faces found under {', '.join(map(str, fdirs))} "
             f"(need >= {MIN_FONTS} from >= 2 families); {FIX_HINT}")
     wpath = Path(words_path or os.environ.get("OCRFRAME_WORDS") or DEFAULT_WORDS)
     words = read_words(wpath)
     if not words:
-        raise RuntimeError(f"no word list at {wpath} (Debian package wamerican); {FIX_HINT}")
+        raise FileNotFoundError(f"no word list at {wpath} (Debian package wamerican); {FIX_HINT}")
     return SynthAssets(fonts=split_by_group(faces, split, always_train=_ALWAYS_TRAIN),
                        backgrounds=discover_backgrounds(split, background_dirs), words=words)
 
@@ -218,7 +218,7 @@ class WordRenderer:
         self.words = tuple(w for w in assets.words if len(w) <= max_length and set(w) <= self._charset)
         self.digits = "".join(c for c in string.digits if c in self._charset)
         if not assets.fonts:
-            raise RuntimeError(f"no fonts in the assets; {FIX_HINT}")
+            raise FileNotFoundError(f"no fonts in the assets; {FIX_HINT}")
         # Families are drawn uniformly, then a face: Lato's 18 weights count as one design.
         groups: dict[str, list[Path]] = {}
         for path in assets.fonts:

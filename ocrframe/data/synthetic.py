@@ -14,6 +14,9 @@ from ocrframe.data.base import Curriculum, OcrDataset
 
 class SynthWordDataset(Curriculum, OcrDataset):
     """Args:
+        charset: labels are drawn from the characters it holds after its case policy
+            (:func:`renderable_alphabet`): digits only for a digits charset, symbols it adds in the
+            random strings.
         length: samples in the split (for training, make it larger than the run ever reads).
         seed: selects the split; the validation and test configs use their own seeds.
         assets: "train" fonts/backgrounds, or "heldout" ones that training never sees (the
@@ -34,6 +37,11 @@ class SynthWordDataset(Curriculum, OcrDataset):
         self.fonts = list(fonts) if fonts else None  # design groups to draw from (default: all of the split)
         self._renderer = None
         self.difficulty = difficulty  # see Curriculum
+        self.alphabet = renderable_alphabet(self.charset)  # what the renderer may draw
+        # Missing fonts or word list: said here, in the main process, not from inside a worker.
+        from ocrframe.data.synth_text import discover_assets
+
+        discover_assets(assets)
 
     def describe(self) -> str:
         fonts = f", fonts {', '.join(self.fonts)}" if self.fonts else ""
@@ -47,7 +55,8 @@ class SynthWordDataset(Curriculum, OcrDataset):
         if self._renderer is None:  # built lazily: each DataLoader worker builds its own
             from ocrframe.data.synth_text import WordRenderer, discover_assets
 
-            self._renderer = WordRenderer(discover_assets(self.assets), max_length=self.max_length)
+            self._renderer = WordRenderer(discover_assets(self.assets), alphabet=self.alphabet,
+                                          max_length=self.max_length)
             if self.fonts:
                 self._renderer.only_fonts(self.fonts)
         return self._renderer
@@ -60,3 +69,20 @@ class SynthWordDataset(Curriculum, OcrDataset):
                                                                difficulty=self.difficulty)
         # char_x: where each character is drawn (fraction of the width), for alignment supervision
         return dict(image=image, text=text, key=self.sample_key(index), char_x=char_x)
+
+
+def renderable_alphabet(charset) -> str:
+    """The characters the word renderer may draw for ``charset``: those its case policy maps into
+    the charset, letters and digits first in the renderer's own order (so the default charset
+    draws exactly the renderer's default data), then the charset's other one-character symbols
+    (they appear in the random strings; dictionary words hold letters only)."""
+    from ocrframe.data.synth_text import ALNUM
+
+    fold = {"lower": str.lower, "upper": str.upper}.get(charset.case, str)
+    symbols = set(charset.tokens)
+    others = "".join(t for t in charset.tokens if len(t) == 1 and t not in ALNUM)
+    alphabet = "".join(c for c in ALNUM + others if fold(c) in symbols)
+    if not alphabet:
+        raise ValueError(f"SynthWordDataset renders letters, digits and one-character symbols, and {charset} "
+                         "has none of them: use a dataset of your own images (--data) for this charset")
+    return alphabet

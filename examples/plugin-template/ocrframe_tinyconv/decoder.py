@@ -21,6 +21,8 @@ class ConfidenceDecoder:
     per sample.
     """
 
+    best_path_only = True  # the text is the per-frame argmax's (the decoder slot's options, docs/plugins.md)
+
     def __init__(self, charset: Charset, min_confidence: float = 0.5):
         self.charset = charset
         self.min_confidence = min_confidence

@@ -12,7 +12,9 @@ class CTCHead(nn.Module):
     """Linear classifier over the encoded frames (K = symbols + blank) with the CTC loss.
 
     Log-probabilities are computed in fp32 even under autocast: CTC's forward-backward sums
-    many small probabilities and loses them in half precision.
+    many small probabilities and loses them in half precision. ``zero_infinity``: a label longer
+    than its frames has an infinite loss; the recognizer leaves such samples out of the mean, and
+    zeroing them here keeps their backward pass from writing NaN into the batch's gradients.
     """
 
     def __init__(self, in_features: int, num_classes: int, blank: int, zero_infinity: bool = True):

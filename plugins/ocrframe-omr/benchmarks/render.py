@@ -78,16 +78,13 @@ def omr_normalize(args) -> None:
     splits of other seeds, to choose rules on) with the config's test pipeline as it is, with
     StaffNormalize keeping 3 staff spaces at the sides, trusting the found comb only
     (``rival_coverage=None``), and without StaffNormalize: what each does to the reading."""
-    from ocrframe import Reader
-    from ocrframe.checkpoint import load_checkpoint, stored_config
-    from ocrframe.registry import DATASETS
+    from ocrframe import SLOTS, Reader
     from ocrframe_omr.metrics import sequence_metrics
 
     reader = Reader.from_checkpoint(args.checkpoint, precision="fp32", runtime="torch")
-    cfg = stored_config(load_checkpoint(args.checkpoint), args.checkpoint)
 
     def pipeline(**normalize):
-        steps = [dict(step, **normalize) if step["type"] == "StaffNormalize" else step for step in cfg.test_pipeline]
+        steps = [dict(step, **normalize) if step["type"] == "StaffNormalize" else step for step in reader.pipeline_config]
         return [s for s in steps if not s.get("off")]
 
     variants = {"as configured": pipeline(), "3 spaces at the sides": pipeline(spaces_side=3.0),
@@ -98,7 +95,7 @@ def omr_normalize(args) -> None:
           "fragment accuracy / mean edit distance")
     print(f"| split | {' | '.join(variants)} |\n|---|{'---|' * len(variants)}")
     for name, split in NORMALIZE_SPLITS.items():
-        dataset = DATASETS.build(dict(type="EngravedMusicDataset", charset=cfg.charset, length=args.num,
+        dataset = SLOTS.dataset.build(dict(type="EngravedMusicDataset", charset=reader.charset, length=args.num,
                                       **dict(split, seed=split["seed"] + offset)))
         samples = [dataset.load(i) for i in range(args.num)]
         cells = []

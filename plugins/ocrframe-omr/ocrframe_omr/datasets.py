@@ -142,6 +142,8 @@ class PrimusDataset(OcrDataset):
         encoding: "semantic", "agnostic", or "auto" (semantic where a sample has it, else agnostic).
     """
 
+    labels_cleaned = True  # scan_labels cleaned them once: not again for every sample
+
     def __init__(self, root: str, charset, pipeline=(), image: str = "auto", accidentals: str = "skip",
                  clefs=("G2",), keys=None, encoding: str = "auto", gt_file: str = "gt.txt",
                  on_bad_sample: str = "skip"):
@@ -161,8 +163,8 @@ class PrimusDataset(OcrDataset):
         if not entries and not self.skipped.total():
             raise ValueError(f"{self.root} has neither a {gt_file} nor sample folders with a .semantic or .agnostic "
                              "file (PrIMuS layout: ID/ID.png with ID/ID.semantic and ID/ID.agnostic)")
-        self.entries = [e for e, _ in self.scan_labels(((e, e[0], e[1]) for e in entries),
-                                                        len(entries) + self.skipped.total())]
+        self.entries = [(path, clean) for (path, _), clean in self.scan_labels(((e, e[0], e[1]) for e in entries),
+                                                                                len(entries) + self.skipped.total())]
 
     def _encoded_entries(self, image: str, encoding: str, accidentals: str, clefs, keys):
         stems = sorted({p.with_suffix("") for suffix in (".semantic", ".agnostic") for p in self.root.rglob(f"*{suffix}")})

@@ -55,22 +55,6 @@ def to_kern(token: str) -> str:
     return name + _KERN_ACCIDENTALS[accidental]
 
 
-_KERN_PITCH = re.compile(r"([a-g]+|[A-G]+)(#{1,3}|-{1,3}|n)?")
-
-
-def from_kern(spelling: str) -> str:
-    """The inverse of :func:`to_kern`: "cc" -> C5, "A" -> A3, "b-" -> Bb4."""
-    match = _KERN_PITCH.fullmatch(spelling)
-    if not match or len(set(match.group(1))) != 1:
-        raise ValueError(f"{spelling!r} is not a **kern pitch (repeated letter, lower case from C4 up: 'c', 'cc', 'A')")
-    letters, accidental = match.group(1), match.group(2) or ""
-    octave = 3 + len(letters) if letters.islower() else 4 - len(letters)
-    accidental = {"": "", "#": "#", "##": "##", "-": "b", "--": "bb", "n": "n"}.get(accidental)
-    if accidental is None:
-        raise ValueError(f"{spelling!r}: triple accidentals are outside this notation")
-    return f"{letters[0].upper()}{accidental}{octave}"
-
-
 class SemanticError(ValueError):
     """A PrIMuS semantic encoding that cannot be turned into a pitch label; ``reason`` is the
     category the dataset counts skipped samples by."""

@@ -277,9 +277,10 @@ class StaffNormalize:
     """Pipeline transform: crop a score image to its staff, ``spaces_above`` staff spaces above the
     top line and ``spaces_below`` below the bottom one, deskewed, from ``spaces_side`` spaces left of
     the staff's start to as far right of its end; where the crop passes the image's edge, the
-    paper's brightness fills it. The found geometry goes into ``sample["extras"]["staff"]`` (shown
-    by `ocrframe read --json`); an image without a recognisable staff is passed on unchanged, with
-    ``staff: None``.
+    paper's brightness fills it. The found geometry goes into ``sample["extras"]["staff"]`` and the
+    crop box into ``sample["extras"]["crop"]`` (both shown by `ocrframe read --json`; the Reader maps
+    character positions back through the box); an image without a recognisable staff is passed on
+    unchanged, with ``staff: None``.
 
     The defaults are the middle of the training snippets' margins (2.75-3.75 spaces), so the
     staff fills the same share of the 32-pixel input in training and in reading. At the sides the
@@ -319,7 +320,8 @@ class StaffNormalize:
         if staff is None or gray.shape[0] < MIN_HEIGHT_SPACES * staff.space:
             return sample
         sample["image"], box = self.crop(image, gray, staff)
-        sample["extras"]["staff"] = dict(staff.as_dict(), crop=[round(v, 1) for v in box])
+        sample["extras"]["staff"] = staff.as_dict()
+        sample["extras"]["crop"] = [round(v, 1) for v in box]  # where character positions map back to
         return sample
 
     def crop(self, image: Image.Image, gray: np.ndarray, staff: StaffGeometry):
