@@ -263,7 +263,7 @@ def browse_dataset(args):
         cfg = Config.fromfile(args.config)
         if Path(target).exists():
             dataset_cfg = dataset_for([target], cfg, cfg.test_pipeline)
-        elif "/" in target or Path(target).suffix:  # a path, not a dataset type's name
+        elif "/" in target or os.sep in target or target.endswith((".lmdb", ".mdb", ".txt")):  # a path, not a type
             raise FileNotFoundError(f"{target} does not exist (an LMDB, a folder with a gt.txt, a config or a "
                                     "registered dataset type)")
         else:

@@ -182,7 +182,7 @@ def evaluate(model, datasets: dict[str, object], modes: list[str], delta: int = 
             row = table.setdefault(name, {})
             for mode in modes:
                 predictions, seconds, note = decode_column(model, outputs, mode, delta, file_decoders)
-                predictions = [Prediction("", float("-inf")) if bad else p
+                predictions = [Prediction.unread() if bad else p
                                for p, bad in zip(predictions, outputs.unreadable)]
                 pairs = [(p.text, truth) for p, truth in zip(predictions, outputs.truths)]
                 metrics = score_pairs(pairs, outputs.unreadable)

@@ -40,6 +40,11 @@ class Prediction:
     score: float
     extras: dict = field(default_factory=dict)
 
+    @classmethod
+    def unread(cls) -> "Prediction":
+        """What an image that could not be read gets: no text, no confidence (an error in the metrics)."""
+        return cls("", float("-inf"))
+
 
 def takes_per_image_lexicons(decoder) -> bool:
     """Whether a decoder (class or instance) accepts ``decode(..., lexicons=[one word list per image])``."""
@@ -69,9 +74,9 @@ class Recognizer(BaseModel):
                  backbone_defaults: dict | None = None, data_preprocessor: dict | None = None, init_cfg=None):
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.charset = Charset.build(charset)
-        self.in_channels = in_channels
+        self.in_channels = backbone.get("in_channels", in_channels)  # a backbone config may set its own
         self.backbone = BACKBONES.build(backbone, default_args=dict(
-            in_channels=in_channels, **accepted_arguments(backbone, BACKBONES, backbone_defaults or {})))
+            in_channels=self.in_channels, **accepted_arguments(backbone, BACKBONES, backbone_defaults or {})))
         self.sequence_encoder = SEQUENCE_ENCODERS.build(
             sequence_encoder, default_args=dict(input_size=self.backbone.out_channels))
         self.head = HEADS.build(head, default_args=dict(
@@ -153,12 +158,13 @@ class Recognizer(BaseModel):
         if mode == "predict":
             predictions = self.decoder.decode(log_probs.float(), lengths, **self.lexicon_kwargs(data_samples))
             unknown = [None] * len(predictions)
-            outputs = [dict(pred=p.text, score=p.score, gt=gt, key=key, **p.extras)
-                       for p, gt, key in zip(predictions, data_samples.get("texts", unknown),
-                                             data_samples.get("keys", unknown))]
-            for out, reason in zip(outputs, data_samples.get("unreadable", unknown)):
+            outputs = []
+            for p, gt, key, reason in zip(predictions, data_samples.get("texts", unknown),
+                                          data_samples.get("keys", unknown), data_samples.get("unreadable", unknown)):
                 if reason:  # a blank stood in for an unreadable image: nothing was read
-                    out.update(pred="", score=float("-inf"), unreadable=reason)
+                    p = Prediction.unread()
+                outputs.append(dict(pred=p.text, score=p.score, gt=gt, key=key, **p.extras,
+                                    **({"unreadable": reason} if reason else {})))
             return outputs
         raise ValueError(f"mode must be 'tensor', 'loss' or 'predict', not {mode!r}")
 

@@ -125,6 +125,11 @@ def test_primus_folder_with_bad_samples_and_the_error_policy(tmp_path):
     dataset = DATASETS.build(dict(type="PrimusDataset", root=str(root), charset=CHARSET))
     with pytest.raises(RuntimeError, match="every sample is unusable: .*1 undecodable image"):
         dataset[0]
+    # evaluated (`--data` marks unreadable images): the image counts as an error against its own truth
+    marked = DATASETS.build(dict(type="PrimusDataset", root=str(root), charset=CHARSET, on_bad_sample="mark"))
+    sample = marked[0]
+    assert sample["unreadable"] == "undecodable image" and sample["text"] == "C4"
+    assert sample["key"].endswith("b.png")
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="neither a gt.txt nor sample folders"):
         DATASETS.build(dict(type="PrimusDataset", root=str(tmp_path / "empty"), charset=CHARSET))

@@ -306,9 +306,16 @@ def test_the_words_drawn_follow_the_charset():
     assert dataset(0).alphabet == ALNUM
     digits = DATASETS.build(dict(type="SynthWordDataset", charset=dict(symbols="0123456789"), pipeline=PIPELINE,
                                  length=1000, seed=0))
-    texts = [digits[i]["text"] for i in range(40)]
-    assert all(t.isdigit() for t in texts), texts
+    for difficulty in (1.0, 0.0):  # 0: the curriculum's start, where samples are easy words if any fit
+        digits.difficulty = difficulty
+        texts = [digits[i]["text"] for i in range(40)]
+        assert all(t.isdigit() for t in texts), texts
     assert digits.skipped.total() == 0  # nothing drawn that the charset cannot hold
+    upper = DATASETS.build(dict(type="SynthWordDataset", charset=dict(symbols=string.ascii_uppercase), pipeline=PIPELINE,
+                                length=1000, seed=0))
+    words = set(assets("train").words)
+    texts = [upper[i]["text"] for i in range(60)]
+    assert all(t.isupper() for t in texts) and any(t.lower() in words for t in texts)  # words, drawn in capitals
     dashed = Charset(symbols=LOWER36 + "-", case="lower")
     rng = np.random.default_rng(0)
     texts = [renderer(alphabet=renderable_alphabet(dashed)).sample_text(rng) for _ in range(400)]
@@ -316,9 +323,11 @@ def test_the_words_drawn_follow_the_charset():
     assert all(set(t.lower()) <= set(LOWER36 + "-") for t in texts)
 
 
-def test_a_charset_the_renderer_cannot_draw_is_refused_when_the_dataset_is_built():
-    with pytest.raises(ValueError, match="SynthWordDataset renders letters.*--data"):
-        DATASETS.build(dict(type="SynthWordDataset", charset=dict(symbols=["C4", "D4"]), pipeline=PIPELINE))
+@pytest.mark.parametrize("charset", [dict(symbols=["C4", "D4"]), dict(symbols=[*LOWER36, "ch"]),
+                                     dict(symbols="абв"), dict(symbols="ABC", case="lower")])
+def test_a_charset_the_renderer_cannot_draw_is_refused_when_the_dataset_is_built(charset):
+    with pytest.raises(ValueError, match="SynthWordDataset renders words of letters.*--data"):
+        DATASETS.build(dict(type="SynthWordDataset", charset=charset, pipeline=PIPELINE))
 
 
 def test_missing_fonts_are_reported_when_the_dataset_is_built_not_in_a_worker(tmp_path, monkeypatch):

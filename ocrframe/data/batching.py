@@ -2,7 +2,8 @@
 
 One bucketer, :func:`width_buckets`, serves evaluation (by aspect ratio, through
 :class:`~ocrframe.data.sampler.WidthBucketBatchSampler` and ``evaluation.run_network``) and the
-Reader (by resized width, in steps); training batches are of one width (100 px) in the shipped configs. :func:`as_pil` and :func:`input_batches` turn what a user
+Reader (by resized width, in steps). Training batches of the text config are of one width (100 px);
+the OMR config batches snippets of one note count (``length_group``). :func:`as_pil` and :func:`input_batches` turn what a user
 gives into what the network takes.
 """
 from __future__ import annotations

@@ -215,7 +215,8 @@ class WordRenderer:
     def __init__(self, assets: SynthAssets, alphabet: str = ALNUM, max_length: int = 16, height: int = 32):
         self.alphabet, self.max_length, self.height = alphabet, max_length, height
         self._charset = frozenset(alphabet)
-        self.words = tuple(w for w in assets.words if len(w) <= max_length and set(w) <= self._charset)
+        self.words = tuple(w for w in assets.words if len(w) <= max_length
+                           and any(set(c) <= self._charset for c in (w, w.lower(), w.upper())))
         self.digits = "".join(c for c in string.digits if c in self._charset)
         if not assets.fonts:
             raise FileNotFoundError(f"no fonts in the assets; {FIX_HINT}")
@@ -384,10 +385,10 @@ class WordRenderer:
         of the label is drawn: its centre's column as a fraction of the image width.
 
         ``difficulty`` < 1 (a training curriculum) makes a share ``1 - difficulty`` of the samples
-        easy: a dictionary word of at most EASY_MAX_LENGTH letters in an everyday typeface, without
+        easy (where the alphabet holds such words): a dictionary word of at most EASY_MAX_LENGTH letters in an everyday typeface, without
         geometric distortion, outline, underline, shadow, rules, neighbouring lines or uneven light
         (background, colours and the camera effects stay)."""
-        easy = difficulty < 1 and rng.random() >= difficulty
+        easy = difficulty < 1 and bool(self.short_words) and rng.random() >= difficulty
         if easy:
             text = self._cased(self.short_words[int(rng.integers(len(self.short_words)))], rng)
         else:

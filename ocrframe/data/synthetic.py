@@ -7,6 +7,8 @@ fraction of the image width; resizing keeps it), for the recognizer's ``alignmen
 """
 from __future__ import annotations
 
+import string
+
 import numpy as np
 
 from ocrframe.data.base import Curriculum, OcrDataset
@@ -15,8 +17,8 @@ from ocrframe.data.base import Curriculum, OcrDataset
 class SynthWordDataset(Curriculum, OcrDataset):
     """Args:
         charset: labels are drawn from the characters it holds after its case policy
-            (:func:`renderable_alphabet`): digits only for a digits charset, symbols it adds in the
-            random strings.
+            (:func:`renderable_alphabet`): digits only for a digits charset, punctuation it adds in
+            the random strings.
         length: samples in the split (for training, make it larger than the run ever reads).
         seed: selects the split; the validation and test configs use their own seeds.
         assets: "train" fonts/backgrounds, or "heldout" ones that training never sees (the
@@ -74,15 +76,16 @@ class SynthWordDataset(Curriculum, OcrDataset):
 def renderable_alphabet(charset) -> str:
     """The characters the word renderer may draw for ``charset``: those its case policy maps into
     the charset, letters and digits first in the renderer's own order (so the default charset
-    draws exactly the renderer's default data), then the charset's other one-character symbols
-    (they appear in the random strings; dictionary words hold letters only)."""
+    draws exactly the renderer's default data), then the charset's ASCII punctuation (it appears in
+    the random strings; dictionary words hold letters only). Other symbols (accented letters,
+    other scripts) are not drawn: the training fonts are chosen for ASCII."""
     from ocrframe.data.synth_text import ALNUM
 
     fold = {"lower": str.lower, "upper": str.upper}.get(charset.case, str)
     symbols = set(charset.tokens)
-    others = "".join(t for t in charset.tokens if len(t) == 1 and t not in ALNUM)
-    alphabet = "".join(c for c in ALNUM + others if fold(c) in symbols)
-    if not alphabet:
-        raise ValueError(f"SynthWordDataset renders letters, digits and one-character symbols, and {charset} "
-                         "has none of them: use a dataset of your own images (--data) for this charset")
+    punctuation = "".join(t for t in charset.tokens if t in string.punctuation)
+    alphabet = "".join(c for c in ALNUM + punctuation if fold(c) in symbols)
+    if charset.separator != "" or not alphabet:
+        raise ValueError(f"SynthWordDataset renders words of letters, digits and punctuation, one character per "
+                         f"symbol, and {charset} holds none of them that way: use a dataset of your own images (--data)")
     return alphabet

@@ -200,6 +200,12 @@ class PrimusDataset(OcrDataset):
     def __len__(self) -> int:
         return len(self.entries)
 
+    def sample_key(self, index: int) -> str:
+        return self.entries[index][0]
+
+    def sample_label(self, index: int) -> str:
+        return self.entries[index][1]
+
     def aspect_ratio(self, index: int) -> float:
         return image_aspect_ratio(self.root / self.entries[index][0])
 
