@@ -385,9 +385,9 @@ class WordRenderer:
         of the label is drawn: its centre's column as a fraction of the image width.
 
         ``difficulty`` < 1 (a training curriculum) makes a share ``1 - difficulty`` of the samples
-        easy (where the alphabet holds such words): a dictionary word of at most EASY_MAX_LENGTH letters in an everyday typeface, without
-        geometric distortion, outline, underline, shadow, rules, neighbouring lines or uneven light
-        (background, colours and the camera effects stay)."""
+        easy (where the alphabet holds such words): a dictionary word of at most EASY_MAX_LENGTH
+        letters in an everyday typeface, without geometric distortion, outline, underline, shadow,
+        rules, neighbouring lines or uneven light (background, colours and the camera effects stay)."""
         easy = difficulty < 1 and bool(self.short_words) and rng.random() >= difficulty
         if easy:
             text = self._cased(self.short_words[int(rng.integers(len(self.short_words)))], rng)
