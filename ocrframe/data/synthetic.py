@@ -40,10 +40,11 @@ class SynthWordDataset(Curriculum, OcrDataset):
         self._renderer = None
         self.difficulty = difficulty  # see Curriculum
         self.alphabet = renderable_alphabet(self.charset)  # what the renderer may draw
-        # Missing fonts or word list: said here, in the main process, not from inside a worker.
+        # Found here, so that missing fonts or word list are said in the main process, not from inside
+        # a worker; the workers inherit them.
         from ocrframe.data.synth_text import discover_assets
 
-        discover_assets(assets)
+        self._assets = discover_assets(assets)
 
     def describe(self) -> str:
         fonts = f", fonts {', '.join(self.fonts)}" if self.fonts else ""
@@ -55,9 +56,9 @@ class SynthWordDataset(Curriculum, OcrDataset):
     @property
     def renderer(self):
         if self._renderer is None:  # built lazily: each DataLoader worker builds its own
-            from ocrframe.data.synth_text import WordRenderer, discover_assets
+            from ocrframe.data.synth_text import WordRenderer
 
-            self._renderer = WordRenderer(discover_assets(self.assets), alphabet=self.alphabet,
+            self._renderer = WordRenderer(self._assets, alphabet=self.alphabet,
                                           max_length=self.max_length)
             if self.fonts:
                 self._renderer.only_fonts(self.fonts)
