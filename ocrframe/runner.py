@@ -61,6 +61,10 @@ def load_config(path: str, *, schedule: str = "auto", work_dir: str | None = Non
     cfg.schedule = schedule
     if train_data:
         cfg.train_dataloader.dataset = dataset_for(train_data, cfg, cfg.train_pipeline)
+        if "shuffle" in cfg.train_dataloader.get("sampler", {}):
+            # a config may keep its own data in order (random draws, batched by length or difficulty);
+            # files come in the order they were written
+            cfg.train_dataloader.sampler.shuffle = True
     if val_data:
         use_data(cfg.val_dataloader, val_data, cfg)
     cfg.work_dir = work_dir or cfg.get("work_dir") or str(Path("work_dirs") / Path(path).stem)

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from conftest import CONFIG, write_word_folder
+from conftest import CONFIG, REPO, write_word_folder
 from ocrframe.cli import main
 from ocrframe.metrics import WordMetric
 from ocrframe.data.build import build_dataset, use_data
@@ -37,6 +37,14 @@ def test_training_still_skips_an_unreadable_image(folder_with_a_broken_image, tm
     cfg = load_config(str(CONFIG), work_dir=str(tmp_path / "w"), train_data=[str(folder_with_a_broken_image)])
     dataset = build_dataset(cfg.train_dataloader.dataset)
     assert dataset[1]["key"] == "img_002.png" and dataset.skipped.total() == 1
+
+
+def test_training_on_files_shuffles_them_where_the_config_keeps_its_own_data_in_order(folder_with_a_broken_image,
+                                                                                       tmp_path):
+    omr_config = str(REPO / "configs" / "crnn_omr.py")  # its engraved snippets are drawn in order
+    assert load_config(omr_config, work_dir=str(tmp_path / "w")).train_dataloader.sampler.shuffle is False
+    cfg = load_config(omr_config, work_dir=str(tmp_path / "w"), train_data=[str(folder_with_a_broken_image)])
+    assert cfg.train_dataloader.sampler.shuffle is True
 
 
 def test_the_word_metric_counts_an_unreadable_image_as_an_error():

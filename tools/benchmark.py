@@ -3,6 +3,7 @@ data and inference in tools/benchmarks/, a plugin's own beside it (plugins/*/ben
 
     python tools/benchmark.py train-step [--batch 64] [--iters 4]   # memory format x precision
     python tools/benchmark.py train-recipe [--batches 16 64]        # batch size x batch norm x alignment probe
+    python tools/benchmark.py train-compile [--batch 16]            # the recipe's step: eager vs torch.compile
     python tools/benchmark.py render [--num 300]                    # synthetic word renderer
     python tools/benchmark.py infer [--checkpoint CKPT] [--val 300] [--files 1000]  # inference paths vs eager
     python tools/benchmark.py omr-render [--lines 20]               # engraved music: lines and snippets

@@ -2,6 +2,7 @@
 
     python tools/benchmark.py train-step [--batch 64] [--iters 4]   # memory format x precision
     python tools/benchmark.py train-recipe [--batches 16 64]        # batch size x batch norm x alignment probe
+    python tools/benchmark.py train-compile [--batch 16]            # the recipe's step: eager vs torch.compile
     python tools/benchmark.py runner [--iters 20] [--rounds 2]       # mmengine Runner vs a bare PyTorch loop
     python tools/benchmark.py distributed [--iters 16]              # 2 gloo processes vs 1 process
 """
@@ -92,6 +93,57 @@ def train_recipe(args) -> None:
     for batch, bn, align in variants:
         rate = best[batch, bn, align]
         print(f"| {batch} | {bn} | {'yes' if align else 'no'} | {rate:.1f} | {rate / base:.2f}x |")
+
+
+def train_compile(args) -> None:
+    """Iterations/s of the CPU recipe's training step (batch norm after every conv, alignment probe,
+    channels_last, bf16 autocast where native) eager, with the whole model under ``torch.compile``
+    and with only the backbone under it (the recurrent layers stay eager). Interleaved rounds, best
+    of them; the first steps of each variant, compilation included, are timed apart."""
+    from ocrframe.optim import native_bf16
+
+    model_cfg = Config.fromfile(CONFIG).model
+    bf16 = native_bf16("cpu")
+    rng = np.random.default_rng(0)
+    texts = ["".join(rng.choice(list("abcdefghij"), 6)) for _ in range(args.batch)]
+    samples = dict(texts=texts, keys=texts, widths=torch.full((args.batch,), 100),
+                   char_x=[[(i + 0.5) / 6 for i in range(6)]] * args.batch)
+    images = torch.randn(args.batch, 1, 32, 100)
+
+    def build(variant):
+        torch.manual_seed(0)
+        model = MODELS.build(dict(model_cfg, alignment_loss=1.0, backbone_defaults=dict(batch_norm="all"))).train()
+        forward = model
+        if variant == "whole model":
+            forward = torch.compile(model)
+        elif variant == "backbone only":
+            model.backbone = torch.compile(model.backbone)
+        return forward, torch.optim.Adam(model.parameters(), 1e-3)
+
+    def steps(forward, optimizer, count):
+        start = time.perf_counter()
+        for _ in range(count):
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                loss = sum(forward(images, samples, mode="loss").values())
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        return time.perf_counter() - start
+
+    variants = ["eager", "whole model", "backbone only"]
+    setups, first = {}, {}
+    for variant in variants:
+        setups[variant] = build(variant)
+        first[variant] = steps(*setups[variant], 3)  # compiles (forward and backward) on the first step
+    best = dict.fromkeys(variants, 0.0)
+    for _ in range(args.rounds):
+        for variant in variants:
+            best[variant] = max(best[variant], args.steps / steps(*setups[variant], args.steps))
+    print(f"batch {args.batch}, {'bf16 autocast' if bf16 else 'fp32 (no native bf16)'}, channels_last, "
+          f"best of {args.rounds} rounds of {args.steps} steps")
+    print("| torch.compile | first 3 steps (s) | iterations/s | vs eager |\n|---|---|---|---|")
+    for variant in variants:
+        print(f"| {variant} | {first[variant]:.1f} | {best[variant]:.2f} | {best[variant] / best['eager']:.2f}x |")
 
 
 def benchmark_lmdb(directory: Path, count: int) -> Path:
@@ -225,6 +277,11 @@ def add_commands(sub) -> None:
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--rounds", type=int, default=2)
     p.set_defaults(func=train_recipe)
+    p = sub.add_parser("train-compile")
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--rounds", type=int, default=3)
+    p.set_defaults(func=train_compile)
     p = sub.add_parser("runner")
     p.add_argument("--iters", type=int, default=20, help="iterations per run (3 of them warm-up)")
     p.add_argument("--rounds", type=int, default=2)
