@@ -89,44 +89,6 @@ def test_full_difficulty_draws_the_same_samples_as_before_the_curriculum(rendere
         assert a[1] == b[1] and np.array_equal(np.asarray(a[0]), np.asarray(b[0]))
 
 
-
-NARROW = [dict(type="Grayscale"), dict(type="Resize", height=32, width=64), dict(type="ToTensor")]
-
-
-def test_easy_groups_share_their_draw_and_go_through_the_easy_pipeline():
-    """easy_group=8: each run of 8 consecutive samples is all easy (short dictionary words, through
-    the narrower easy pipeline) or all hard (the main pipeline's width), about 1 - d of the runs easy."""
-    cfg = Config.fromfile(str(CONFIG))
-    dataset = SynthWordDataset(cfg.charset, cfg.train_pipeline, length=10_000, seed=4, easy_group=8,
-                               easy_pipeline=NARROW, difficulty=0.5)
-    words = {w.lower() for w in dataset.renderer.words}
-    runs = []
-    for run in range(30):
-        samples = [dataset[run * 8 + i] for i in range(8)]
-        widths = {s["image"].shape[-1] for s in samples}
-        assert len(widths) == 1, (run, widths)  # one draw per run
-        runs.append((widths.pop(), [s["text"] for s in samples]))
-    easy_runs = [texts for width, texts in runs if width == 64]
-    assert {width for width, _ in runs} == {64, 100}
-    assert all(len(t) <= EASY_MAX_LENGTH and t in words for texts in easy_runs for t in texts)
-    hard_texts = [t for width, texts in runs if width == 100 for t in texts]
-    assert np.mean([len(t) > EASY_MAX_LENGTH or t not in words for t in hard_texts]) > 0.3  # the full distribution
-    # binomial(30, 0.5): 3 standard deviations are about 0.27
-    assert 0.23 < len(easy_runs) / len(runs) < 0.77
-    dataset.difficulty = 1.0  # past the curriculum: every sample at the main pipeline's width
-    assert {dataset[i]["image"].shape[-1] for i in range(16)} == {100}
-    dataset.difficulty = 0.0
-    assert {dataset[i]["image"].shape[-1] for i in range(16)} == {64}
-
-
-def test_easy_pipeline_without_easy_groups_is_refused():
-    cfg = Config.fromfile(str(CONFIG))
-    with pytest.raises(ValueError, match="easy_group"):
-        SynthWordDataset(cfg.charset, cfg.train_pipeline, easy_pipeline=NARROW)
-    with pytest.raises(ValueError, match="at least 1"):
-        SynthWordDataset(cfg.charset, cfg.train_pipeline, easy_group=0)
-
-
 class _Loop:
     def __init__(self, dataloader, max_iters):
         self.dataloader, self.max_iters = dataloader, max_iters

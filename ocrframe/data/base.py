@@ -265,11 +265,6 @@ class OcrDataset(Dataset):
         logger.warning("%s: skipped %s (%d skipped in this process)", self.describe(), bad,
                        self.skipped.total())
 
-    def pipeline_for(self, sample: dict):
-        """The pipeline that turns this loaded sample into the model's input: ``pipeline``, unless a
-        dataset has several (e.g. ``SynthWordDataset``'s ``easy_pipeline``)."""
-        return self.pipeline
-
     def sample_key(self, index: int) -> str:
         """The key of sample ``index`` without loading it, for error messages."""
         return f"#{index}"
@@ -292,7 +287,7 @@ class OcrDataset(Dataset):
                 key = sample["key"]
                 if not self.labels_cleaned:
                     sample["text"] = self.clean_label(sample["text"], key)
-                return self.pipeline_for(sample)(sample)
+                return self.pipeline(sample)
             except BadSample as bad:
                 if self.on_bad_sample == "mark":
                     self.unreadable.add(bad.reason, bad.key)

@@ -379,21 +379,16 @@ class WordRenderer:
         image, text, _ = self.render_aligned(rng)
         return image, text
 
-    def render_aligned(self, rng: np.random.Generator, difficulty: float = 1.0,
-                       easy: bool | None = None) -> tuple[Image.Image, str, list[float]]:
+    def render_aligned(self, rng: np.random.Generator,
+                       difficulty: float = 1.0) -> tuple[Image.Image, str, list[float]]:
         """:meth:`render` (the same image for the same generator state), plus where each character
         of the label is drawn: its centre's column as a fraction of the image width.
 
         ``difficulty`` < 1 (a training curriculum) makes a share ``1 - difficulty`` of the samples
         easy (where the alphabet holds such words): a dictionary word of at most EASY_MAX_LENGTH
         letters in an everyday typeface, without geometric distortion, outline, underline, shadow,
-        rules, neighbouring lines or uneven light (background, colours and the camera effects stay).
-        ``easy`` (True / False) makes that choice instead of drawing it (the caller drew it for a
-        group of samples)."""
-        if easy is None:
-            easy = difficulty < 1 and bool(self.short_words) and rng.random() >= difficulty
-        else:
-            easy = easy and bool(self.short_words)
+        rules, neighbouring lines or uneven light (background, colours and the camera effects stay)."""
+        easy = difficulty < 1 and bool(self.short_words) and rng.random() >= difficulty
         if easy:
             text = self._cased(self.short_words[int(rng.integers(len(self.short_words)))], rng)
         else:

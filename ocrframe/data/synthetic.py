@@ -29,27 +29,12 @@ class SynthWordDataset(Curriculum, OcrDataset):
             training; it is shared with the DataLoader's (forked) workers.
         fonts: draw only from these font design groups (``WordRenderer.font_group_names`` lists a
             split's), e.g. to measure or fine-tune one typeface family.
-        easy_group: runs of this many consecutive samples share the curriculum's easy / hard draw
-            (1: each sample draws its own). Set to the batch size, with the sampler in order
-            (``shuffle=False``; the samples are random draws already), every batch is all easy or
-            all hard.
-        easy_pipeline: the pipeline of the easy samples, when ``easy_group`` > 1 (default: the
-            ``pipeline``): e.g. a narrower resize, since an easy word has at most 8 letters.
     """
 
     def __init__(self, charset, pipeline=(), length: int = 1_000_000, seed: int = 0, assets: str = "train",
                  max_length: int = 16, difficulty: float = 1.0, fonts: list[str] | None = None,
-                 easy_group: int = 1, easy_pipeline=None, on_bad_sample: str = "skip"):
+                 on_bad_sample: str = "skip"):
         super().__init__(charset, pipeline, on_bad_sample)
-        if easy_group < 1:
-            raise ValueError(f"easy_group must be at least 1, not {easy_group}")
-        if easy_pipeline is not None and easy_group == 1:
-            raise ValueError("easy_pipeline needs easy_group > 1 (set it to the batch size): a batch mixing easy "
-                             "and hard samples of different widths is padded to the widest")
-        from ocrframe.data.transforms import Compose
-
-        self.easy_group = easy_group
-        self.easy_pipeline = Compose(easy_pipeline) if easy_pipeline is not None else self.pipeline
         self.length, self.seed, self.assets, self.max_length = length, seed, assets, max_length
         self.fonts = list(fonts) if fonts else None  # design groups to draw from (default: all of the split)
         self._renderer = None
@@ -83,17 +68,10 @@ class SynthWordDataset(Curriculum, OcrDataset):
         return f"{self.seed}-{index}"
 
     def load(self, index: int) -> dict:
-        difficulty, easy = self.difficulty, None  # read once: DifficultyRamp may change it meanwhile
-        if self.easy_group > 1:  # drawn once for the run of samples, from a generator of its own
-            run = np.random.default_rng([self.seed, index // self.easy_group, 1 << 32])
-            easy = difficulty < 1 and bool(self.renderer.short_words) and run.random() >= difficulty
         image, text, char_x = self.renderer.render_aligned(np.random.default_rng([self.seed, index]),
-                                                           difficulty=difficulty, easy=easy)
+                                                               difficulty=self.difficulty)
         # char_x: where each character is drawn (fraction of the width), for alignment supervision
-        return dict(image=image, text=text, key=self.sample_key(index), char_x=char_x, easy=bool(easy))
-
-    def pipeline_for(self, sample: dict):
-        return self.easy_pipeline if sample.pop("easy", False) else self.pipeline
+        return dict(image=image, text=text, key=self.sample_key(index), char_x=char_x)
 
 
 def renderable_alphabet(charset) -> str:
