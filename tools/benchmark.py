@@ -1,7 +1,7 @@
 """Measurements recorded in docs/benchmarks.md, one sub-command each, kept by subject: training,
 data and inference in tools/benchmarks/, a plugin's own beside it (plugins/*/benchmarks/).
 
-    python tools/benchmark.py train-step [--batch 64] [--iters 4]   # memory format x precision
+    python tools/benchmark.py train-step [--batch 64] [--width 100] [--iters 4]   # memory format x precision
     python tools/benchmark.py train-recipe [--batches 16 64]        # batch size x batch norm x alignment probe
     python tools/benchmark.py train-compile [--batch 16]            # the recipe's step: eager vs torch.compile
     python tools/benchmark.py render [--num 300]                    # synthetic word renderer

@@ -1,6 +1,6 @@
 """Training measurements recorded in docs/benchmarks.md.
 
-    python tools/benchmark.py train-step [--batch 64] [--iters 4]   # memory format x precision
+    python tools/benchmark.py train-step [--batch 64] [--width 100] [--iters 4]   # memory format x precision
     python tools/benchmark.py train-recipe [--batches 16 64]        # batch size x batch norm x alignment probe
     python tools/benchmark.py train-compile [--batch 16]            # the recipe's step: eager vs torch.compile
     python tools/benchmark.py runner [--iters 20] [--rounds 2]       # mmengine Runner vs a bare PyTorch loop
@@ -26,8 +26,8 @@ def train_step(args) -> None:
     model_cfg = Config.fromfile(CONFIG).model
     rng = np.random.default_rng(0)
     texts = ["".join(rng.choice(list("abcdefghij"), 6)) for _ in range(args.batch)]
-    samples = dict(texts=texts, keys=texts, widths=torch.full((args.batch,), 100))
-    images = torch.randn(args.batch, 1, 32, 100)
+    samples = dict(texts=texts, keys=texts, widths=torch.full((args.batch,), args.width))
+    images = torch.randn(args.batch, 1, 32, args.width)
     from ocrframe.optim import native_bf16
 
     precisions = (False, True) if native_bf16("cpu") else (False,)
@@ -270,6 +270,7 @@ def add_commands(sub) -> None:
     """This subject's sub-commands of tools/benchmark.py."""
     p = sub.add_parser("train-step")
     p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--width", type=int, default=100, help="image width (height 32)")
     p.add_argument("--iters", type=int, default=4)
     p.set_defaults(func=train_step)
     p = sub.add_parser("train-recipe")
