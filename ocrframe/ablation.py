@@ -23,7 +23,8 @@ from mmengine.hooks import Hook
 from ocrframe.fileio import atomic_output, atomic_write
 from ocrframe.optim import refitted_end
 from ocrframe.visualize import training_curves
-from ocrframe.registry import DECODERS, MODELS
+from ocrframe.metrics import WordMetric
+from ocrframe.registry import DECODERS, METRICS, MODELS
 from ocrframe.runner import build_runner, load_config
 
 CHANGES_IGNORED = {"work_dir", "experiment_name", "randomness", "schedule"}  # set per run by the sweep
@@ -163,8 +164,12 @@ class Sweep:
                                        train_data=self.train_data, val_data=self.val_data)
                      for name, path in zip(names, self.configs)}
         self.names = names
-        for cfg in self.cfgs.values():  # a component that is not installed fails now, not hours into the sweep
+        for name, cfg in self.cfgs.items():  # a component that is not installed fails now, not hours into the sweep
             MODELS.build(cfg.model)
+            metric = METRICS.get(cfg.val_evaluator.get("type"))
+            if not (isinstance(metric, type) and issubclass(metric, WordMetric)):
+                raise ValueError(f"{name}: the sweep compares word accuracy and 1 - NED (WordMetric), and this config "
+                                 f"validates with {cfg.val_evaluator.get('type')}; sweep configs of text recognizers")
         reference = self.cfgs[names[0]]
         self.changes = {name: describe_changes(reference, cfg) for name, cfg in self.cfgs.items()}
         groups: dict[str, list[str]] = {}

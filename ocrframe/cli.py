@@ -461,13 +461,22 @@ def main(argv=None, one_line_errors: bool | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     args.argv = argv[1:]  # the command's own arguments, recorded by `ablate`
-    if not friendly or os.environ.get("OCRFRAME_TRACEBACK"):
+    if not friendly:
         return args.func(args)
+    return run_reporting_user_errors(f"ocrframe {args.command}", lambda: args.func(args))
+
+
+def run_reporting_user_errors(program: str, run) -> int:
+    """``run()``'s exit status; a user's mistake (:func:`user_errors`) ends instead with one line,
+    ``PROGRAM: error: ...``, and status 2 (OCRFRAME_TRACEBACK=1 shows the traceback). The command
+    line and the scripts in tools/ report their errors through it."""
+    if os.environ.get("OCRFRAME_TRACEBACK"):
+        return run()
     try:
-        return args.func(args)
+        return run()
     except user_errors() as exc:
         message = str(exc) if not isinstance(exc, OSError) or not exc.filename else f"{exc.strerror}: {exc.filename}"
-        print(f"ocrframe {args.command}: error: {' '.join(message.split())}", file=sys.stderr)
+        print(f"{program}: error: {' '.join(message.split())}", file=sys.stderr)
         return 2
 
 

@@ -193,6 +193,14 @@ def test_sweep_naming_a_missing_component_fails_before_any_training(tmp_path, da
     assert not (tmp_path / "out").exists()
 
 
+def test_sweep_of_a_config_without_word_metrics_fails_before_any_training(tmp_path, data):
+    from ocrframe.ablation import Budget, Sweep
+
+    with pytest.raises(ValueError, match="crnn_omr: the sweep compares word accuracy"):
+        Sweep([str(CONFIG), str(REPO / "configs" / "crnn_omr.py")], Budget(iters=2), tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
 def test_budget_parses_times_and_iterations():
     assert Budget.parse("10m") == Budget(minutes=10)
     assert Budget.parse("90s") == Budget(minutes=1.5)

@@ -406,6 +406,25 @@ def test_create_lmdb_tool_writes_images_labels_and_lexicons_that_read_back(tmp_p
     assert result.returncode != 0 and "has 1 lines but gt.txt has 3 samples" in result.stderr
 
 
+def test_create_lmdb_tool_reports_a_users_mistake_in_one_line_and_reads_a_bom(tmp_path):
+    folder = write_word_folder(tmp_path / "words", ["harbour", "open24"])
+    tool = [sys.executable, str(REPO / "tools" / "create_lmdb.py")]
+
+    def run(*args):
+        return subprocess.run([*tool, *map(str, args)], capture_output=True, text=True, timeout=300)
+
+    (tmp_path / "lexicons.txt").write_text("harbour harbor\nopen24 open\n", encoding="utf-8-sig")  # a BOM first
+    assert run(folder, tmp_path / "out", "--lexicon-file", tmp_path / "lexicons.txt").returncode == 0
+    assert list(LMDBDataset(str(tmp_path / "out"), charset=ALNUM).load(0)["lexicon"]) == ["harbour", "harbor"]
+    for result, said in [(run(folder, tmp_path / "out"), "--overwrite"),             # the LMDB exists
+                         (run(tmp_path / "nowhere", tmp_path / "new"), "gt.txt"),  # no such folder
+                         (run(folder, tmp_path / "new", "--lexicon-file", tmp_path / "none.txt"), "none.txt")]:
+        assert result.returncode == 2, result.stderr[-2000:]
+        assert "Traceback" not in result.stderr and said in result.stderr
+        assert result.stderr.startswith("create_lmdb.py: error: ")
+    assert not (tmp_path / "new").exists()
+
+
 # -- the training order ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("shuffle", [True, False])

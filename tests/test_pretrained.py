@@ -224,6 +224,14 @@ def test_the_release_tool_writes_weights_and_a_card_stating_accuracy_and_what_fp
     # the fp32 figure is measured on the same images: fp16 may change a few transcriptions, not many
     assert abs(metrics["test word accuracy"] - metrics["test word accuracy with fp32 weights"]) <= 0.1
     assert f"test word accuracy {metrics['test word accuracy']:.1%}" in result.stdout
+    # a release that fails (here: its card's notes are missing) leaves the released model as it was
+    before = {f.name: f.read_bytes() for f in tmp_path.iterdir()}
+    failed = subprocess.run([sys.executable, str(REPO / "tools" / "release_model.py"), str(reading_checkpoint),
+                             "--name", "tool-test", "--summary", "again", "--out", str(tmp_path), "--limit", "4",
+                             "--notes", str(tmp_path / "no-such-card.md")], capture_output=True, text=True, cwd=REPO,
+                            timeout=600)
+    assert failed.returncode == 2 and "Traceback" not in failed.stderr and "no-such-card.md" in failed.stderr
+    assert {f.name: f.read_bytes() for f in tmp_path.iterdir()} == before  # nothing staged is left behind either
 
 
 def test_the_release_tool_measures_each_named_test_split_of_a_config():
@@ -238,6 +246,10 @@ def test_the_release_tool_measures_each_named_test_split_of_a_config():
     assert list(splits) == ["clean", "synthesized", "camera", "heldout_clean", "heldout_camera"]
     assert all(len(split) == 3 for split in splits.values())
     assert splits["heldout_camera"].dataset.split == "heldout_camera"
+    cfg = Config.fromfile(str(REPO / "configs" / "crnn_omr.py"))
+    cfg.test_splits = list(cfg.test_splits)[:-1]  # a split without a name would go unmeasured
+    with pytest.raises(ValueError, match="one name per part"):
+        release_model.test_sets(cfg, limit=3)
 
 
 def test_the_released_omr_model_reads_held_out_incipits_by_name():

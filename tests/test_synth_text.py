@@ -525,3 +525,13 @@ def test_an_unknown_font_family_is_an_error_listing_the_split_s_families():
     assert "font groups ['comic sans'] are not among this split's" in result.stderr
     assert families[0] in result.stderr
     assert not Path("/tmp/never-written.lmdb").exists()
+
+
+def test_make_synth_reports_an_existing_lmdb_and_a_bad_count_in_one_line(tmp_path):
+    tool = [sys.executable, str(REPO / "tools" / "make_synth.py"), str(tmp_path / "out")]
+    assert subprocess.run([*tool, "--num", "2"], capture_output=True, timeout=120).returncode == 0
+    again = subprocess.run([*tool, "--num", "2"], capture_output=True, text=True, timeout=120)
+    assert again.returncode == 2 and "Traceback" not in again.stderr and "--overwrite" in again.stderr
+    for bad in (["--num", "0"], ["--lexicon-size", "-1"]):
+        result = subprocess.run([*tool, *bad, "--overwrite"], capture_output=True, text=True, timeout=120)
+        assert result.returncode == 2 and "at least 1" in result.stderr and "Traceback" not in result.stderr

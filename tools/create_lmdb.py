@@ -11,6 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ocrframe.cli import run_reporting_user_errors
 from ocrframe.data.lmdb_dataset import write_lmdb
 from ocrframe.data.gt_folder import read_gt_lines
 
@@ -27,9 +28,10 @@ def main(argv=None) -> int:
     entries = read_gt_lines(args.data_dir / args.gt)
     lexicons = None
     if args.lexicon_file:
-        lexicons = [line.split() for line in args.lexicon_file.read_text(encoding="utf-8").splitlines()]
+        lexicons = [line.split() for line in args.lexicon_file.read_text(encoding="utf-8-sig").splitlines()]
         if len(lexicons) != len(entries):
-            sys.exit(f"{args.lexicon_file} has {len(lexicons)} lines but {args.gt} has {len(entries)} samples")
+            raise ValueError(f"{args.lexicon_file} has {len(lexicons)} lines but {args.gt} has {len(entries)} samples: "
+                             "give one line of words per sample, in the same order")
 
     def samples():
         for i, entry in enumerate(entries):
@@ -37,14 +39,11 @@ def main(argv=None) -> int:
             data = file.read_bytes() if file.is_file() else None
             yield entry.path, data, entry.label, lexicons[i] if lexicons else entry.lexicon
 
-    try:
-        written, skipped = write_lmdb(args.out, samples(), total=len(entries), overwrite=args.overwrite)
-    except FileExistsError as exc:
-        sys.exit(f"error: {exc}")
+    written, skipped = write_lmdb(args.out, samples(), total=len(entries), overwrite=args.overwrite)
     print(f"wrote {written} samples to {args.out}; skipped {skipped.total()}"
           + (f": {skipped.summary()}" if skipped.total() else ""))
     return 0 if written else 1
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_reporting_user_errors("create_lmdb.py", main))

@@ -20,6 +20,8 @@ import sys
 import time
 from pathlib import Path
 
+from ocrframe.cli import positive_int, run_reporting_user_errors
+
 REPO = Path(__file__).resolve().parent.parent
 RANK_SEED, TRAIN_SEED, FAMILY_TEST_SEED = 3, 4, 5
 
@@ -41,9 +43,9 @@ def main(argv=None) -> int:
     parser.add_argument("--model", default="crnn-en", help="a released model's name or a checkpoint")
     parser.add_argument("--config", default=str(REPO / "configs" / "crnn_vgg_bilstm_ctc.py"))
     parser.add_argument("--font", help="the family to fine-tune on (default: the worst read)")
-    parser.add_argument("--per-font", type=int, default=100, help="words per family for the ranking")
-    parser.add_argument("--samples", type=int, default=2000, help="fine-tuning words of the family")
-    parser.add_argument("--family-test", type=int, default=500, help="test words of the family")
+    parser.add_argument("--per-font", type=positive_int, default=100, help="words per family for the ranking")
+    parser.add_argument("--samples", type=positive_int, default=2000, help="fine-tuning words of the family")
+    parser.add_argument("--family-test", type=positive_int, default=500, help="test words of the family")
     parser.add_argument("--minutes", type=float, default=10)
     parser.add_argument("--work-dir", default="work_dirs/finetune_demo")
     args = parser.parse_args(argv)
@@ -58,6 +60,12 @@ def main(argv=None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     model, cfg = load_model(args.model)
     families = WordRenderer(discover_assets("heldout")).font_group_names
+    if args.font and args.font not in families:
+        raise ValueError(f"--font {args.font!r} is not a held-out font family; they are: {', '.join(families)}")
+    schedule = load_config(args.config, schedule="finetune")  # fails here, before any reading, without one
+    budget = [i for i, hook in enumerate(schedule.custom_hooks) if hook["type"] == "TimeBudgetHook"]
+    if not budget:
+        raise ValueError(f"{args.config}'s finetune schedule has no TimeBudgetHook for --minutes to set")
     if args.font:
         font, ranking = args.font, {}
     else:
@@ -69,17 +77,15 @@ def main(argv=None) -> int:
     before = dict(family=accuracy(model, family_test), general=accuracy(model, cfg.test_dataloader.dataset))
 
     data = work / f"{font.replace(' ', '_')}_{args.samples}.lmdb"
-    if not data.exists():
-        make = [sys.executable, str(REPO / "tools" / "make_synth.py"), str(data), "--num", str(args.samples),
-                "--seed", str(TRAIN_SEED), "--assets", "heldout", "--fonts", font]
-        subprocess.run(make, check=True)
-    schedule = load_config(args.config, schedule="finetune")
-    budget = next(i for i, h in enumerate(schedule.custom_hooks) if h["type"] == "TimeBudgetHook")
+    if not data.exists():  # written whole under another name first: an interrupted run leaves no half LMDB here
+        partial = data.with_name(data.name + ".partial")
+        run_tool("make_synth.py", str(partial), "--overwrite", "--num", str(args.samples), "--seed", str(TRAIN_SEED),
+                 "--assets", "heldout", "--fonts", font)
+        partial.rename(data)
     run = work / "run"
     started = time.monotonic()
-    subprocess.run([sys.executable, str(REPO / "tools" / "train.py"), args.config, "--load-from", str(args.model),
-                    "--data", str(data), "--work-dir", str(run), "--no-test",
-                    "--cfg-options", f"custom_hooks.{budget}.minutes={args.minutes}"], check=True)
+    run_tool("train.py", args.config, "--load-from", str(args.model), "--data", str(data), "--work-dir", str(run),
+             "--no-test", "--cfg-options", f"custom_hooks.{budget[0]}.minutes={args.minutes}")
     minutes = (time.monotonic() - started) / 60
     tuned, _ = load_model((run / "last_checkpoint").read_text().strip())
     after = dict(family=accuracy(tuned, family_test), general=accuracy(tuned, cfg.test_dataloader.dataset))
@@ -96,5 +102,12 @@ def main(argv=None) -> int:
     return 0
 
 
+def run_tool(script: str, *args: str) -> None:
+    """Run tools/SCRIPT; if it fails (it has said why), stop here too."""
+    status = subprocess.run([sys.executable, str(REPO / "tools" / script), *args]).returncode
+    if status:
+        sys.exit(f"finetune_demo.py: {script} failed (exit status {status}; its error is above)")
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_reporting_user_errors("finetune_demo.py", main))

@@ -5,15 +5,18 @@ config as data) and NAME.md (model card) in OUT; see ocrframe/pretrained.py.
         --summary "CRNN (paper), 36 lowercase alphanumerics" --notes card_text.md --out ocrframe/models
 
 The training-only alignment probe is left out (predictions never use it). The weights are stored
-in ``--dtype``: fp16 by default, half the size of fp32; on a crnn-en checkpoint 1 of 1000 test
+in ``--dtype``: fp16 by default, half the size of fp32; on crnn-en checkpoints 0-1 of 1000 test
 transcriptions changed with fp16 and 8 with bf16. The tool reads the config's test set with the
 checkpoint and with the released file and puts both accuracies, and how many transcriptions
-differ, in the card's metrics, so the card states what the smaller file costs.
+differ, in the card's metrics, so the card states what the smaller file costs. Both files are
+written under temporary names and put in place only when the card is complete: a failed release
+leaves the model already in OUT as it was.
 """
 from __future__ import annotations
 
 import argparse
 import csv
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -47,6 +50,9 @@ def test_sets(cfg, limit: int | None = None) -> dict:
     if dataset.get("type") == "ConcatDataset":
         parts = dataset.datasets
         names = list(cfg.get("test_splits") or [f"part {i + 1}" for i in range(len(parts))])
+        if len(names) != len(parts):
+            raise ValueError(f"the config names {len(names)} test_splits for the {len(parts)} parts of its test set: "
+                             "give one name per part")
         splits = {name: build_dataset(part) for name, part in zip(names, parts)}
     else:
         splits = {"test": build_dataset(dataset)}
@@ -75,6 +81,7 @@ def main(argv=None) -> int:
     from ocrframe.registry import MODELS
 
     load_plugins()
+    notes = Path(args.notes).read_text(encoding="utf-8") if args.notes else f"# {args.name}\n\n{args.summary}\n"
     state = load_checkpoint(args.checkpoint)
     cfg = stored_config(state, args.checkpoint)
     cfg.model.alignment_loss = 0.0  # the probe trains the backbone; a released model reads without it
@@ -83,24 +90,23 @@ def main(argv=None) -> int:
     load_weights(model, weights, args.checkpoint)
 
     out = Path(args.out)
-    weights_file = write_weights(model.state_dict(), store_config({}, cfg), out / f"{args.name}.safetensors",
-                                 DTYPES[args.dtype])
-    released = MODELS.build(cfg.model).eval()
-    load_weights(released, read_weights(weights_file)["state_dict"], weights_file)
-    datasets = test_sets(cfg, args.limit)
-    with tempfile.TemporaryDirectory() as tmp:
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out, prefix=".release-") as tmp:  # in OUT: the final rename stays on one disk
+        staged = write_weights(model.state_dict(), store_config({}, cfg), Path(tmp) / f"{args.name}.safetensors",
+                               DTYPES[args.dtype])
+        released = MODELS.build(cfg.model).eval()
+        load_weights(released, read_weights(staged)["state_dict"], staged)
+        datasets = test_sets(cfg, args.limit)
         scores, texts = transcriptions(model, datasets, Path(tmp) / "fp32.tsv")
         scores_released, texts_released = transcriptions(released, datasets, Path(tmp) / "released.tsv")
-    differ = sum(a != b for a, b in zip(texts, texts_released))
-    metrics = {}
-    for split, (acc, ned) in scores_released.items():
-        metrics.update({f"{split} {args.accuracy_name}": round(acc, 4), f"{split} 1 - NED": round(ned, 4)})
-    metrics.update({"test images": len(texts), f"transcriptions differing from fp32 weights ({args.dtype})": differ})
-    metrics.update({f"{split} {args.accuracy_name} with fp32 weights": round(acc, 4)
-                    for split, (acc, _) in scores.items()})
-    notes = Path(args.notes).read_text(encoding="utf-8") if args.notes else f"# {args.name}\n\n{args.summary}\n"
-    card = out / f"{args.name}.md"
-    card.write_text(card_front_matter(args.name, weights_file, args.summary, metrics) + "\n" + notes, encoding="utf-8")
+        metrics = card_metrics(args, scores, scores_released, texts, texts_released)
+        staged_card = Path(tmp) / f"{args.name}.md"
+        staged_card.write_text(card_front_matter(args.name, staged, args.summary, metrics) + "\n" + notes,
+                               encoding="utf-8")
+        weights_file, card = out / staged.name, out / staged_card.name
+        os.replace(staged, weights_file)
+        os.replace(staged_card, card)
+    differ = metrics[f"transcriptions differing from fp32 weights ({args.dtype})"]
     size = weights_file.stat().st_size / 2**20
     print(f"{weights_file} ({size:.1f} MiB, {args.dtype}) and {card}: {differ} of {len(texts)} transcriptions "
           "differ from those of the fp32 weights")
@@ -109,5 +115,20 @@ def main(argv=None) -> int:
     return 0
 
 
+def card_metrics(args, scores: dict, scores_released: dict, texts: list[str], texts_released: list[str]) -> dict:
+    """The card's metrics: the released file's accuracy per split, how many transcriptions its
+    precision changed, and the fp32 weights' accuracy beside it."""
+    differ = sum(a != b for a, b in zip(texts, texts_released))
+    metrics = {}
+    for split, (acc, ned) in scores_released.items():
+        metrics.update({f"{split} {args.accuracy_name}": round(acc, 4), f"{split} 1 - NED": round(ned, 4)})
+    metrics.update({"test images": len(texts), f"transcriptions differing from fp32 weights ({args.dtype})": differ})
+    metrics.update({f"{split} {args.accuracy_name} with fp32 weights": round(acc, 4)
+                    for split, (acc, _) in scores.items()})
+    return metrics
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    from ocrframe.cli import run_reporting_user_errors
+
+    sys.exit(run_reporting_user_errors("release_model.py", main))
