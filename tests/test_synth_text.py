@@ -462,6 +462,33 @@ def test_make_synth_writes_the_datasets_samples_to_an_lmdb(tmp_path):
             assert txn.get(f"lexicon-{i + 1:09d}".encode()) is None
 
 
+def test_the_fine_tuning_demo_renders_its_family_and_replay_words_once_and_never_leaves_half_an_lmdb(tmp_path):
+    """tools/finetune_demo.py's data: the family's words in its held-out fonts, the replay words in
+    the training split's, each LMDB written whole under another name and reused by a second run."""
+    import importlib.util
+
+    import lmdb
+
+    spec = importlib.util.spec_from_file_location("finetune_demo", REPO / "tools" / "finetune_demo.py")
+    demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo)
+    family = demo.rendered(tmp_path / "family.lmdb", 3, "heldout", "arapey")
+    replay = demo.rendered(tmp_path / "replay.lmdb", 4, "train")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["family.lmdb", "replay.lmdb"]  # no .partial left
+    for path, count, assets, fonts in ((family, 3, "heldout", ["arapey"]), (replay, 4, "train", None)):
+        dataset = SynthWordDataset(charset=dict(symbols=ALNUM), length=count, seed=demo.TRAIN_SEED, assets=assets,
+                                   fonts=fonts)
+        with lmdb.open(str(path), readonly=True, lock=False) as env, env.begin() as txn:
+            assert int(txn.get(b"num-samples")) == count
+            assert [txn.get(f"label-{i + 1:09d}".encode()).decode() for i in range(count)] == \
+                [dataset.load(i)["text"] for i in range(count)]
+    written = (replay / "data.mdb").stat().st_mtime_ns
+    assert demo.rendered(replay, 4, "train") == replay and (replay / "data.mdb").stat().st_mtime_ns == written
+    result = subprocess.run([sys.executable, str(REPO / "tools" / "finetune_demo.py"), "--replay", "-5"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "--replay -5: give a number of words, 0 or more" in result.stderr
+
+
 def test_make_synth_gives_each_sample_a_lexicon_holding_its_word_for_lexicon_sample_tests(tmp_path):
     from ocrframe.data.lmdb_dataset import LMDBDataset
 

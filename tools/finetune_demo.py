@@ -1,13 +1,14 @@
 """Fine-tune a released model on one typeface family it reads badly, and measure what it gains on
 that family and what it loses elsewhere.
 
-    .venv/bin/python tools/finetune_demo.py --model crnn-en [--samples 2000] [--minutes 10]
+    .venv/bin/python tools/finetune_demo.py --model crnn-en [--samples 2000] [--replay 0] [--minutes 10]
 
 1. Reads ``--per-font`` words of each held-out font family (fonts training never used) and picks
    the family the model reads worst (or ``--font``).
-2. Renders ``--samples`` training words of that family to an LMDB (tools/make_synth.py, its own seed).
-3. Fine-tunes with ``tools/train.py CONFIG --load-from MODEL --data LMDB`` (the config's
-   ``finetune`` schedule) for ``--minutes``.
+2. Renders ``--samples`` training words of that family to an LMDB (tools/make_synth.py, its own seed),
+   and ``--replay`` words of the training split's own fonts to another, mixed in against forgetting.
+3. Fine-tunes with ``tools/train.py CONFIG --load-from MODEL --data LMDB [REPLAY_LMDB]`` (the
+   config's ``finetune`` schedule) for ``--minutes``.
 4. Reads, before and after, ``--family-test`` words of that family (another seed) and the config's
    independent test set; prints the table and writes it to WORK_DIR/finetune_demo.json.
 """
@@ -45,10 +46,14 @@ def main(argv=None) -> int:
     parser.add_argument("--font", help="the family to fine-tune on (default: the worst read)")
     parser.add_argument("--per-font", type=positive_int, default=100, help="words per family for the ranking")
     parser.add_argument("--samples", type=positive_int, default=2000, help="fine-tuning words of the family")
+    parser.add_argument("--replay", type=int, default=0,
+                        help="general words (the training split's fonts) mixed into the fine-tuning data")
     parser.add_argument("--family-test", type=positive_int, default=500, help="test words of the family")
     parser.add_argument("--minutes", type=float, default=10)
     parser.add_argument("--work-dir", default="work_dirs/finetune_demo")
     args = parser.parse_args(argv)
+    if args.replay < 0:
+        parser.error(f"--replay {args.replay}: give a number of words, 0 or more")
 
     from ocrframe.data.synth_text import WordRenderer, discover_assets
     from ocrframe.checkpoint import load_model
@@ -76,30 +81,39 @@ def main(argv=None) -> int:
     family_test = family_set(cfg, font, args.family_test, FAMILY_TEST_SEED)
     before = dict(family=accuracy(model, family_test), general=accuracy(model, cfg.test_dataloader.dataset))
 
-    data = work / f"{font.replace(' ', '_')}_{args.samples}.lmdb"
-    if not data.exists():  # written whole under another name first: an interrupted run leaves no half LMDB here
-        partial = data.with_name(data.name + ".partial")
-        run_tool("make_synth.py", str(partial), "--overwrite", "--num", str(args.samples), "--seed", str(TRAIN_SEED),
-                 "--assets", "heldout", "--fonts", font)
-        partial.rename(data)
-    run = work / "run"
+    data = [rendered(work / f"{font.replace(' ', '_')}_{args.samples}.lmdb", args.samples, "heldout", font)]
+    if args.replay:
+        data.append(rendered(work / f"replay_{args.replay}.lmdb", args.replay, "train"))
+    run = work / ("run" if not args.replay else f"run_replay_{args.replay}")
     started = time.monotonic()
-    run_tool("train.py", args.config, "--load-from", str(args.model), "--data", str(data), "--work-dir", str(run),
+    run_tool("train.py", args.config, "--load-from", str(args.model), "--data", *map(str, data), "--work-dir", str(run),
              "--no-test", "--cfg-options", f"custom_hooks.{budget[0]}.minutes={args.minutes}")
     minutes = (time.monotonic() - started) / 60
     tuned, _ = load_model((run / "last_checkpoint").read_text().strip())
     after = dict(family=accuracy(tuned, family_test), general=accuracy(tuned, cfg.test_dataloader.dataset))
 
-    result = dict(model=str(args.model), font=font, ranking=ranking, samples=args.samples,
+    result = dict(model=str(args.model), font=font, ranking=ranking, samples=args.samples, replay=args.replay,
                   fine_tuning_minutes=round(minutes, 1), before=before, after=after,
                   family_test_words=args.family_test)
     (work / "finetune_demo.json").write_text(json.dumps(result, indent=2))
-    print(f"\nfine-tuned on {args.samples} words of '{font}' for {minutes:.1f} min (wall, incl. start-up)\n")
+    mixed = f" and {args.replay} general words" if args.replay else ""
+    print(f"\nfine-tuned on {args.samples} words of '{font}'{mixed} for {minutes:.1f} min (wall, incl. start-up)\n")
     print("| word accuracy | before | after |\n|---|---:|---:|")
     print(f"| '{font}' ({args.family_test} words, unseen seed) | {before['family']:.1%} | {after['family']:.1%} |")
     print(f"| independent test set (1000 words, all held-out families) | {before['general']:.1%} | "
           f"{after['general']:.1%} |")
     return 0
+
+
+def rendered(lmdb: Path, count: int, assets: str, font: str | None = None) -> Path:
+    """``count`` synthetic words of ``assets`` (one font family if given) in ``lmdb``, rendered once;
+    written whole under another name first, so an interrupted run leaves no half LMDB to reuse."""
+    if not lmdb.exists():
+        partial = lmdb.with_name(lmdb.name + ".partial")
+        run_tool("make_synth.py", str(partial), "--overwrite", "--num", str(count), "--seed", str(TRAIN_SEED),
+                 "--assets", assets, *(["--fonts", font] if font else []))
+        partial.rename(lmdb)
+    return lmdb
 
 
 def run_tool(script: str, *args: str) -> None:
