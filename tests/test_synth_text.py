@@ -463,27 +463,40 @@ def test_make_synth_writes_the_datasets_samples_to_an_lmdb(tmp_path):
 
 
 def test_the_fine_tuning_demo_renders_its_family_and_replay_words_once_and_never_leaves_half_an_lmdb(tmp_path):
-    """tools/finetune_demo.py's data: the family's words in its held-out fonts, the replay words in
-    the training split's, each LMDB written whole under another name and reused by a second run."""
+    """tools/finetune_demo.py's data: the family's samples in its held-out fonts, the replay samples
+    (other words: a seed of their own) in the training split's, each LMDB written whole under
+    another name and reused by a second run; a failed render leaves nothing to reuse."""
     import importlib.util
+    import io
 
     import lmdb
 
     spec = importlib.util.spec_from_file_location("finetune_demo", REPO / "tools" / "finetune_demo.py")
     demo = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(demo)
-    family = demo.rendered(tmp_path / "family.lmdb", 3, "heldout", "arapey")
-    replay = demo.rendered(tmp_path / "replay.lmdb", 4, "train")
+    font = WordRenderer(discover_assets("heldout")).font_group_names[0]
+    family = demo.rendered(tmp_path / "family.lmdb", 3, demo.TRAIN_SEED, "heldout", font)
+    replay = demo.rendered(tmp_path / "replay.lmdb", 3, demo.REPLAY_SEED, "train")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["family.lmdb", "replay.lmdb"]  # no .partial left
-    for path, count, assets, fonts in ((family, 3, "heldout", ["arapey"]), (replay, 4, "train", None)):
-        dataset = SynthWordDataset(charset=dict(symbols=ALNUM), length=count, seed=demo.TRAIN_SEED, assets=assets,
-                                   fonts=fonts)
+    labels = {}
+    for path, seed, assets, fonts in ((family, demo.TRAIN_SEED, "heldout", [font]),
+                                      (replay, demo.REPLAY_SEED, "train", None)):
+        dataset = SynthWordDataset(charset=dict(symbols=ALNUM), length=3, seed=seed, assets=assets, fonts=fonts)
         with lmdb.open(str(path), readonly=True, lock=False) as env, env.begin() as txn:
-            assert int(txn.get(b"num-samples")) == count
-            assert [txn.get(f"label-{i + 1:09d}".encode()).decode() for i in range(count)] == \
-                [dataset.load(i)["text"] for i in range(count)]
+            assert int(txn.get(b"num-samples")) == 3
+            for i in range(3):
+                sample = dataset.load(i)
+                assert txn.get(f"label-{i + 1:09d}".encode()).decode() == sample["text"]
+                stored = Image.open(io.BytesIO(txn.get(f"image-{i + 1:09d}".encode())))
+                assert np.array_equal(np.asarray(stored.convert("RGB")), np.asarray(sample["image"].convert("RGB")))
+            labels[path] = [txn.get(f"label-{i + 1:09d}".encode()) for i in range(3)]
+    assert labels[family] != labels[replay]  # replay brings other words, not the family's in other fonts
     written = (replay / "data.mdb").stat().st_mtime_ns
-    assert demo.rendered(replay, 4, "train") == replay and (replay / "data.mdb").stat().st_mtime_ns == written
+    assert demo.rendered(replay, 3, demo.REPLAY_SEED, "train") == replay
+    assert (replay / "data.mdb").stat().st_mtime_ns == written
+    with pytest.raises(SystemExit, match="make_synth.py failed"):
+        demo.rendered(tmp_path / "bad.lmdb", 3, demo.TRAIN_SEED, "heldout", "no such family")
+    assert not (tmp_path / "bad.lmdb").exists()
     result = subprocess.run([sys.executable, str(REPO / "tools" / "finetune_demo.py"), "--replay", "-5"],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "--replay -5: give a number of words, 0 or more" in result.stderr

@@ -10,7 +10,7 @@ that family and what it loses elsewhere.
 3. Fine-tunes with ``tools/train.py CONFIG --load-from MODEL --data LMDB [REPLAY_LMDB]`` (the
    config's ``finetune`` schedule) for ``--minutes``.
 4. Reads, before and after, ``--family-test`` words of that family (another seed) and the config's
-   independent test set; prints the table and writes it to WORK_DIR/finetune_demo.json.
+   independent test set; prints the table and writes it to WORK_DIR/finetune_demo_FAMILY_SAMPLES[_replay_N].json.
 """
 from __future__ import annotations
 
@@ -25,6 +25,9 @@ from ocrframe.cli import positive_int, run_reporting_user_errors
 
 REPO = Path(__file__).resolve().parent.parent
 RANK_SEED, TRAIN_SEED, FAMILY_TEST_SEED = 3, 4, 5
+# A seed of its own: sample i's word is drawn before its font, so the replay words at TRAIN_SEED
+# would be the family's words again, only in other fonts.
+REPLAY_SEED = 8
 
 
 def accuracy(model, dataset_cfg) -> float:
@@ -81,10 +84,12 @@ def main(argv=None) -> int:
     family_test = family_set(cfg, font, args.family_test, FAMILY_TEST_SEED)
     before = dict(family=accuracy(model, family_test), general=accuracy(model, cfg.test_dataloader.dataset))
 
-    data = [rendered(work / f"{font.replace(' ', '_')}_{args.samples}.lmdb", args.samples, "heldout", font)]
+    data = [rendered(work / f"{font.replace(' ', '_')}_{args.samples}.lmdb", args.samples, TRAIN_SEED, "heldout", font)]
     if args.replay:
-        data.append(rendered(work / f"replay_{args.replay}.lmdb", args.replay, "train"))
-    run = work / ("run" if not args.replay else f"run_replay_{args.replay}")
+        data.append(rendered(work / f"replay_s{REPLAY_SEED}_{args.replay}.lmdb", args.replay, REPLAY_SEED, "train"))
+    name = f"{font.replace(' ', '_')}_{args.samples}" + (f"_replay_{args.replay}" if args.replay else "")
+    run = work / f"run_{name}"
+    (run / "last_checkpoint").unlink(missing_ok=True)  # read below: never a previous run's
     started = time.monotonic()
     run_tool("train.py", args.config, "--load-from", str(args.model), "--data", *map(str, data), "--work-dir", str(run),
              "--no-test", "--cfg-options", f"custom_hooks.{budget[0]}.minutes={args.minutes}")
@@ -95,7 +100,7 @@ def main(argv=None) -> int:
     result = dict(model=str(args.model), font=font, ranking=ranking, samples=args.samples, replay=args.replay,
                   fine_tuning_minutes=round(minutes, 1), before=before, after=after,
                   family_test_words=args.family_test)
-    (work / "finetune_demo.json").write_text(json.dumps(result, indent=2))
+    (work / f"finetune_demo_{name}.json").write_text(json.dumps(result, indent=2))
     mixed = f" and {args.replay} general words" if args.replay else ""
     print(f"\nfine-tuned on {args.samples} words of '{font}'{mixed} for {minutes:.1f} min (wall, incl. start-up)\n")
     print("| word accuracy | before | after |\n|---|---:|---:|")
@@ -105,12 +110,13 @@ def main(argv=None) -> int:
     return 0
 
 
-def rendered(lmdb: Path, count: int, assets: str, font: str | None = None) -> Path:
-    """``count`` synthetic words of ``assets`` (one font family if given) in ``lmdb``, rendered once;
-    written whole under another name first, so an interrupted run leaves no half LMDB to reuse."""
+def rendered(lmdb: Path, count: int, seed: int, assets: str, font: str | None = None) -> Path:
+    """``count`` synthetic words of ``seed`` and ``assets`` (one font family if given) in ``lmdb``,
+    rendered once; written whole under another name first, so an interrupted run leaves no half
+    LMDB to reuse."""
     if not lmdb.exists():
         partial = lmdb.with_name(lmdb.name + ".partial")
-        run_tool("make_synth.py", str(partial), "--overwrite", "--num", str(count), "--seed", str(TRAIN_SEED),
+        run_tool("make_synth.py", str(partial), "--overwrite", "--num", str(count), "--seed", str(seed),
                  "--assets", assets, *(["--fonts", font] if font else []))
         partial.rename(lmdb)
     return lmdb
