@@ -84,10 +84,11 @@ def main(argv=None) -> int:
     family_test = family_set(cfg, font, args.family_test, FAMILY_TEST_SEED)
     before = dict(family=accuracy(model, family_test), general=accuracy(model, cfg.test_dataloader.dataset))
 
-    data = [rendered(work / f"{font.replace(' ', '_')}_{args.samples}.lmdb", args.samples, TRAIN_SEED, "heldout", font)]
+    family = f"{font.replace(' ', '_')}_{args.samples}"
+    data = [rendered(work / f"{family}.lmdb", args.samples, TRAIN_SEED, "heldout", font)]
     if args.replay:
         data.append(rendered(work / f"replay_s{REPLAY_SEED}_{args.replay}.lmdb", args.replay, REPLAY_SEED, "train"))
-    name = f"{font.replace(' ', '_')}_{args.samples}" + (f"_replay_{args.replay}" if args.replay else "")
+    name = family + (f"_replay_{args.replay}" if args.replay else "")
     run = work / f"run_{name}"
     (run / "last_checkpoint").unlink(missing_ok=True)  # read below: never a previous run's
     started = time.monotonic()
