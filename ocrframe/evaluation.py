@@ -52,19 +52,36 @@ class Cell:
     note: str = ""
 
 
+LOAD_CHUNK = 1024  # samples loaded, then sorted by width, at a time when only loading tells a sample's width
+
+
+def width_sorted_batches(dataset, batch_size: int):
+    """Batches of loaded samples, similar widths together (little padding). With the dataset's
+    ``aspect_ratio(index)`` the whole dataset is sorted before loading; without one (generated
+    data, whose width is known once rendered), each chunk of LOAD_CHUNK samples after loading."""
+    from ocrframe.data.batching import width_buckets
+
+    ratio = getattr(dataset, "aspect_ratio", None)
+    if callable(ratio):
+        for indices in width_buckets([ratio(i) for i in range(len(dataset))], batch_size, width_step=None):
+            yield [dataset[i] for i in indices]
+        return
+    for start in range(0, len(dataset), LOAD_CHUNK):
+        samples = [dataset[i] for i in range(start, min(start + LOAD_CHUNK, len(dataset)))]
+        for indices in width_buckets([s["width"] for s in samples], batch_size, width_step=None):
+            yield [samples[i] for i in indices]
+
+
 @torch.inference_mode()
 def run_network(model, dataset, name: str, batch_size: int = 64) -> Outputs:
-    """Log-probabilities of every sample, batched by similar width (little padding). An unreadable
-    image keeps its place (the dataset marks it, see ``mark_for_evaluation``) and counts as an error."""
-    from ocrframe.data.batching import width_buckets
-    from ocrframe.data.sampler import aspect_ratio_of
+    """Log-probabilities of every sample, batched by similar width (``width_sorted_batches``). An
+    unreadable image keeps its place (the dataset marks it, see ``mark_for_evaluation``) and counts
+    as an error."""
     from ocrframe.data.transforms import pad_collate
 
     outputs = Outputs(name)
-    ratio = aspect_ratio_of(dataset) or (lambda index: 0.0)
     device = next(model.parameters()).device
-    for batch_indices in width_buckets([ratio(i) for i in range(len(dataset))], batch_size, width_step=None):
-        samples = [dataset[i] for i in batch_indices]
+    for samples in width_sorted_batches(dataset, batch_size):
         began = time.perf_counter()
         batch = pad_collate(samples)
         widths = batch["data_samples"]["widths"]  # the encoder leaves each image's padding out

@@ -131,3 +131,29 @@ def test_an_unreadable_image_counts_once_as_an_error_not_replaced_by_a_repeat(ch
     (bad,) = [row for row in rows if row["key"] == "img_002.png"]
     assert bad["truth"] == WORDS[2] and bad["prediction"] == "" and bad["correct"] == "0"
     assert f"1 of {len(WORDS)} images unreadable, counted as errors (e.g. img_002.png)" in capsys.readouterr().out
+
+
+def test_evaluation_batches_generated_samples_by_their_rendered_width(monkeypatch):
+    """A dataset without ``aspect_ratio`` (generated data: a width is known once rendered) is still
+    evaluated in batches of similar width: each chunk of loaded samples sorted, every sample once."""
+    from ocrframe import evaluation
+
+    class Generated:
+        def __init__(self, widths):
+            self.widths = widths
+
+        def __len__(self):
+            return len(self.widths)
+
+        def __getitem__(self, index):
+            return dict(width=self.widths[index], key=str(index))
+
+    widths = [int(w) for w in torch.randint(8, 400, (50,), generator=torch.Generator().manual_seed(0))]
+    monkeypatch.setattr(evaluation, "LOAD_CHUNK", 20)
+    batches = [[s["key"] for s in batch] for batch in evaluation.width_sorted_batches(Generated(widths), 8)]
+    assert sorted(int(k) for batch in batches for k in batch) == list(range(50))
+    for start in range(0, 50, 20):  # within a chunk, narrowest first and cut into batches of at most 8
+        chunk = [int(k) for batch in batches for k in batch if start <= int(k) < start + 20]
+        assert [widths[i] for i in chunk] == sorted(widths[start:start + 20])
+    assert max(len(b) for b in batches) == 8
+    assert all(len({int(k) // 20 for k in batch}) == 1 for batch in batches)  # a batch never spans two chunks

@@ -413,7 +413,7 @@ def test_read_a_folder_without_images_is_an_error(reading_checkpoint, tmp_path):
 
 def test_the_reader_reads_a_test_split_as_the_evaluation_does_in_batches_or_alone():
     """The released paper model on held-out synthetic words of many widths: the Reader's width
-    buckets pad each batch a little, the evaluation's batches (no aspect ratio known) a lot; the
+    buckets pad each batch a little, the evaluation's batches (sorted by rendered width) likewise; the
     readings are those of each image alone. (Before the backbone took the widths, 6 of 300 such
     words read differently in a batch.)"""
     from ocrframe.evaluation import run_network
