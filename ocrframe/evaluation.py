@@ -32,7 +32,8 @@ from ocrframe.model import Prediction
 
 @dataclass
 class Outputs:
-    """The network's outputs over one dataset, in batches."""
+    """The network's outputs over one dataset, in batches. Rows come in the batches' order (by width),
+    not the dataset's: match them to samples by ``keys``."""
 
     name: str
     batches: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)  # (log_probs, frame lengths)
@@ -57,8 +58,9 @@ LOAD_CHUNK = 1024  # samples loaded, then sorted by width, at a time when only l
 
 def width_sorted_batches(dataset, batch_size: int):
     """Batches of loaded samples, similar widths together (little padding). With the dataset's
-    ``aspect_ratio(index)`` the whole dataset is sorted before loading; without one (generated
-    data, whose width is known once rendered), each chunk of LOAD_CHUNK samples after loading."""
+    ``aspect_ratio(index)`` the whole dataset is sorted before loading; without one (e.g. generated
+    data, whose width is known once rendered, a ConcatDataset or a Subset), each chunk of
+    LOAD_CHUNK samples after loading."""
     from ocrframe.data.batching import width_buckets
 
     ratio = getattr(dataset, "aspect_ratio", None)
@@ -75,8 +77,8 @@ def width_sorted_batches(dataset, batch_size: int):
 @torch.inference_mode()
 def run_network(model, dataset, name: str, batch_size: int = 64) -> Outputs:
     """Log-probabilities of every sample, batched by similar width (``width_sorted_batches``). An
-    unreadable image keeps its place (the dataset marks it, see ``mark_for_evaluation``) and counts
-    as an error."""
+    unreadable image is kept, not replaced by another sample (the dataset marks it, see
+    ``mark_for_evaluation``), and counts as an error."""
     from ocrframe.data.transforms import pad_collate
 
     outputs = Outputs(name)

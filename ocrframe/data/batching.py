@@ -1,7 +1,8 @@
 """Batching by width: images of similar width share a batch, so little of each batch is padding.
 
 One bucketer, :func:`width_buckets`, serves evaluation (by aspect ratio, through
-:class:`~ocrframe.data.sampler.WidthBucketBatchSampler` and ``evaluation.run_network``) and the
+:class:`~ocrframe.data.sampler.WidthBucketBatchSampler` and ``evaluation.run_network``, which
+sorts by rendered width where a dataset has no aspect ratio) and the
 Reader (by resized width, in steps). Training batches of the text config are of one width (100 px);
 the OMR config batches snippets of one note count (``length_group``). :func:`as_pil` and :func:`input_batches` turn what a user
 gives into what the network takes.
