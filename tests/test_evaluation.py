@@ -42,6 +42,7 @@ def test_table_two_rows_are_datasets_and_columns_lexicons(checkpoint, data, tmp_
                  "--work-dir", str(tmp_path / "w")])
     assert code == 0
     printed = capsys.readouterr().out
+    assert "word accuracy % (case-insensitive alphanumerics)" in printed
     assert "| dataset | none | sample | full | words.txt |" in printed
     rows = read_predictions(out)
     assert len(rows) == 2 * 4 * len(WORDS)  # datasets x columns x images

@@ -56,14 +56,15 @@ class LazyInfiniteSampler(InfiniteSampler):
         return self.indices
 
 
-def aspect_ratio_of(dataset):
+def aspect_ratio_of(dataset, quiet: bool = False):
     """The dataset's ``aspect_ratio(index)``, or None. A dataset without one is evaluated in plain
-    batches (more padding, slower): said once per dataset class and process."""
+    batches (more padding, slower): said once per dataset class and process, unless ``quiet`` (a
+    caller that groups such datasets by width another way)."""
     method = getattr(dataset, "aspect_ratio", None)
     if callable(method):
         return method
     name = type(dataset).__name__
-    if name not in _TOLD:
+    if not quiet and name not in _TOLD:
         _TOLD.add(name)
         logger.warning("%s has no aspect_ratio(index): its evaluation batches are not grouped by image width "
                        "(more padding, slower); give the dataset aspect_ratio(index) -> width / height to group "
