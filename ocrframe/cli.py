@@ -56,28 +56,25 @@ def cmd_train(args) -> int:
 
 
 def cmd_test(args) -> int:
-    from ocrframe.checkpoint import load_checkpoint
     from ocrframe.runner import build_runner, load_config
 
     table = bool(args.lexicon)  # the Table 2 evaluation runs outside the Runner, on its own data
-    state = load_checkpoint(args.checkpoint) if table else None  # read once: config and weights
     cfg = load_config(args.config, schedule=args.schedule, work_dir=args.work_dir, cfg_options=args.cfg_options,
                       checkpoint=args.checkpoint, test_data=None if table else args.data,
-                      launcher=None if table else args.launcher, checkpoint_state=state)
+                      launcher=None if table else args.launcher)
     if table:
-        return lexicon_table(args, cfg, state)
+        return lexicon_table(args, cfg)
     metrics = build_runner(cfg).test()
     print(json.dumps({k: round(float(v), 4) for k, v in metrics.items()}))
     return 0
 
 
-def lexicon_table(args, cfg, state: dict) -> int:
-    """`ocrframe test --lexicon ...`: the paper's Table 2 (ocrframe/evaluation.py), with the
-    checkpoint's loaded ``state``."""
+def lexicon_table(args, cfg) -> int:
+    """`ocrframe test --lexicon ...`: the paper's Table 2 (ocrframe/evaluation.py)."""
     import torch
 
-    from ocrframe.checkpoint import load_weights
-    from ocrframe.evaluation import SEQUENCE_HEADER, WORD_HEADER, column_name, evaluate, format_table
+    from ocrframe.checkpoint import load_checkpoint, load_weights
+    from ocrframe.evaluation import SEQUENCE_HEADER, WORD_HEADER, column_name, evaluate, format_table, reads_tokens
     from ocrframe.registry import MODELS
     from ocrframe.data.build import build_dataset, dataset_for, mark_for_evaluation
 
@@ -87,6 +84,7 @@ def lexicon_table(args, cfg, state: dict) -> int:
     if len({column_name(m) for m in args.lexicon}) != len(args.lexicon):
         raise ValueError(f"--lexicon {' '.join(args.lexicon)}: two columns would have the same name")
     model = MODELS.build(cfg.model)  # cfg holds the checkpoint's model already (load_config)
+    state = load_checkpoint(args.checkpoint)
     load_weights(model, state.get("state_dict", state), args.checkpoint, partial=bool(cfg.get("load_partial", False)),
                  advice="Pass the config it was trained with, or load only the matching weights: "
                         "--cfg-options load_partial=True")
@@ -102,7 +100,7 @@ def lexicon_table(args, cfg, state: dict) -> int:
     out = Path(args.predictions or Path(cfg.work_dir) / "predictions.tsv")
     table = evaluate(model, datasets, args.lexicon, delta=args.delta, batch_size=args.batch_size,
                      predictions_file=out)
-    print(format_table(table, args.lexicon, WORD_HEADER if model.charset.separator == "" else SEQUENCE_HEADER))
+    print(format_table(table, args.lexicon, SEQUENCE_HEADER if reads_tokens(model) else WORD_HEADER))
     print(f"predictions (dataset, lexicon, key, truth, prediction, score, correct): {out}")
     return 0
 
