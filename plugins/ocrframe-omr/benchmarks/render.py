@@ -2,7 +2,7 @@
 
     python tools/benchmark.py omr-render [--lines 20]               # engraved music: lines and snippets
     python tools/benchmark.py omr-staff [--num 200]                 # staff finder on held-out incipits
-    python tools/benchmark.py omr-normalize --checkpoint CKPT [--num 200] [--tuning]   # reading with / without StaffNormalize
+    python tools/benchmark.py omr-normalize --checkpoint CKPT [--num 200] [--tuning | --seed-offset N]   # reading with / without StaffNormalize
 """
 import time
 
@@ -69,14 +69,15 @@ def omr_staff(args) -> None:
 NORMALIZE_SPLITS = dict(synthesized=dict(seed=3, style="synthesized"), camera=dict(seed=4, style="camera"),
                         heldout_clean=dict(seed=5, style="clean", assets="heldout"),
                         heldout_camera=dict(seed=6, style="camera", assets="heldout"))
-# The finder's rules are chosen on these (the test splits' seeds + 10), then measured on the test splits.
+# The finder's rules are chosen on these (the test splits' seeds + 10), then measured on the test splits
+# (and on further seeds, `--seed-offset`, where a rule was suggested by test images).
 TUNING_SEED_OFFSET = 10
 
 
 def omr_normalize(args) -> None:
     """A trained model's readings of the test splits (their first ``--num`` images; ``--tuning``:
-    splits of other seeds, to choose rules on) with the config's test pipeline as it is, with
-    StaffNormalize keeping 3 staff spaces at the sides, trusting the found comb only
+    splits of other seeds, to choose rules on; ``--seed-offset N``: the test seeds + N) with the
+    config's test pipeline as it is, with StaffNormalize keeping 3 staff spaces at the sides, trusting the found comb only
     (``rival_coverage=None``), and without StaffNormalize: what each does to the reading."""
     from ocrframe import SLOTS, Reader
     from ocrframe_omr.metrics import sequence_metrics
@@ -89,8 +90,9 @@ def omr_normalize(args) -> None:
 
     variants = {"as configured": pipeline(), "3 spaces at the sides": pipeline(spaces_side=3.0),
                 "the found comb only": pipeline(rival_coverage=None), "no StaffNormalize": pipeline(off=True)}
-    offset = TUNING_SEED_OFFSET if args.tuning else 0
-    print(f"{args.checkpoint}: first {args.num} images of each {'tuning' if args.tuning else 'test'} split "
+    offset = TUNING_SEED_OFFSET if args.tuning else args.seed_offset
+    kind = "tuning" if args.tuning else f"seed offset {offset}" if offset else "test"
+    print(f"{args.checkpoint}: first {args.num} images of each {kind} split "
           f"(seeds {', '.join(str(s['seed'] + offset) for s in NORMALIZE_SPLITS.values())}); "
           "fragment accuracy / mean edit distance")
     print(f"| split | {' | '.join(variants)} |\n|---|{'---|' * len(variants)}")
@@ -118,5 +120,7 @@ def add_commands(sub) -> None:
     p = sub.add_parser("omr-normalize")
     p.add_argument("--checkpoint", required=True, help="a trained OMR checkpoint or released model name")
     p.add_argument("--num", type=int, default=200)
-    p.add_argument("--tuning", action="store_true", help="splits of other seeds than the test splits'")
+    seeds = p.add_mutually_exclusive_group()
+    seeds.add_argument("--tuning", action="store_true", help="splits of other seeds than the test splits'")
+    seeds.add_argument("--seed-offset", type=int, default=0, help="splits of the test seeds + N (--tuning: + 10)")
     p.set_defaults(func=omr_normalize)

@@ -27,6 +27,11 @@ SHORT_COMB = 0.4  # of the image's width: a staff runs across most of a score im
 # The staff (4 spaces) and a stem beyond it on one side at least: an image fewer of the found spaces
 # high cannot hold both, so the comb took every other line, or lines and gaps, for the staff's.
 MIN_HEIGHT_SPACES = 7.0
+# No engraving, scan or photograph cuts a staff at its outer line (note heads and ledger lines go
+# beyond it). A comb whose top or bottom line lies nearer the image's edge than this (in found spaces,
+# at the staff's middle column) took other rows for the staff's: in faint snippets, lines 1.3-1.6
+# spaces apart that end at the edge.
+MIN_EDGE_SPACES = 0.5
 
 
 @dataclass(frozen=True)
@@ -273,6 +278,13 @@ def _keep_inked_sides(ink: np.ndarray, top: float, space: float, angle: float, l
     return left, right
 
 
+def _room_for_notes(staff: StaffGeometry, height: int) -> bool:
+    """Whether an image ``height`` pixels high can hold ``staff`` with its notes around it."""
+    middle = (staff.left + staff.right) / 2 * np.tan(np.radians(staff.skew_deg))  # the lines' shift there
+    above, below = staff.top + middle, height - staff.bottom - middle
+    return height >= MIN_HEIGHT_SPACES * staff.space and min(above, below) >= MIN_EDGE_SPACES * staff.space
+
+
 class StaffNormalize:
     """Pipeline transform: crop a score image to its staff, ``spaces_above`` staff spaces above the
     top line and ``spaces_below`` below the bottom one, deskewed, from ``spaces_side`` spaces left of
@@ -296,8 +308,9 @@ class StaffNormalize:
       same holds for the margins around the comb a line above or below when its lines run at least
       ``rival_coverage`` as far as the found comb's (``neighbour_coverage``): the staff may be
       there. None crops every image; ``rival_coverage=None`` looks at the found comb only.
-    - an image less than 7 of the found spaces high is passed on as it is (``staff: None``): it
-      could not hold a staff and its notes' stems, so the comb took other rows for the lines.
+    - an image less than 7 of the found spaces high, or whose found top or bottom line lies less
+      than half a found space from its edge, is passed on as it is (``staff: None``): it has no room
+      for a staff with its notes, so the comb took other rows for the lines.
     - the sides are cut only where the staff's band is blank (:func:`_keep_inked_sides`).
     What these three do to crnn-omr's readings of each test split: docs/benchmarks.md.
     """
@@ -317,7 +330,7 @@ class StaffNormalize:
         gray = np.asarray(image if image.mode == "L" else image.convert("L"))
         staff = find_staff(gray, self.max_skew_deg, self.min_contrast)
         sample.setdefault("extras", {})["staff"] = None
-        if staff is None or gray.shape[0] < MIN_HEIGHT_SPACES * staff.space:
+        if staff is None or not _room_for_notes(staff, gray.shape[0]):
             return sample
         sample["image"], box = self.crop(image, gray, staff)
         sample["extras"]["staff"] = staff.as_dict()
