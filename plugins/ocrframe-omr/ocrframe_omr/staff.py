@@ -29,8 +29,8 @@ SHORT_COMB = 0.4  # of the image's width: a staff runs across most of a score im
 MIN_HEIGHT_SPACES = 7.0
 # No engraving, scan or photograph cuts a staff at its outer line (note heads and ledger lines go
 # beyond it). A comb whose top or bottom line lies nearer the image's edge than this (in found spaces,
-# at the staff's middle column) took other rows for the staff's: in faint snippets, lines 1.3-1.6
-# spaces apart that end at the edge.
+# at the staff's middle column) took other rows for the staff's: in snippets with faint lines, rows
+# wider apart than the staff's lines, 8-9 of those spacings high where the snippet is 10-12 staff spaces.
 MIN_EDGE_SPACES = 0.5
 
 
