@@ -8,7 +8,7 @@ data and inference in tools/benchmarks/, a plugin's own beside it (plugins/*/ben
     python tools/benchmark.py infer [--checkpoint CKPT] [--val 300] [--files 1000]  # inference paths vs eager
     python tools/benchmark.py omr-render [--lines 20]               # engraved music: lines and snippets
     python tools/benchmark.py omr-staff [--num 200]                 # staff finder on held-out incipits
-    python tools/benchmark.py omr-normalize --checkpoint CKPT [--num 200] [--tuning]   # reading with / without StaffNormalize
+    python tools/benchmark.py omr-normalize --checkpoint CKPT [--num 200] [--tuning | --seed-offset N]   # with / without StaffNormalize
     python tools/benchmark.py runner [--iters 20] [--rounds 2]       # mmengine Runner vs a bare PyTorch loop
     python tools/benchmark.py data [--images 4096] [--rounds 5]     # LMDB loading: per worker, 1 -> 2 workers
     python tools/benchmark.py sampler [--size 100000000]            # the training order's first batch: lazy vs mmengine

@@ -69,16 +69,17 @@ def omr_staff(args) -> None:
 NORMALIZE_SPLITS = dict(synthesized=dict(seed=3, style="synthesized"), camera=dict(seed=4, style="camera"),
                         heldout_clean=dict(seed=5, style="clean", assets="heldout"),
                         heldout_camera=dict(seed=6, style="camera", assets="heldout"))
-# The finder's rules are chosen on these (the test splits' seeds + 10), then measured on the test splits
-# (and on further seeds, `--seed-offset`, where a rule was suggested by test images).
+# The finder's rules are chosen on splits of the test splits' seeds + 10, then measured on the test splits;
+# a rule that test images suggested is measured on further seeds (`--seed-offset`).
 TUNING_SEED_OFFSET = 10
 
 
 def omr_normalize(args) -> None:
     """A trained model's readings of the test splits (their first ``--num`` images; ``--tuning``:
-    splits of other seeds, to choose rules on; ``--seed-offset N``: the test seeds + N) with the
-    config's test pipeline as it is, with StaffNormalize keeping 3 staff spaces at the sides, trusting the found comb only
-    (``rival_coverage=None``), and without StaffNormalize: what each does to the reading."""
+    splits of other seeds, to choose rules on; ``--seed-offset N``: splits of the test seeds + N)
+    with the config's test pipeline as it is, with StaffNormalize keeping 3 staff spaces at the
+    sides, trusting the found comb only (``rival_coverage=None``), and without StaffNormalize: what
+    each does to the reading."""
     from ocrframe import SLOTS, Reader
     from ocrframe_omr.metrics import sequence_metrics
 
@@ -91,8 +92,8 @@ def omr_normalize(args) -> None:
     variants = {"as configured": pipeline(), "3 spaces at the sides": pipeline(spaces_side=3.0),
                 "the found comb only": pipeline(rival_coverage=None), "no StaffNormalize": pipeline(off=True)}
     offset = TUNING_SEED_OFFSET if args.tuning else args.seed_offset
-    kind = "tuning" if args.tuning else f"seed offset {offset}" if offset else "test"
-    print(f"{args.checkpoint}: first {args.num} images of each {kind} split "
+    splits = "tuning split" if args.tuning else f"split of the test seeds + {offset}" if offset else "test split"
+    print(f"{args.checkpoint}: first {args.num} images of each {splits} "
           f"(seeds {', '.join(str(s['seed'] + offset) for s in NORMALIZE_SPLITS.values())}); "
           "fragment accuracy / mean edit distance")
     print(f"| split | {' | '.join(variants)} |\n|---|{'---|' * len(variants)}")
@@ -122,5 +123,7 @@ def add_commands(sub) -> None:
     p.add_argument("--num", type=int, default=200)
     seeds = p.add_mutually_exclusive_group()
     seeds.add_argument("--tuning", action="store_true", help="splits of other seeds than the test splits'")
-    seeds.add_argument("--seed-offset", type=int, default=0, help="splits of the test seeds + N (--tuning: + 10)")
+    seeds.add_argument("--seed-offset", type=int, default=0, metavar="N",
+                       help="splits of the test seeds (3-6) + N (--tuning: + 10); choose N so that no seed is one "
+                            "the model trained on (crnn-omr: 0, 7, 11) or validated on (1)")
     p.set_defaults(func=omr_normalize)

@@ -27,10 +27,11 @@ SHORT_COMB = 0.4  # of the image's width: a staff runs across most of a score im
 # The staff (4 spaces) and a stem beyond it on one side at least: an image fewer of the found spaces
 # high cannot hold both, so the comb took every other line, or lines and gaps, for the staff's.
 MIN_HEIGHT_SPACES = 7.0
-# No engraving, scan or photograph cuts a staff at its outer line (note heads and ledger lines go
-# beyond it). A comb whose top or bottom line lies nearer the image's edge than this (in found spaces,
-# at the staff's middle column) took other rows for the staff's: in snippets with faint lines, rows
-# wider apart than the staff's lines, 8-9 of those spacings high where the snippet is 10-12 staff spaces.
+# Notes and ledger lines lie beyond a staff's outer lines, so a score image rarely ends at one. A comb
+# whose top or bottom line lies nearer the image's edge than this (in found spaces, at the staff's
+# middle column) is taken for other rows: in snippets with faint lines, rows wider apart than the
+# staff's lines, 8-9 of those spacings high where the snippet is 10-12 staff spaces. The cost: an
+# image really cropped that tight is read as it came, not cropped and padded.
 MIN_EDGE_SPACES = 0.5
 
 
@@ -57,6 +58,12 @@ class StaffGeometry:
     def space(self) -> float:
         """Distance between two staff lines, in pixels."""
         return (self.bottom - self.top) / 4
+
+    def margins(self, height: int, x: float) -> tuple[float, float]:
+        """Pixels from the image's top edge to the top line and from the bottom line to the bottom
+        edge, at column ``x`` of an image ``height`` pixels high (the lines shift with the skew)."""
+        shift = x * float(np.tan(np.radians(self.skew_deg)))
+        return self.top + shift, height - self.bottom - shift
 
     def scaled(self, fx: float, fy: float) -> StaffGeometry:
         """The geometry in an image ``fx`` times as wide and ``fy`` times as tall."""
@@ -280,8 +287,7 @@ def _keep_inked_sides(ink: np.ndarray, top: float, space: float, angle: float, l
 
 def _room_for_notes(staff: StaffGeometry, height: int) -> bool:
     """Whether an image ``height`` pixels high can hold ``staff`` with its notes around it."""
-    middle = (staff.left + staff.right) / 2 * np.tan(np.radians(staff.skew_deg))  # the lines' shift there
-    above, below = staff.top + middle, height - staff.bottom - middle
+    above, below = staff.margins(height, (staff.left + staff.right) / 2)
     return height >= MIN_HEIGHT_SPACES * staff.space and min(above, below) >= MIN_EDGE_SPACES * staff.space
 
 
@@ -344,8 +350,7 @@ class StaffNormalize:
         y0 = staff.top - self.spaces_above * space
         y1 = staff.bottom + self.spaces_below * space
         tan = float(np.tan(np.radians(staff.skew_deg)))
-        centre = (x0 + x1) / 2 * tan  # the lines' shift at the crop's centre
-        above, below = (staff.top + centre) / space, (gray.shape[0] - staff.bottom - centre) / space
+        above, below = (m / space for m in staff.margins(gray.shape[0], (x0 + x1) / 2))  # at the crop's centre
         lo, hi = self.keep_margins or (np.inf, -np.inf)
         shifts = [0] + [k for k, c in zip((-1, 1), staff.neighbour_coverage)
                         if self.rival_coverage is not None and c >= self.rival_coverage]
