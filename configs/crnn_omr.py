@@ -135,7 +135,7 @@ env_cfg = dict(cudnn_benchmark=True, dist_cfg=dict(backend="nccl"))
 #   synthesized 89.0 % / 0.26 -> 88.2 % / 0.26 and 89.4 % / 0.23 (two seeds), camera 60.0 -> 64.6 and
 #   68.0 %, held-out clean 94.2 -> 98.6 and 99.6 %, held-out camera 70.6 -> 76.0 and 75.4 %; on four
 #   other splits (seeds 13-16) synthesized 87.5 % / 0.26 -> 90.2 % / 0.24 and 88.2 % / 0.24.
-#   On an AVX2 host whose step ran 2.4x slower, 897 updates in 28 minutes: synthesized 63.0 % / 0.84.
+#   On an AVX2 host whose step ran about 2x slower (1.7-2.6x), 897 updates in 28 minutes: synthesized 63.0 % / 0.84.
 schedules = dict(cpu=dict(
     model=dict(alignment_loss=1.0),
     train_dataloader=dict(batch_size=16, dataset=dict(length_group=16)),

@@ -98,7 +98,7 @@ env_cfg = dict(cudnn_benchmark=True, dist_cfg=dict(backend="nccl"))
 #   batch to its widest word, and six such validations of 1000 images took 22 % of a 27-minute run
 #   on the AVX2 host. The final test keeps the paper's protocol (aspect ratio kept, width >= 100).
 # Together: `make train` went from 0.0 % to 62.0-68.9 % test word accuracy on 2-core AVX2 hosts (41.9 %
-# on one whose step ran 2.4x slower: 876 updates) and from 52.0 % to 79.8-84.2 % on 2-core AVX-512
+# on one whose step ran about 2x slower: 876 updates; 52.3 % there at batch 8, a trial) and from 52.0 % to 79.8-84.2 % on 2-core AVX-512
 # BF16 hosts (quiet hosts, 30 minutes with set-up).
 # bf16 autocast runs where the CPU has fast bf16 kernels (fp32 elsewhere, said in the log).
 cpu_hooks = [dict(type="AlignmentLossDecay", fraction=0.5), dict(type="DifficultyRamp", start=0.0, fraction=0.4)]
