@@ -321,7 +321,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_arguments(p)
     p.add_argument("--schedule", default="auto",
                    help="'paper' (the config's top level), or a name in the config's `schedules` such as "
-                        "'cpu' or 'cpu-long'; 'auto' (default) = 'cpu' without a GPU, else 'paper'")
+                        "'cpu' or 'cpu-long'; 'auto' (default) = 'cpu' without a GPU ('cpu-fp32', where the config "
+                        "has one, on a CPU without fast bf16 kernels), else 'paper'")
     p.add_argument("--data", nargs="+", help="train on these LMDBs / gt.txt folders instead of the config's data")
     p.add_argument("--val-data", nargs="+", help="validate on these LMDBs / gt.txt folders")
     p.add_argument("--resume", nargs="?", const=True, default=False,

@@ -15,6 +15,7 @@ from mmengine.runner import Runner
 # checkpoint also allowlists the training state for weights_only loads, and makes mmengine's loader safe
 from ocrframe.checkpoint import CheckpointMetaHook, load_checkpoint, use_trained_model
 from ocrframe.data.build import dataset_for, mark_for_evaluation, use_data
+from ocrframe.optim import native_bf16, use_mixed_precision
 from ocrframe.pretrained import find_weights
 
 
@@ -39,8 +40,8 @@ def load_config(path: str, *, schedule: str = "auto", work_dir: str | None = Non
     distributed ``launcher``; and whether the test set is evaluated after training.
 
     schedule "auto" picks ``schedules['finetune']`` when starting from trained weights
-    (``load_from``) and the config has one, else ``schedules['cpu']`` when no GPU is present and the
-    config's top-level settings otherwise; "paper" always keeps the top-level settings.
+    (``load_from``) and the config has one, else :func:`auto_schedule`; "paper" always keeps the
+    top-level settings.
     """
     if not Path(path).is_file():
         raise FileNotFoundError(f"config {path} does not exist; the shipped ones are in configs/")
@@ -51,7 +52,7 @@ def load_config(path: str, *, schedule: str = "auto", work_dir: str | None = Non
     if schedule == "auto" and load_from and "finetune" in schedules:
         schedule = "finetune"
     elif schedule == "auto":
-        schedule = "paper" if torch.cuda.is_available() or "cpu" not in schedules else "cpu"
+        schedule = auto_schedule(schedules)
     if schedule != "paper":
         name = schedule.replace("-", "_")
         if name not in schedules:
@@ -94,8 +95,6 @@ def load_config(path: str, *, schedule: str = "auto", work_dir: str | None = Non
     if resume is not None:
         use_resume(cfg, resume)
     if amp:
-        from ocrframe.optim import use_mixed_precision
-
         print(f"mixed precision: {use_mixed_precision(cfg)}")
     if auto_scale_lr:
         cfg.auto_scale_lr = dict(cfg.get("auto_scale_lr") or {}, enable=True)
@@ -106,6 +105,15 @@ def load_config(path: str, *, schedule: str = "auto", work_dir: str | None = Non
     if test_after_train is not None:
         cfg.test_after_train = bool(test_after_train and cfg.get("test_dataloader"))  # TimeBudgetHook counts it in
     return cfg
+
+
+def auto_schedule(schedules: dict) -> str:
+    """The schedule for this machine: the config's top level ("paper") on a GPU or when the config
+    has no ``cpu`` schedule; else ``cpu``, or ``cpu_fp32`` where the config has one and the CPU has
+    no fast bf16 kernels (training then runs in fp32, several times slower per step)."""
+    if torch.cuda.is_available() or "cpu" not in schedules:
+        return "paper"
+    return "cpu-fp32" if "cpu_fp32" in schedules and not native_bf16("cpu") else "cpu"
 
 
 def use_resume(cfg: Config, resume: bool | str) -> None:
@@ -166,6 +174,8 @@ def describe_schedule(cfg: Config, runner: Runner) -> None:
     message = (f"device: {device}; schedule: {cfg.schedule} -- {loop.get('max_iters', '?')} iterations of "
                f"batch {cfg.train_dataloader.batch_size}, validation every {loop.get('val_interval', '?')}, "
                f"optimizer {cfg.optim_wrapper.optimizer.type} via {cfg.optim_wrapper.type}")
-    if cfg.schedule.startswith("cpu"):
+    if cfg.schedule == "cpu-fp32":
+        message += " (the config's CPU schedule for CPUs without fast bf16 kernels, which train in fp32)"
+    elif cfg.schedule.startswith("cpu"):
         message += " (no GPU found: the CPU schedule from the config's `schedules`)"
     print_log(message, logger=runner.logger, level=logging.INFO)

@@ -23,6 +23,7 @@ from ocrframe.checkpoint import load_model
 from ocrframe.cli import main
 from ocrframe.visualize import training_curves
 from ocrframe.registry import MODELS
+from ocrframe.optim import native_bf16
 from ocrframe.runner import load_config
 
 def tool(name: str, *args, cwd: Path) -> subprocess.CompletedProcess:
@@ -89,8 +90,10 @@ def test_training_config_dump_holds_the_command_line_settings(first_run, train_l
     assert dumped.train_dataloader.dataset.type == "LMDBDataset"
     assert Path(dumped.train_dataloader.dataset.path) == train_lmdb
     assert Path(dumped.val_dataloader.dataset.path) == val_lmdb
-    assert dumped.schedule == "cpu"  # no GPU here: the config's CPU schedule, and the log says so
-    assert "schedule: cpu" in first_run.log
+    # no GPU here: the config's CPU schedule for this CPU, and the log says so
+    expected = "cpu" if native_bf16("cpu") else "cpu-fp32"
+    assert dumped.schedule == expected
+    assert f"schedule: {expected} -- " in first_run.log
 
 
 def test_training_logs_loss_by_iteration_and_validation_at_its_interval(first_run):
@@ -125,6 +128,29 @@ def test_plot_draws_the_curves_of_all_runs_of_a_work_dir(resumed_run, tmp_path):
 def test_plot_of_a_directory_without_logs_says_what_it_looked_for(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"holds no training log \(\*/vis_data/scalars.json\)"):
         main(["plot", str(tmp_path)])
+
+
+@pytest.mark.parametrize("config", ["crnn_vgg_bilstm_ctc.py", "crnn_omr.py"])
+@pytest.mark.parametrize("fast_bf16", [True, False])
+def test_a_cpu_without_fast_bf16_trains_at_batch_8_and_otherwise_as_the_cpu_schedule(config, fast_bf16, monkeypatch):
+    """In fp32 a step costs 3-5x more: the fp32 schedule takes twice the updates, nothing else differs."""
+    monkeypatch.setattr("ocrframe.runner.native_bf16", lambda device: fast_bf16)
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    path = str(REPO / "configs" / config)
+    chosen = load_config(path)
+    assert chosen.schedule == ("cpu" if fast_bf16 else "cpu-fp32")
+    fp32, cpu = load_config(path, schedule="cpu-fp32"), load_config(path, schedule="cpu")
+    assert (fp32.train_dataloader.batch_size, cpu.train_dataloader.batch_size) == (8, 16)
+    if "length_group" in cpu.train_dataloader.dataset:  # OMR batches snippets of one note count
+        assert fp32.train_dataloader.dataset.length_group == 8
+
+    def rest(cfg):  # everything but the batch, and the run's own name
+        settings = {k: v for k, v in cfg.to_dict().items() if k not in ("schedule", "experiment_name")}
+        del settings["train_dataloader"]["batch_size"]
+        settings["train_dataloader"]["dataset"].pop("length_group", None)
+        return settings
+
+    assert rest(fp32) == rest(cpu)
 
 
 def test_training_checkpoint_loads_safely_into_a_fresh_model(first_run):

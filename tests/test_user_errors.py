@@ -122,5 +122,5 @@ def test_stale_temporary_files_of_dead_processes_are_removed(tmp_path):
 
 
 def test_an_unknown_schedule_is_an_error_listing_the_config_s_schedules(tmp_path):
-    with pytest.raises(ValueError, match=r"has no schedule 'fast'; it has: paper, cpu, cpu-long, finetune"):
+    with pytest.raises(ValueError, match=r"has no schedule 'fast'; it has: paper, cpu, cpu-fp32, cpu-long, finetune"):
         load_config(str(CONFIG), work_dir=str(tmp_path), schedule="fast")

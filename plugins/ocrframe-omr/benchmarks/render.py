@@ -91,8 +91,8 @@ def omr_normalize(args) -> None:
 
     variants = {"as configured": pipeline(), "3 spaces at the sides": pipeline(spaces_side=3.0),
                 "the found comb only": pipeline(rival_coverage=None), "no StaffNormalize": pipeline(off=True)}
-    offset = TUNING_SEED_OFFSET if args.tuning else args.seed_offset
-    splits = "tuning split" if args.tuning else f"split of the test seeds + {offset}" if offset else "test split"
+    offset = args.seed_offset
+    splits = {0: "test split", TUNING_SEED_OFFSET: "tuning split"}.get(offset, f"split of the test seeds + {offset}")
     print(f"{args.checkpoint}: first {args.num} images of each {splits} "
           f"(seeds {', '.join(str(s['seed'] + offset) for s in NORMALIZE_SPLITS.values())}); "
           "fragment accuracy / mean edit distance")
@@ -122,7 +122,8 @@ def add_commands(sub) -> None:
     p.add_argument("--checkpoint", required=True, help="a trained OMR checkpoint or released model name")
     p.add_argument("--num", type=int, default=200)
     seeds = p.add_mutually_exclusive_group()
-    seeds.add_argument("--tuning", action="store_true", help="splits of other seeds than the test splits'")
+    seeds.add_argument("--tuning", dest="seed_offset", action="store_const", const=TUNING_SEED_OFFSET, default=0,
+                       help=f"splits of other seeds than the test splits' (--seed-offset {TUNING_SEED_OFFSET})")
     seeds.add_argument("--seed-offset", type=int, default=0, metavar="N",
                        help="splits of the test seeds (3-6) + N (--tuning: + 10); choose N so that no seed is one "
                             "the model trained on (crnn-omr: 0, 7, 11) or validated on (1)")
