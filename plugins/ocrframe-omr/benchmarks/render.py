@@ -2,8 +2,11 @@
 
     python tools/benchmark.py omr-render [--lines 20]               # engraved music: lines and snippets
     python tools/benchmark.py omr-staff [--num 200]                 # staff finder on held-out incipits
-    python tools/benchmark.py omr-normalize --checkpoint CKPT [--num 200] [--tuning | --seed-offset N]   # reading with / without StaffNormalize
+    python tools/benchmark.py omr-normalize --checkpoint CKPT [--num 200] [--tuning | --seed-offset N] [--per-image FILE]
+                                                                    # reading with / without StaffNormalize
 """
+import contextlib
+import json
 import time
 
 import numpy as np
@@ -79,7 +82,12 @@ def omr_normalize(args) -> None:
     splits of other seeds, to choose rules on; ``--seed-offset N``: splits of the test seeds + N)
     with the config's test pipeline as it is, with StaffNormalize keeping 3 staff spaces at the
     sides, trusting the found comb only (``rival_coverage=None``), and without StaffNormalize: what
-    each does to the reading."""
+    each does to the reading. ``--per-image FILE`` also writes one JSON line per image: its split,
+    seed, index and truth, the staff the finder sees in it (geometry, height and the margins above
+    and below at the staff's middle column, in found spaces), and each variant's reading and edit
+    distance, so that a rule can be tried on the images it would change before it is written."""
+    import editdistance
+
     from ocrframe import SLOTS, Reader
     from ocrframe_omr.metrics import sequence_metrics
 
@@ -97,16 +105,41 @@ def omr_normalize(args) -> None:
           f"(seeds {', '.join(str(s['seed'] + offset) for s in NORMALIZE_SPLITS.values())}); "
           "fragment accuracy / mean edit distance")
     print(f"| split | {' | '.join(variants)} |\n|---|{'---|' * len(variants)}")
-    for name, split in NORMALIZE_SPLITS.items():
-        dataset = SLOTS.dataset.build(dict(type="EngravedMusicDataset", charset=reader.charset, length=args.num,
-                                      **dict(split, seed=split["seed"] + offset)))
-        samples = [dataset.load(i) for i in range(args.num)]
-        cells = []
-        for steps in variants.values():
-            readings = Reader(reader.model, steps, precision="fp32", runtime="torch").read([s["image"] for s in samples])
-            m = sequence_metrics([(p.text, s["text"]) for p, s in zip(readings, samples)])
-            cells.append(f"{m['fragment_acc']:.1%} / {m['mean_edit_distance']:.2f}")
-        print(f"| {name} | {' | '.join(cells)} |", flush=True)
+    with open(args.per_image, "w") if args.per_image else contextlib.nullcontext() as per_image:
+        for name, split in NORMALIZE_SPLITS.items():
+            seed = split["seed"] + offset
+            dataset = SLOTS.dataset.build(dict(type="EngravedMusicDataset", charset=reader.charset, length=args.num,
+                                          **dict(split, seed=seed)))
+            samples = [dataset.load(i) for i in range(args.num)]
+            cells, texts = [], {}
+            for variant, steps in variants.items():
+                readings = Reader(reader.model, steps, precision="fp32", runtime="torch").read(
+                    [s["image"] for s in samples])
+                texts[variant] = [p.text for p in readings]
+                m = sequence_metrics([(p.text, s["text"]) for p, s in zip(readings, samples)])
+                cells.append(f"{m['fragment_acc']:.1%} / {m['mean_edit_distance']:.2f}")
+            print(f"| {name} | {' | '.join(cells)} |", flush=True)
+            for index, sample in enumerate(samples if per_image else ()):
+                readings = {variant: dict(text=t[index], edits=editdistance.eval(t[index].split(), sample["text"].split()))
+                            for variant, t in texts.items()}
+                per_image.write(json.dumps(dict(split=name, seed=seed, index=index, truth=sample["text"],
+                                                staff=staff_seen(sample["image"]), readings=readings)) + "\n")
+    if args.per_image:
+        print(f"wrote {args.per_image}: one line per image")
+
+def staff_seen(image) -> dict | None:
+    """What the finder sees in ``image``: its geometry, the image's height and the margins above
+    and below the staff at its middle column, in found staff spaces (StaffNormalize's rules read
+    these)."""
+    from ocrframe_omr.staff import find_staff
+
+    gray = np.asarray(image.convert("L"))
+    staff = find_staff(gray)
+    if staff is None:
+        return None
+    above, below = staff.margins(gray.shape[0], (staff.left + staff.right) / 2)
+    return dict(staff.as_dict(), height_spaces=round(gray.shape[0] / staff.space, 2),
+                above_spaces=round(above / staff.space, 2), below_spaces=round(below / staff.space, 2))
 
 
 def add_commands(sub) -> None:
@@ -127,4 +160,5 @@ def add_commands(sub) -> None:
     seeds.add_argument("--seed-offset", type=int, default=0, metavar="N",
                        help="splits of the test seeds (3-6) + N (--tuning: + 10); choose N so that no seed is one "
                             "the model trained on (crnn-omr: 0, 7, 11) or validated on (1)")
+    p.add_argument("--per-image", metavar="FILE", help="also write each image's staff and readings as JSON lines")
     p.set_defaults(func=omr_normalize)
