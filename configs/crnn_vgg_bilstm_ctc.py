@@ -114,12 +114,13 @@ schedules = dict(cpu=dict(
     custom_hooks=[*custom_hooks, *cpu_hooks, dict(type="TimeBudgetHook", minutes=27, validations=6)],
     env_cfg=dict(cudnn_benchmark=False, dist_cfg=dict(backend="gloo")),
 ))
-# CPUs without fast bf16 kernels (AVX2 only) train in fp32, 3-5x slower per step, and
-# tools/train.py picks this schedule there (it says so in the log): batch 8, so twice the updates
-# for about as many images. Measured, 27 minutes: on an AVX2 host whose step ran ~2x slower than
+# CPUs without fast bf16 kernels (AVX2 only) train in fp32, whose step took 1.6x bf16's on one
+# AVX-512 CPU and 2-5x on the AVX2 CPUs measured; tools/train.py picks this schedule there (it says
+# so in the log), merged over `cpu` (so a config that changes `cpu` changes it too): batch 8, so
+# about twice the updates for about as many images. Measured, 27 minutes: on an AVX2 host whose step ran ~2x slower than
 # most (876 updates of 16), test 41.9 -> 52.3 %; in fp32 on an AVX-512 host (3,744 updates of 16),
 # 78.7 -> 77.9 % (1 - NED 0.939 both). With native bf16 batch 8 read 80.8 % against 81.9-82.9 %.
-schedules["cpu_fp32"] = dict(schedules["cpu"], train_dataloader=dict(batch_size=8))
+schedules["cpu_fp32"] = dict(train_dataloader=dict(batch_size=8))
 # Three hours: the alignment loss and the curriculum take the same number of iterations as in `cpu`
 # on the same machine, a sixth of this run.
 schedules["cpu_long"] = dict(

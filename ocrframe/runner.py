@@ -58,6 +58,8 @@ def load_config(path: str, *, schedule: str = "auto", work_dir: str | None = Non
         if name not in schedules:
             raise ValueError(f"config {path} has no schedule {schedule!r}; it has: paper, "
                            + ", ".join(s.replace("_", "-") for s in schedules))
+        if name == "cpu_fp32":  # only what fp32 changes: a config that changes `cpu` changes it too
+            cfg.merge_from_dict(schedules["cpu"].to_dict())
         cfg.merge_from_dict(schedules[name].to_dict())
     cfg.schedule = schedule
     if train_data:
@@ -109,8 +111,9 @@ def load_config(path: str, *, schedule: str = "auto", work_dir: str | None = Non
 
 def auto_schedule(schedules: dict) -> str:
     """The schedule for this machine: the config's top level ("paper") on a GPU or when the config
-    has no ``cpu`` schedule; else ``cpu``, or ``cpu_fp32`` where the config has one and the CPU has
-    no fast bf16 kernels (training then runs in fp32, several times slower per step)."""
+    has no ``cpu`` schedule; else ``cpu``, or ``cpu-fp32`` where the config has one and the CPU has
+    no fast bf16 kernels (training then runs in fp32, a slower step). ``schedules['cpu_fp32']``
+    holds only its changes; :func:`load_config` merges it over ``schedules['cpu']``."""
     if torch.cuda.is_available() or "cpu" not in schedules:
         return "paper"
     return "cpu-fp32" if "cpu_fp32" in schedules and not native_bf16("cpu") else "cpu"

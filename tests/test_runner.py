@@ -24,7 +24,7 @@ from ocrframe.cli import main
 from ocrframe.visualize import training_curves
 from ocrframe.registry import MODELS
 from ocrframe.optim import native_bf16
-from ocrframe.runner import load_config
+from ocrframe.runner import auto_schedule, load_config
 
 def tool(name: str, *args, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(REPO / "tools" / f"{name}.py"), *map(str, args)],
@@ -130,19 +130,20 @@ def test_plot_of_a_directory_without_logs_says_what_it_looked_for(tmp_path):
         main(["plot", str(tmp_path)])
 
 
-@pytest.mark.parametrize("config", ["crnn_vgg_bilstm_ctc.py", "crnn_omr.py"])
-@pytest.mark.parametrize("fast_bf16", [True, False])
-def test_a_cpu_without_fast_bf16_trains_at_batch_8_and_otherwise_as_the_cpu_schedule(config, fast_bf16, monkeypatch):
-    """In fp32 a step costs 3-5x more: the fp32 schedule takes twice the updates, nothing else differs."""
-    monkeypatch.setattr("ocrframe.runner.native_bf16", lambda device: fast_bf16)
+@pytest.mark.parametrize("config", ["crnn_vgg_bilstm_ctc.py", "crnn_omr.py", *sorted(
+    f"ablations/{p.name}" for p in (REPO / "configs" / "ablations").glob("*.py"))])
+def test_a_cpu_without_fast_bf16_trains_at_batch_8_and_otherwise_as_the_cpu_schedule(config, monkeypatch):
+    """fp32 steps cost more than bf16's: the fp32 schedule takes twice the updates, nothing else
+    differs, also in a config that changes `cpu` (the ablations)."""
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)
     path = str(REPO / "configs" / config)
-    chosen = load_config(path)
-    assert chosen.schedule == ("cpu" if fast_bf16 else "cpu-fp32")
+    for fast_bf16, expected in ((True, "cpu"), (False, "cpu-fp32")):
+        monkeypatch.setattr("ocrframe.runner.native_bf16", lambda device: fast_bf16)
+        assert load_config(path).schedule == expected
     fp32, cpu = load_config(path, schedule="cpu-fp32"), load_config(path, schedule="cpu")
     assert (fp32.train_dataloader.batch_size, cpu.train_dataloader.batch_size) == (8, 16)
-    if "length_group" in cpu.train_dataloader.dataset:  # OMR batches snippets of one note count
-        assert fp32.train_dataloader.dataset.length_group == 8
+    if config == "crnn_omr.py":  # OMR batches snippets of one note count
+        assert (fp32.train_dataloader.dataset.length_group, cpu.train_dataloader.dataset.length_group) == (8, 16)
 
     def rest(cfg):  # everything but the batch, and the run's own name
         settings = {k: v for k, v in cfg.to_dict().items() if k not in ("schedule", "experiment_name")}
@@ -151,6 +152,15 @@ def test_a_cpu_without_fast_bf16_trains_at_batch_8_and_otherwise_as_the_cpu_sche
         return settings
 
     assert rest(fp32) == rest(cpu)
+
+
+def test_the_paper_schedule_runs_on_a_gpu_and_a_config_without_an_fp32_schedule_gets_cpu(monkeypatch):
+    monkeypatch.setattr("ocrframe.runner.native_bf16", lambda device: False)
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    assert auto_schedule({"cpu": {}}) == "cpu"
+    assert auto_schedule({}) == "paper"
+    monkeypatch.setattr("torch.cuda.is_available", lambda: True)
+    assert auto_schedule({"cpu": {}, "cpu_fp32": {}}) == "paper"
 
 
 def test_training_checkpoint_loads_safely_into_a_fresh_model(first_run):

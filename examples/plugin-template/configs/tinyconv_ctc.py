@@ -2,7 +2,8 @@
 # TinyConv (this plugin) -> BiLSTM (ocrframe-lstm) -> CTC head (ocrframe-ctc) -> ConfidenceDecoder
 # (this plugin). Everything else is the paper config's, inherited by its stable name: the charset
 # (unknown="skip"), the embedded synthetic words, AtomicCheckpointHook, and its schedules --
-# `ocrframe train` picks `schedules['cpu']` (about 30 minutes) when there is no GPU.
+# `ocrframe train` picks `schedules['cpu']` (about 30 minutes) when there is no GPU (`cpu_fp32`,
+# batch 8, on a CPU without fast bf16 kernels).
 #
 #   ocrframe train configs/tinyconv_ctc.py
 #   ocrframe read work_dirs/tinyconv_ctc/best_*.pth word.png --json   # per-character confidences
