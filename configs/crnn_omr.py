@@ -152,8 +152,8 @@ schedules = dict(cpu=dict(
     env_cfg=dict(cudnn_benchmark=False, dist_cfg=dict(backend="gloo")),
 ))
 # CPUs without fast bf16 kernels train in fp32, a slower step, and tools/train.py picks this
-# schedule there, merged over `cpu` (as the text config's `cpu_fp32`): batch 8, twice the updates. On an AVX2
-# host whose step ran ~2x slower, 27 minutes: synthesized 63.0 % / 0.84 -> 73.4 % / 0.60, clean
+# schedule there, merged over `cpu` (as the text config's `cpu_fp32`): batch 8, twice the updates.
+# On an AVX2 host whose step ran ~2x slower, 27 minutes: synthesized 63.0 % / 0.84 -> 73.4 % / 0.60, clean
 # 81.8 -> 90.8 %, camera 34.2 -> 41.4 %, held-out clean 95.0 -> 95.4 %, held-out camera 61.4 -> 62.6 %.
 schedules["cpu_fp32"] = dict(train_dataloader=dict(batch_size=8, dataset=dict(length_group=8)))
 # Fine-tuning trained weights on your data (`tools/train.py configs/crnn_omr.py --load-from crnn-omr

@@ -7,8 +7,8 @@
 #
 # Without a GPU, tools/train.py applies `schedules['cpu']` (`cpu_fp32` where the CPU has no fast
 # bf16 kernels; it says which in the log): Adam with a short warm-up and cosine decay, bf16 autocast
-# where the CPU has fast bf16 kernels, sized to finish within 30 minutes on the machine at hand. `--schedule cpu-long` is a 3-hour CPU run;
-# `--schedule paper` keeps the paper's settings anyway.
+# where the CPU has fast bf16 kernels, sized to finish within 30 minutes on the machine at hand.
+# `--schedule cpu-long` is a 3-hour CPU run; `--schedule paper` keeps the paper's settings anyway.
 default_scope = "ocrframe"
 
 charset = dict(symbols="0123456789abcdefghijklmnopqrstuvwxyz", case="lower", blank="first", unknown="skip")
@@ -117,9 +117,10 @@ schedules = dict(cpu=dict(
 # CPUs without fast bf16 kernels (AVX2 only) train in fp32, whose step took 1.6x bf16's on one
 # AVX-512 CPU and 2-5x on the AVX2 CPUs measured; tools/train.py picks this schedule there (it says
 # so in the log), merged over `cpu` (so a config that changes `cpu` changes it too): batch 8, so
-# about twice the updates for about as many images. Measured, 27 minutes: on an AVX2 host whose step ran ~2x slower than
-# most (876 updates of 16), test 41.9 -> 52.3 %; in fp32 on an AVX-512 host (3,744 updates of 16),
-# 78.7 -> 77.9 % (1 - NED 0.939 both). With native bf16 batch 8 read 80.8 % against 81.9-82.9 %.
+# about twice the updates for about as many images. Measured, 27 minutes: on an AVX2 host whose
+# step ran ~2x slower than most (876 updates of 16), test 41.9 -> 52.3 %; in fp32 on an AVX-512 host
+# (3,744 updates of 16), 78.7 -> 77.9 % (1 - NED 0.939 both). With native bf16 batch 8 read 80.8 %
+# against 81.9-82.9 % at 16, so `cpu` keeps 16.
 schedules["cpu_fp32"] = dict(train_dataloader=dict(batch_size=8))
 # Three hours: the alignment loss and the curriculum take the same number of iterations as in `cpu`
 # on the same machine, a sixth of this run.
