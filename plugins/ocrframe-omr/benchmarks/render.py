@@ -86,8 +86,6 @@ def omr_normalize(args) -> None:
     seed, index and truth, the staff the finder sees in it (geometry, height and the margins above
     and below at the staff's middle column, in found spaces), and each variant's reading and edit
     distance, so that a rule can be tried on the images it would change before it is written."""
-    import editdistance
-
     from ocrframe import SLOTS, Reader
     from ocrframe_omr.metrics import sequence_metrics
 
@@ -120,12 +118,13 @@ def omr_normalize(args) -> None:
                 cells.append(f"{m['fragment_acc']:.1%} / {m['mean_edit_distance']:.2f}")
             print(f"| {name} | {' | '.join(cells)} |", flush=True)
             for index, sample in enumerate(samples if per_image else ()):
-                readings = {variant: dict(text=t[index], edits=editdistance.eval(t[index].split(), sample["text"].split()))
-                            for variant, t in texts.items()}
+                readings = {variant: dict(text=t[index], edits=int(
+                    sequence_metrics([(t[index], sample["text"])])["mean_edit_distance"])) for variant, t in texts.items()}
                 per_image.write(json.dumps(dict(split=name, seed=seed, index=index, truth=sample["text"],
                                                 staff=staff_seen(sample["image"]), readings=readings)) + "\n")
     if args.per_image:
         print(f"wrote {args.per_image}: one line per image")
+
 
 def staff_seen(image) -> dict | None:
     """What the finder sees in ``image``: its geometry, the image's height and the margins above
