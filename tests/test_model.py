@@ -197,6 +197,7 @@ def small_resnet():
                                            lambda: VGG(remove=("conv4", "conv6"), batch_norm="all"),
                                            small_resnet], ids=["vgg", "vgg-without-conv4-conv6", "resnet"])
 def test_a_backbone_gives_each_image_of_a_padded_batch_the_frames_it_gets_alone(make_backbone):
+    torch.manual_seed(0)  # the weights: one padded column changes a small ResNet's last frame by only ~2e-3
     backbone = randomized_batch_norm(make_backbone())
     generator = torch.Generator().manual_seed(1)
     images = [torch.rand(1, 32, w, generator=generator) * 2 - 1 for w in (37, 100, 61, 16, 99)]
@@ -209,7 +210,8 @@ def test_a_backbone_gives_each_image_of_a_padded_batch_the_frames_it_gets_alone(
         frames = backbone.num_frames(image.shape[-1])
         assert own.shape[-1] == frames
         torch.testing.assert_close(masked[row, ..., :frames], own, atol=1e-5, rtol=1e-4)
-        changed += not torch.allclose(unmasked[row, ..., :frames], own, atol=1e-3)
+        # ten times the tolerance above: a real change, however small, is told from rounding
+        changed += not torch.allclose(unmasked[row, ..., :frames], own, atol=1e-4, rtol=0)
     assert changed == 4  # without the widths, padding reaches the last frames of every narrower image
 
 
