@@ -104,12 +104,19 @@ class AutocastOptimWrapper(SkipNonFiniteLoss, OptimWrapper):
 def native_bf16(device: str) -> bool:
     """Whether bf16 runs on fast kernels here. CPUs without AVX-512 BF16 / AMX make oneDNN refuse
     bf16 convolutions, and PyTorch falls back to a reference path many times slower than fp32.
-    GPUs before Ampere (V100, T4) emulate bf16, and ``is_bf16_supported()`` counts emulation
-    unless told not to."""
+    oneDNN's own check counts any AVX-512 x86 CPU (Skylake, Cascade Lake), which only emulates bf16,
+    so on x86 the instructions themselves are asked for. GPUs before Ampere (V100, T4) emulate bf16,
+    and ``is_bf16_supported()`` counts emulation unless told not to."""
     if device == "cuda":
         return torch.cuda.is_bf16_supported(including_emulation=False)
     if device == "cpu":
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+            return False
+        get_capabilities = getattr(torch.cpu, "get_capabilities", None)  # newer than torch 2.1
+        flags = get_capabilities() if get_capabilities else {}
+        if flags.get("architecture") not in ("x86_64", "x86"):
+            return True  # Arm with BF16, where oneDNN's check is about the instructions, or an older torch
+        return bool(flags.get("avx512_bf16") or flags.get("amx_bf16"))
     return True
 
 

@@ -164,6 +164,22 @@ def test_the_reader_reads_in_fp32_on_a_gpu_that_only_emulates_bf16(monkeypatch):
     assert native_bf16("cuda")
 
 
+@pytest.mark.parametrize("flags, native", [
+    (dict(architecture="x86_64", avx512_f=True, avx512_bf16=False, amx_bf16=False), False),  # Skylake / Cascade Lake
+    (dict(architecture="x86_64", avx512_f=True, avx512_bf16=True, amx_bf16=False), True),  # Cooper Lake, Zen 4
+    (dict(architecture="x86_64", avx512_f=True, avx512_bf16=False, amx_bf16=True), True),  # AMX alone
+    (dict(architecture="aarch64"), True)])
+def test_a_cpu_counts_as_fast_at_bf16_only_with_the_instructions_not_with_avx512_alone(monkeypatch, flags, native):
+    """oneDNN says yes to bf16 on every AVX-512 x86 CPU; there it is emulated, so the CPU's own flags decide."""
+    from ocrframe.optim import native_bf16
+
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True)
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: flags)
+    assert native_bf16("cpu") is native
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)  # AVX2 only
+    assert native_bf16("cpu") is False
+
+
 def test_cpu_autocast_wrapper_trains_in_fp32_on_a_gpu_since_it_cannot_scale_the_loss(caplog):
     from ocrframe.optim import AutocastOptimWrapper
 
