@@ -152,17 +152,17 @@ schedules = dict(cpu=dict(
     env_cfg=dict(cudnn_benchmark=False, dist_cfg=dict(backend="gloo")),
 ))
 # CPUs without fast bf16 kernels train in fp32, a slower step, and tools/train.py picks this
-# schedule there, merged over `cpu` (as the text config's `cpu_fp32`): batch 8, twice the updates.
+# schedule there, based on `cpu` (only the changes are written here, as in the text config): batch 8, twice the updates.
 # On an AVX2 host whose step ran ~2x slower, 27 minutes: synthesized 63.0 % / 0.84 -> 73.4 % / 0.60, clean
 # 81.8 -> 90.8 %, camera 34.2 -> 41.4 %, held-out clean 95.0 -> 95.4 %, held-out camera 61.4 -> 62.6 %.
-schedules["cpu_fp32"] = dict(train_dataloader=dict(batch_size=8, dataset=dict(length_group=8)))
+schedules["cpu_fp32"] = dict(based_on="cpu", train_dataloader=dict(batch_size=8, dataset=dict(length_group=8)))
 # Fine-tuning trained weights on your data (`tools/train.py configs/crnn_omr.py --load-from crnn-omr
 # --data LMDB` picks it): no alignment probe and no curriculum (the model already reads), a tenth of
 # the learning rate so the new data refines what the weights know, and 10 minutes.
 schedules["finetune"] = dict(
-    schedules["cpu"],
+    based_on="cpu",
     model=dict(alignment_loss=0.0),
-    optim_wrapper=dict(schedules["cpu"]["optim_wrapper"], optimizer=dict(type="Adam", lr=1e-4)),
+    optim_wrapper=dict(optimizer=dict(_delete_=True, type="Adam", lr=1e-4)),
     custom_hooks=[dict(type="CurvePlotHook", metrics=("fragment_acc",)),
                   dict(type="TimeBudgetHook", minutes=10, validations=2)],
 )

@@ -116,16 +116,17 @@ schedules = dict(cpu=dict(
 ))
 # CPUs without fast bf16 kernels (AVX2 only) train in fp32, whose step took 1.6x bf16's on one
 # AVX-512 CPU and 2-5x on the AVX2 CPUs measured; tools/train.py picks this schedule there (it says
-# so in the log), merged over `cpu` (so a config that changes `cpu` changes it too): batch 8, so
+# so in the log), based on `cpu` (so a config that changes `cpu` changes it too): batch 8, so
 # about twice the updates for about as many images. Measured, 27 minutes: on an AVX2 host whose
 # step ran ~2x slower than most (876 updates of 16), test 41.9 -> 52.3 %; in fp32 on an AVX-512 host
 # (3,744 updates of 16), 78.7 -> 77.9 % (1 - NED 0.939 both). With native bf16 batch 8 read 80.8 %
 # against 81.9-82.9 % at 16, so `cpu` keeps 16.
-schedules["cpu_fp32"] = dict(train_dataloader=dict(batch_size=8))
+# `based_on`: only the changes are written here, merged over that schedule's settings.
+schedules["cpu_fp32"] = dict(based_on="cpu", train_dataloader=dict(batch_size=8))
 # Three hours: the alignment loss and the curriculum take the same number of iterations as in `cpu`
 # on the same machine, a sixth of this run.
 schedules["cpu_long"] = dict(
-    schedules["cpu"],
+    based_on="cpu",
     custom_hooks=[*custom_hooks, dict(type="AlignmentLossDecay", fraction=0.5 / 6),
                   dict(type="DifficultyRamp", start=0.0, fraction=0.4 / 6),
                   dict(type="TimeBudgetHook", minutes=180, validations=9)],
@@ -135,9 +136,9 @@ schedules["cpu_long"] = dict(
 # the model already reads), a tenth of the CPU schedule's learning rate so the new data refines what
 # the weights know instead of overwriting it, and 10 minutes.
 schedules["finetune"] = dict(
-    schedules["cpu"],
-    model=dict(alignment_loss=0.0, backbone_defaults=dict(batch_norm="all")),
-    optim_wrapper=dict(schedules["cpu"]["optim_wrapper"], optimizer=dict(type="Adam", lr=1e-4)),
+    based_on="cpu",
+    model=dict(alignment_loss=0.0),
+    optim_wrapper=dict(optimizer=dict(_delete_=True, type="Adam", lr=1e-4)),
     custom_hooks=[*custom_hooks, dict(type="TimeBudgetHook", minutes=10, validations=4)],
 )
 del cpu_hooks

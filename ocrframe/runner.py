@@ -54,13 +54,8 @@ def load_config(path: str, *, schedule: str = "auto", work_dir: str | None = Non
     elif schedule == "auto":
         schedule = auto_schedule(schedules)
     if schedule != "paper":
-        name = schedule.replace("-", "_")
-        if name not in schedules:
-            raise ValueError(f"config {path} has no schedule {schedule!r}; it has: paper, "
-                           + ", ".join(s.replace("_", "-") for s in schedules))
-        if name == "cpu_fp32":  # only what fp32 changes: a config that changes `cpu` changes it too
-            cfg.merge_from_dict(schedules["cpu"].to_dict())
-        cfg.merge_from_dict(schedules[name].to_dict())
+        for settings in schedule_chain(schedules, schedule, path):
+            cfg.merge_from_dict(settings)
     cfg.schedule = schedule
     if train_data:
         cfg.train_dataloader.dataset = dataset_for(train_data, cfg, cfg.train_pipeline)
@@ -109,11 +104,29 @@ def load_config(path: str, *, schedule: str = "auto", work_dir: str | None = Non
     return cfg
 
 
+def schedule_chain(schedules: dict, schedule: str, path: str = "the config") -> list[dict]:
+    """The settings to merge, in order, for ``schedule``: a schedule may say ``based_on="NAME"``
+    and holds only its changes, merged over that schedule's (and so on), so that a config which
+    changes ``cpu`` changes every schedule built on it too."""
+    chain, name = [], schedule.replace("-", "_")
+    while name is not None:
+        if name not in schedules:
+            raise ValueError(f"config {path} has no schedule {name.replace('_', '-')!r}"
+                             + (f" (which {chain[-1][0]!r} is based on)" if chain else "")
+                             + "; it has: paper, " + ", ".join(s.replace("_", "-") for s in schedules))
+        if any(name == seen for seen, _ in chain):
+            raise ValueError(f"config {path}: schedules based on each other in a circle: "
+                             + " -> ".join([*(seen for seen, _ in chain), name]))
+        settings = schedules[name].to_dict()
+        chain.append((name, settings))
+        name = settings.pop("based_on", None)
+    return [settings for _, settings in reversed(chain)]
+
+
 def auto_schedule(schedules: dict) -> str:
     """The schedule for this machine: the config's top level ("paper") on a GPU or when the config
     has no ``cpu`` schedule; else ``cpu``, or ``cpu-fp32`` where the config has one and the CPU has
-    no fast bf16 kernels (training then runs in fp32, a slower step). ``schedules['cpu_fp32']``
-    holds only its changes; :func:`load_config` merges it over ``schedules['cpu']``."""
+    no fast bf16 kernels (training then runs in fp32, a slower step)."""
     if torch.cuda.is_available() or "cpu" not in schedules:
         return "paper"
     return "cpu-fp32" if "cpu_fp32" in schedules and not native_bf16("cpu") else "cpu"

@@ -24,7 +24,7 @@ from ocrframe.cli import main
 from ocrframe.visualize import training_curves
 from ocrframe.registry import MODELS
 from ocrframe.optim import native_bf16
-from ocrframe.runner import auto_schedule, load_config
+from ocrframe.runner import auto_schedule, load_config, schedule_chain
 
 def tool(name: str, *args, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(REPO / "tools" / f"{name}.py"), *map(str, args)],
@@ -152,6 +152,32 @@ def test_a_cpu_without_fast_bf16_trains_at_batch_8_and_otherwise_as_the_cpu_sche
         return settings
 
     assert rest(fp32) == rest(cpu)
+
+
+def test_a_schedule_based_on_another_is_merged_over_it_so_a_change_to_the_base_reaches_it(tmp_path):
+    """A config that changes `cpu` changes cpu-long, cpu-fp32 and finetune with it; each keeps its own changes."""
+    config = tmp_path / "lr.py"
+    config.write_text(f"_base_ = [{str(CONFIG)!r}]\n"
+                      "schedules = dict(cpu=dict(train_dataloader=dict(num_workers=1)))\n")
+    for name, batch in (("cpu", 16), ("cpu-fp32", 8), ("cpu-long", 16), ("finetune", 16)):
+        cfg = load_config(str(config), schedule=name)
+        assert (cfg.train_dataloader.num_workers, cfg.train_dataloader.batch_size) == (1, batch), name
+    assert load_config(str(CONFIG), schedule="cpu").train_dataloader.num_workers == 2
+    finetune = load_config(str(config), schedule="finetune")
+    assert (finetune.optim_wrapper.optimizer.lr, finetune.model.alignment_loss) == (1e-4, 0.0)
+    assert finetune.optim_wrapper.type == "AutocastOptimWrapper"  # from `cpu`
+    assert "based_on" not in finetune
+
+
+def test_schedule_chains_apply_from_the_root_and_bad_bases_are_named():
+    schedules = Config(dict(s=dict(a=dict(x=1, y=1), b=dict(based_on="a", y=2), c=dict(based_on="b", z=3)))).s
+    assert schedule_chain(schedules, "c") == [dict(x=1, y=1), dict(y=2), dict(z=3)]
+    assert schedule_chain(schedules, "a") == [dict(x=1, y=1)]
+    broken = Config(dict(s=dict(a=dict(based_on="nope"), b=dict(based_on="c"), c=dict(based_on="b")))).s
+    with pytest.raises(ValueError, match=r"no schedule 'nope' \(which 'a' is based on\); it has: paper, a, b, c"):
+        schedule_chain(broken, "a")
+    with pytest.raises(ValueError, match=r"based on each other in a circle: b -> c -> b"):
+        schedule_chain(broken, "b")
 
 
 def test_the_paper_schedule_runs_on_a_gpu_and_a_config_without_an_fp32_schedule_gets_cpu(monkeypatch):
