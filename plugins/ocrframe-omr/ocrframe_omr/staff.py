@@ -166,17 +166,16 @@ def _find(gray: np.ndarray, max_skew_deg: float, light_ink: bool) -> tuple[Staff
     # and a comb one or two lines off scores nearly as well; the staff's lines run through most
     # columns, ledger lines only under their notes: keep the comb whose sparsest line is the most
     # continuous. (Coverage is also wanted a line beyond the kept comb: ``neighbour_coverage``.)
-    shifts = [k for k in range(-MAX_LEDGER_SHIFT - 1, MAX_LEDGER_SHIFT + 2)
-              if -space < top + k * space and top + (k + 4) * space < height + space]
-    hits = {k: _line_hits(dark, top + k * space, space, angle, thickness) for k in shifts}
-    coverage = {k: hits[k].mean(1).min() for k in shifts}
-    best = max((k for k in shifts if abs(k) <= MAX_LEDGER_SHIFT), key=coverage.get)
-    shift = best if coverage[best] > 1.25 * coverage[0] else 0  # a clear gain only
     # A comb ending at the image's edge is rows at the wrong spacing, not a staff beside ledger lines:
     # no shift mends that, and StaffNormalize's edge rule must still see it (_room_for_notes).
     middle = top + width / 2 * np.tan(angle)
-    if min(middle, height - middle - 4 * space) < MIN_EDGE_SPACES * space:
-        shift = 0
+    reach = 0 if min(middle, height - middle - 4 * space) < MIN_EDGE_SPACES * space else MAX_LEDGER_SHIFT
+    shifts = [k for k in range(-reach - 1, reach + 2)
+              if -space < top + k * space and top + (k + 4) * space < height + space]
+    hits = {k: _line_hits(dark, top + k * space, space, angle, thickness) for k in shifts}
+    coverage = {k: hits[k].mean(1).min() for k in shifts}
+    best = max((k for k in shifts if abs(k) <= reach), key=coverage.get)
+    shift = best if coverage[best] > 1.25 * coverage[0] else 0  # a clear gain only
     top += shift * space
     bottom = top + 4 * space
     neighbours = tuple(coverage.get(shift + k, 0.0) / max(coverage[shift], 1e-6) for k in (-1, 1))
