@@ -54,7 +54,7 @@ def load_config(path: str, *, schedule: str = "auto", work_dir: str | None = Non
     elif schedule == "auto":
         schedule = auto_schedule(schedules)
     if schedule != "paper":
-        for settings in schedule_chain(schedules, schedule, path):
+        for settings in schedule_chain(schedules, schedule, f"config {path}"):
             cfg.merge_from_dict(settings)
     cfg.schedule = schedule
     if train_data:
@@ -104,18 +104,18 @@ def load_config(path: str, *, schedule: str = "auto", work_dir: str | None = Non
     return cfg
 
 
-def schedule_chain(schedules: dict, schedule: str, path: str = "the config") -> list[dict]:
+def schedule_chain(schedules: dict, schedule: str, where: str = "the config") -> list[dict]:
     """The settings to merge, in order, for ``schedule``: a schedule may say ``based_on="NAME"``
     and holds only its changes, merged over that schedule's (and so on), so that a config which
     changes ``cpu`` changes every schedule built on it too."""
     chain, name = [], schedule.replace("-", "_")
     while name is not None:
         if name not in schedules:
-            raise ValueError(f"config {path} has no schedule {name.replace('_', '-')!r}"
+            raise ValueError(f"{where} has no schedule {name.replace('_', '-')!r}"
                              + (f" (which {chain[-1][0]!r} is based on)" if chain else "")
                              + "; it has: paper, " + ", ".join(s.replace("_", "-") for s in schedules))
         if any(name == seen for seen, _ in chain):
-            raise ValueError(f"config {path}: schedules based on each other in a circle: "
+            raise ValueError(f"{where}: schedules based on each other in a circle: "
                              + " -> ".join([*(seen for seen, _ in chain), name]))
         settings = schedules[name].to_dict()
         chain.append((name, settings))

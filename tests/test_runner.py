@@ -156,7 +156,7 @@ def test_a_cpu_without_fast_bf16_trains_at_batch_8_and_otherwise_as_the_cpu_sche
 
 def test_a_schedule_based_on_another_is_merged_over_it_so_a_change_to_the_base_reaches_it(tmp_path):
     """A config that changes `cpu` changes cpu-long, cpu-fp32 and finetune with it; each keeps its own changes."""
-    config = tmp_path / "lr.py"
+    config = tmp_path / "one_worker.py"
     config.write_text(f"_base_ = [{str(CONFIG)!r}]\n"
                       "schedules = dict(cpu=dict(train_dataloader=dict(num_workers=1)))\n")
     for name, batch in (("cpu", 16), ("cpu-fp32", 8), ("cpu-long", 16), ("finetune", 16)):
