@@ -282,6 +282,13 @@ def cmd_plot(args) -> int:
     return 0
 
 
+def cmd_compare(args) -> int:
+    from ocrframe.evaluation import compare_predictions
+
+    print(compare_predictions(args.first, args.second))
+    return 0
+
+
 def cmd_ablate(args) -> int:
     import shlex
 
@@ -417,6 +424,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="dataset settings, e.g. seed=2 assets=heldout")
     p.add_argument("--as-model-sees-it", action="store_true", help="apply the dataset's pipeline (resize, grayscale)")
     p.set_defaults(func=cmd_browse)
+
+    p = sub.add_parser("compare", help="two models' predictions on one test set, image by image (sign test)",
+                       description="Per dataset and lexicon: how many images each model reads right, how many "
+                                   "only one of them does, and the exact sign test on those disagreements.")
+    p.add_argument("first", type=Path, metavar="A.tsv", help="predictions of `ocrframe test --predictions`")
+    p.add_argument("second", type=Path, metavar="B.tsv", help="the other model's, on the same test set")
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("plot", help="loss and validation curves of a work dir (all its runs) as a PNG")
     p.add_argument("work_dir", type=Path)

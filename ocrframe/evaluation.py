@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -188,6 +189,9 @@ def reads_tokens(model) -> bool:
     return getattr(getattr(model, "charset", None), "separator", "") != ""
 
 
+PREDICTION_COLUMNS = ["dataset", "lexicon", "key", "truth", "prediction", "score", "correct"]
+
+
 def evaluate(model, datasets: dict[str, object], modes: list[str], delta: int = 3, batch_size: int = 64,
              predictions_file: str | Path | None = None) -> dict[str, dict[str, Cell]]:
     """Table 2: {dataset name: {column name: Cell}}; the predictions go to ``predictions_file``
@@ -205,7 +209,7 @@ def evaluate(model, datasets: dict[str, object], modes: list[str], delta: int = 
         Path(predictions_file).parent.mkdir(parents=True, exist_ok=True)
         handle = open(predictions_file, "w", encoding="utf-8", newline="")
         writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
-        writer.writerow(["dataset", "lexicon", "key", "truth", "prediction", "score", "correct"])
+        writer.writerow(PREDICTION_COLUMNS)
     try:
         for name, dataset in datasets.items():
             outputs = run_network(model, dataset, name, batch_size)
@@ -255,3 +259,55 @@ def format_table(table: dict[str, dict[str, Cell]], modes: list[str], header: st
         notes += [f"{name}, {c}: {cell.note}" if not c.startswith("_") else f"{name}: {cell.note}"
                   for c, cell in row.items() if cell.note]
     return "\n".join(lines + notes)
+
+
+def read_predictions(path: str | Path) -> dict[tuple[str, str, str], tuple[str, bool]]:
+    """{(dataset, lexicon, key): (truth, read right)} of a predictions TSV written by :func:`evaluate`."""
+    with open(path, encoding="utf-8", newline="") as handle:
+        rows = csv.reader(handle, delimiter="\t")
+        header = next(rows, [])
+        if header != PREDICTION_COLUMNS:
+            raise ValueError(f"{path}: not a predictions TSV of `ocrframe test --predictions` (columns "
+                             f"{', '.join(PREDICTION_COLUMNS)}; found {', '.join(header) or 'none'})")
+        table = {}
+        for line, row in enumerate(rows, start=2):
+            if len(row) != len(PREDICTION_COLUMNS):
+                raise ValueError(f"{path}, line {line}: {len(row)} columns, not {len(PREDICTION_COLUMNS)} (a file "
+                                 "cut short or edited?); write it again with `ocrframe test --predictions`")
+            table[row[0], row[1], row[2]] = (row[3], row[6] == "1")
+        return table
+
+
+def sign_test(wins: int, losses: int) -> float:
+    """Two-sided exact sign test (McNemar's on the disagreements): the chance that two equally good
+    models would split ``wins + losses`` disagreements at least this unevenly."""
+    n, k = wins + losses, min(wins, losses)
+    return min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n) if n else 1.0
+
+
+def compare_predictions(a: str | Path, b: str | Path) -> str:
+    """Two models' readings of the same images, paired image by image: per dataset and lexicon,
+    how many each reads right, how many only one of them does, and the sign test on those. A
+    difference of a few images in a thousand is within what one test set can tell apart; the
+    pairing shows whether the models differ on the same images or merely by chance."""
+    first, second = read_predictions(a), read_predictions(b)
+    if first.keys() != second.keys():
+        raise ValueError(f"{a} and {b} hold different images ({len(first.keys() - second.keys())} only in the "
+                         f"first, {len(second.keys() - first.keys())} only in the second): compare the predictions "
+                         "of one test set, read with the same --lexicon columns")
+    differ = [k for k in first if first[k][0] != second[k][0]]
+    if differ:
+        raise ValueError(f"{a} and {b} give image {differ[0][2]!r} different truths ({first[differ[0]][0]!r}, "
+                         f"{second[differ[0]][0]!r}): they were not made from the same test set")
+    lines = [f"A: {a}", f"B: {b}", "",
+             "| dataset | lexicon | images | A right | B right | only A | only B | sign test p |",
+             "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for dataset, lexicon in dict.fromkeys((d, lex) for d, lex, _ in first):
+        keys = [k for k in first if k[:2] == (dataset, lexicon)]
+        right_a = sum(first[k][1] for k in keys)
+        right_b = sum(second[k][1] for k in keys)
+        only_a = sum(first[k][1] and not second[k][1] for k in keys)
+        only_b = sum(second[k][1] and not first[k][1] for k in keys)
+        lines.append(f"| {dataset} | {lexicon} | {len(keys)} | {right_a} ({right_a / len(keys):.1%}) | "
+                     f"{right_b} ({right_b / len(keys):.1%}) | {only_a} | {only_b} | {sign_test(only_a, only_b):.2f} |")
+    return "\n".join(lines)

@@ -158,3 +158,45 @@ def test_evaluation_batches_generated_samples_by_their_rendered_width(monkeypatc
         assert [widths[i] for i in chunk] == sorted(widths[start:start + 20])
     assert max(len(b) for b in batches) == 8
     assert all(len({int(k) // 20 for k in batch}) == 1 for batch in batches)  # a batch never spans two chunks
+
+
+def write_predictions(path, rows, header=("dataset", "lexicon", "key", "truth", "prediction", "score", "correct")):
+    with open(path, "w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
+        writer.writerow(header)
+        writer.writerows([("test set", "none", key, truth, reading, "0.5", int(truth == reading))
+                          for key, truth, reading in rows])
+    return path
+
+
+def test_compare_pairs_two_models_image_by_image_with_the_sign_test(tmp_path, capsys):
+    truths = [f"w{i}" for i in range(10)]
+    # A reads all but the last two; B misses the first seven and reads the last two.
+    a = write_predictions(tmp_path / "a.tsv", [(f"k{i}", t, t if i < 8 else "x") for i, t in enumerate(truths)])
+    b = write_predictions(tmp_path / "b.tsv", [(f"k{i}", t, "x" if i < 7 else t) for i, t in enumerate(truths)])
+    assert main(["compare", str(a), str(b)], one_line_errors=True) == 0
+    row = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| test set")]
+    # only A: k0..k6 (7); only B: k8, k9 (2); 9 disagreements split 7:2 -> p = 2 * (1 + 9 + 36) / 512
+    assert row == [f"| test set | none | 10 | 8 (80.0%) | 3 (30.0%) | 7 | 2 | {2 * 46 / 512:.2f} |"]
+    assert main(["compare", str(a), str(a)], one_line_errors=True) == 0
+    assert "| 10 | 8 (80.0%) | 8 (80.0%) | 0 | 0 | 1.00 |" in capsys.readouterr().out
+
+
+def test_compare_refuses_predictions_of_different_images_or_files_that_are_not_predictions(tmp_path, capsys):
+    a = write_predictions(tmp_path / "a.tsv", [("k0", "cat", "cat"), ("k1", "dog", "dog")])
+    other = write_predictions(tmp_path / "other.tsv", [("k0", "cat", "cat"), ("k2", "dog", "dog")])
+    relabelled = write_predictions(tmp_path / "relabelled.tsv", [("k0", "cow", "cat"), ("k1", "dog", "dog")])
+    foreign = write_predictions(tmp_path / "foreign.tsv", [("k0", "cat", "cat")], header=("path", "text", "a", "b",
+                                                                                        "c", "d", "e"))
+    assert main(["compare", str(a), str(other)], one_line_errors=True) == 2
+    assert "1 only in the first, 1 only in the second" in capsys.readouterr().err
+    assert main(["compare", str(a), str(relabelled)], one_line_errors=True) == 2
+    assert "different truths ('cat', 'cow')" in capsys.readouterr().err
+    assert main(["compare", str(a), str(foreign)], one_line_errors=True) == 2
+    assert "not a predictions TSV of `ocrframe test --predictions`" in capsys.readouterr().err
+    cut = tmp_path / "cut.tsv"
+    cut.write_text(a.read_text(encoding="utf-8")[:-12], encoding="utf-8")
+    assert main(["compare", str(a), str(cut)], one_line_errors=True) == 2
+    assert "cut.tsv, line 3: 5 columns, not 7" in capsys.readouterr().err
+    assert main(["compare", str(a), str(tmp_path / "missing.tsv")], one_line_errors=True) == 2
+    assert "missing.tsv" in capsys.readouterr().err

@@ -25,7 +25,9 @@ from hypothesis import strategies as st
 from PIL import Image, ImageFont
 
 from conftest import REPO
-from ocrframe.data.synth_text import SynthAssets, WordRenderer, design_group, discover_assets
+from ocrframe.data.assets import held_out
+from ocrframe.data import synth_text
+from ocrframe.data.synth_text import _ALWAYS_TRAIN, HELDOUT_DESIGNS, SynthAssets, WordRenderer, design_group, discover_assets
 from ocrframe.charset import Charset
 from ocrframe.data.synthetic import SynthWordDataset
 from ocrframe.registry import DATASETS
@@ -57,6 +59,10 @@ def fingerprint(image: Image.Image) -> str:
 
 def family(path: Path) -> str:
     return ImageFont.truetype(str(path), 16).getname()[0]
+
+
+def groups_of(found: SynthAssets) -> set[str]:
+    return {design_group(family(p)) for p in found.fonts}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -213,6 +219,26 @@ def test_train_and_heldout_backgrounds_are_disjoint_and_non_empty():
     real = lambda paths: {os.path.realpath(p) for p in paths}  # noqa: E731
     assert not real(train.backgrounds) & real(heldout.backgrounds)
     assert all(Path(p).is_file() for p in train.backgrounds + heldout.backgrounds)
+
+
+def test_the_test_set_holds_out_the_listed_designs_the_hash_drew():
+    assert groups_of(assets("heldout")) == HELDOUT_DESIGNS  # the set-up installs every one of them
+    assert all(held_out(g) for g in HELDOUT_DESIGNS) and not HELDOUT_DESIGNS & _ALWAYS_TRAIN
+
+
+def test_a_design_the_list_does_not_name_is_trained_on_even_where_the_hash_would_hold_it_out(monkeypatch):
+    # As for a font installed beyond the packages: the list predates it, the hash would hold it out.
+    monkeypatch.setattr(synth_text, "HELDOUT_DESIGNS", HELDOUT_DESIGNS - {"vollkorn"})
+    train, heldout = (groups_of(discover_assets(split)) for split in ("train", "heldout"))
+    assert held_out("vollkorn") and "vollkorn" in train
+    assert heldout == HELDOUT_DESIGNS - {"vollkorn"}
+
+
+def test_fonts_holding_none_of_the_listed_designs_are_split_by_the_hash(monkeypatch):
+    monkeypatch.setattr(synth_text, "HELDOUT_DESIGNS", frozenset({"a design no machine has"}))
+    train, heldout = (groups_of(discover_assets(split)) for split in ("train", "heldout"))
+    assert heldout == {g for g in train | heldout if held_out(g)} - _ALWAYS_TRAIN
+    assert heldout and not train & heldout
 
 
 def test_splits_are_stable_and_share_the_word_list():

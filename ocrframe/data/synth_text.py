@@ -8,7 +8,8 @@ trained on it read real text, so every effect is drawn at random, each mild enou
 Assets come from Debian packages (``setup/debian-packages.txt``): fonts under /usr/share/fonts and
 the TeX font tree, words from /usr/share/dict/words, photographs under /usr/share/backgrounds.
 Whole font families (clones of one design grouped together) and background images are split
-deterministically into "train" and "heldout", so the independent test set uses unseen designs.
+deterministically into "train" and "heldout", so the independent test set uses unseen designs; the
+held-out designs are listed (HELDOUT_DESIGNS), so other fonts only ever add training designs.
 Backgrounds and the camera effects are the shared ones of ``effects.py`` (photographs and caches:
 ``assets.py``); what is specific to words (fonts, text, glyph layers, distortion) stays here.
 
@@ -61,6 +62,13 @@ _SAME_DESIGN = {
 }
 # The designs of everyday print are always trained on: a reader must know them.
 _ALWAYS_TRAIN = frozenset({"helvetica", "times", "courier"})
+# The independent test set's designs: those of setup/debian-packages.txt that assets.held_out drew
+# (one in five). Listed, so that fonts a machine has beyond the packages (a desktop's, faces added
+# to the packages later) only ever add training designs: the test set is the same images wherever
+# the packages are installed, and figures measured on it compare across machines. Font directories
+# holding none of these (your own fonts) are split by assets.held_out alone.
+HELDOUT_DESIGNS = frozenset({"allerta", "arapey", "cabin", "caladea", "fanwood", "gillius", "goudy bookletter",
+                             "jura", "liberation mono", "prociono", "tex gyre adventor", "vollkorn"})
 
 
 @dataclass(frozen=True)
@@ -177,7 +185,9 @@ def discover_assets(split: str = "train", *, font_dirs=None, words_path=None,
     words = read_words(wpath)
     if not words:
         raise FileNotFoundError(f"no word list at {wpath} (Debian package wamerican); {FIX_HINT}")
-    return SynthAssets(fonts=split_by_group(faces, split, always_train=_ALWAYS_TRAIN),
+    found = {group for _, group in faces}
+    train_only = _ALWAYS_TRAIN | (found - HELDOUT_DESIGNS if found & HELDOUT_DESIGNS else set())
+    return SynthAssets(fonts=split_by_group(faces, split, always_train=train_only),
                        backgrounds=discover_backgrounds(split, background_dirs), words=words)
 
 
