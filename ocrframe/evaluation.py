@@ -15,6 +15,8 @@ lexicon-free reading, the most probable by CTC (``decoders.lexicon_decoder``: th
 ``LexiconDecoder``, whose ``mode`` and ``delta`` the columns set). Word accuracy follows the
 benchmark protocol (case-insensitive alphanumerics, ocrframe.metrics); time per sample is the
 network's share plus the decoding of that column.
+
+``compare_predictions`` (``ocrframe compare``) pairs two models' predictions files image by image.
 """
 from __future__ import annotations
 
@@ -263,19 +265,28 @@ def format_table(table: dict[str, dict[str, Cell]], modes: list[str], header: st
 
 def read_predictions(path: str | Path) -> dict[tuple[str, str, str], tuple[str, bool]]:
     """{(dataset, lexicon, key): (truth, read right)} of a predictions TSV written by :func:`evaluate`."""
-    with open(path, encoding="utf-8", newline="") as handle:
-        rows = csv.reader(handle, delimiter="\t")
-        header = next(rows, [])
-        if header != PREDICTION_COLUMNS:
-            raise ValueError(f"{path}: not a predictions TSV of `ocrframe test --predictions` (columns "
-                             f"{', '.join(PREDICTION_COLUMNS)}; found {', '.join(header) or 'none'})")
-        table = {}
-        for line, row in enumerate(rows, start=2):
-            if len(row) != len(PREDICTION_COLUMNS):
-                raise ValueError(f"{path}, line {line}: {len(row)} columns, not {len(PREDICTION_COLUMNS)} (a file "
-                                 "cut short or edited?); write it again with `ocrframe test --predictions`")
-            table[row[0], row[1], row[2]] = (row[3], row[6] == "1")
-        return table
+    not_predictions = f"{path}: not a predictions TSV of `ocrframe test --predictions`"
+    table = {}
+    try:
+        with open(path, encoding="utf-8", newline="") as handle:
+            rows = csv.reader(handle, delimiter="\t")
+            header = next(rows, [])
+            if header != PREDICTION_COLUMNS:
+                raise ValueError(f"{not_predictions} (columns {', '.join(PREDICTION_COLUMNS)}; found "
+                                 f"{', '.join(header) or 'none'})")
+            for line, row in enumerate(rows, start=2):
+                if len(row) != len(PREDICTION_COLUMNS) or row[6] not in ("0", "1"):
+                    raise ValueError(f"{path}, line {line}: not a row of {len(PREDICTION_COLUMNS)} columns ending "
+                                     "in 0 or 1 (a file cut short or edited?); write it again with "
+                                     "`ocrframe test --predictions`")
+                key = (row[0], row[1], row[2])
+                if key in table:
+                    raise ValueError(f"{path}, line {line}: image {row[2]!r} of {row[0]!r}, lexicon {row[1]!r}, "
+                                     "a second time (files joined?): one test per predictions file")
+                table[key] = (row[3], row[6] == "1")
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise ValueError(f"{not_predictions} ({exc})") from None
+    return table
 
 
 def sign_test(wins: int, losses: int) -> float:
@@ -285,29 +296,34 @@ def sign_test(wins: int, losses: int) -> float:
     return min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n) if n else 1.0
 
 
-def compare_predictions(a: str | Path, b: str | Path) -> str:
+def compare_predictions(path_a: str | Path, path_b: str | Path) -> str:
     """Two models' readings of the same images, paired image by image: per dataset and lexicon,
     how many each reads right, how many only one of them does, and the sign test on those. A
-    difference of a few images in a thousand is within what one test set can tell apart; the
-    pairing shows whether the models differ on the same images or merely by chance."""
-    first, second = read_predictions(a), read_predictions(b)
-    if first.keys() != second.keys():
-        raise ValueError(f"{a} and {b} hold different images ({len(first.keys() - second.keys())} only in the "
-                         f"first, {len(second.keys() - first.keys())} only in the second): compare the predictions "
+    difference of a few images in a thousand is below what one test set's accuracy can resolve;
+    the test on the disagreements says whether it is more than chance."""
+    preds_a, preds_b = read_predictions(path_a), read_predictions(path_b)
+    if preds_a.keys() != preds_b.keys():
+        only_a, only_b = sorted(preds_a.keys() - preds_b.keys()), sorted(preds_b.keys() - preds_a.keys())
+        examples = [f"{keys[0][2]!r} only in {path}" for keys, path in ((only_a, path_a), (only_b, path_b)) if keys]
+        raise ValueError(f"{path_a} and {path_b} hold different images ({len(only_a)} only in the first, "
+                         f"{len(only_b)} only in the second; e.g. {', '.join(examples)}): compare the predictions "
                          "of one test set, read with the same --lexicon columns")
-    differ = [k for k in first if first[k][0] != second[k][0]]
-    if differ:
-        raise ValueError(f"{a} and {b} give image {differ[0][2]!r} different truths ({first[differ[0]][0]!r}, "
-                         f"{second[differ[0]][0]!r}): they were not made from the same test set")
-    lines = [f"A: {a}", f"B: {b}", "",
+    mismatched = [k for k in preds_a if preds_a[k][0] != preds_b[k][0]]
+    if mismatched:
+        key = mismatched[0]
+        raise ValueError(f"{path_a} and {path_b} give image {key[2]!r} different truths ({preds_a[key][0]!r}, "
+                         f"{preds_b[key][0]!r}): they were not made from the same test set")
+    lines = [f"A: {path_a}", f"B: {path_b}", "",
              "| dataset | lexicon | images | A right | B right | only A | only B | sign test p |",
              "|---|---|---:|---:|---:|---:|---:|---:|"]
-    for dataset, lexicon in dict.fromkeys((d, lex) for d, lex, _ in first):
-        keys = [k for k in first if k[:2] == (dataset, lexicon)]
-        right_a = sum(first[k][1] for k in keys)
-        right_b = sum(second[k][1] for k in keys)
-        only_a = sum(first[k][1] and not second[k][1] for k in keys)
-        only_b = sum(second[k][1] and not first[k][1] for k in keys)
+    for dataset, lexicon in dict.fromkeys(k[:2] for k in preds_a):
+        keys = [k for k in preds_a if k[:2] == (dataset, lexicon)]
+        right_a = sum(preds_a[k][1] for k in keys)
+        right_b = sum(preds_b[k][1] for k in keys)
+        only_a = sum(preds_a[k][1] and not preds_b[k][1] for k in keys)
+        only_b = sum(preds_b[k][1] and not preds_a[k][1] for k in keys)
+        p = sign_test(only_a, only_b)
         lines.append(f"| {dataset} | {lexicon} | {len(keys)} | {right_a} ({right_a / len(keys):.1%}) | "
-                     f"{right_b} ({right_b / len(keys):.1%}) | {only_a} | {only_b} | {sign_test(only_a, only_b):.2f} |")
+                     f"{right_b} ({right_b / len(keys):.1%}) | {only_a} | {only_b} | "
+                     f"{f'{p:.2f}' if p >= 0.01 else f'{p:.1e}'} |")
     return "\n".join(lines)

@@ -12,6 +12,7 @@ from mmengine.config import Config
 from conftest import CONFIG, make_lmdb, random_words, write_word_folder
 from ocrframe.cli import main
 from ocrframe.data.transforms import Grayscale, Resize, ToTensor, pad_collate
+from ocrframe.evaluation import sign_test
 from ocrframe.registry import DATASETS, MODELS
 
 WORDS = random_words(6, seed=5)
@@ -160,13 +161,21 @@ def test_evaluation_batches_generated_samples_by_their_rendered_width(monkeypatc
     assert all(len({int(k) // 20 for k in batch}) == 1 for batch in batches)  # a batch never spans two chunks
 
 
-def write_predictions(path, rows, header=("dataset", "lexicon", "key", "truth", "prediction", "score", "correct")):
+def write_predictions(path, rows, header=("dataset", "lexicon", "key", "truth", "prediction", "score", "correct"),
+                      lexicon="none"):
     with open(path, "w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
         writer.writerow(header)
-        writer.writerows([("test set", "none", key, truth, reading, "0.5", int(truth == reading))
+        writer.writerows([("test set", lexicon, key, truth, reading, "0.5", int(truth == reading))
                           for key, truth, reading in rows])
     return path
+
+
+def test_the_sign_test_is_symmetric_capped_at_one_and_exact():
+    assert sign_test(0, 0) == sign_test(1, 1) == sign_test(3, 4) == 1.0
+    assert sign_test(7, 2) == sign_test(2, 7) == 2 * (1 + 9 + 36) / 512
+    assert sign_test(10, 0) == 2 / 1024
+    assert sign_test(40, 40) == 1.0 and sign_test(60, 20) < 1e-4 < sign_test(45, 35) < 1
 
 
 def test_compare_pairs_two_models_image_by_image_with_the_sign_test(tmp_path, capsys):
@@ -180,6 +189,18 @@ def test_compare_pairs_two_models_image_by_image_with_the_sign_test(tmp_path, ca
     assert row == [f"| test set | none | 10 | 8 (80.0%) | 3 (30.0%) | 7 | 2 | {2 * 46 / 512:.2f} |"]
     assert main(["compare", str(a), str(a)], one_line_errors=True) == 0
     assert "| 10 | 8 (80.0%) | 8 (80.0%) | 0 | 0 | 1.00 |" in capsys.readouterr().out
+    # Two lexicon columns are two rows, each paired within itself.
+    both_a, both_b = tmp_path / "both_a.tsv", tmp_path / "both_b.tsv"
+    lexicon_a = write_predictions(tmp_path / "lex_a.tsv", [(f"k{i}", t, t) for i, t in enumerate(truths)],
+                                  lexicon="sample")
+    lexicon_b = write_predictions(tmp_path / "lex_b.tsv", [(f"k{i}", t, t if i else "x") for i, t in enumerate(truths)],
+                                  lexicon="sample")
+    both_a.write_text(a.read_text() + "".join(lexicon_a.read_text().splitlines(True)[1:]))
+    both_b.write_text(b.read_text() + "".join(lexicon_b.read_text().splitlines(True)[1:]))
+    assert main(["compare", str(both_a), str(both_b)], one_line_errors=True) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| test set")]
+    assert rows == [f"| test set | none | 10 | 8 (80.0%) | 3 (30.0%) | 7 | 2 | {2 * 46 / 512:.2f} |",
+                    "| test set | sample | 10 | 10 (100.0%) | 9 (90.0%) | 1 | 0 | 1.00 |"]
 
 
 def test_compare_refuses_predictions_of_different_images_or_files_that_are_not_predictions(tmp_path, capsys):
@@ -189,7 +210,7 @@ def test_compare_refuses_predictions_of_different_images_or_files_that_are_not_p
     foreign = write_predictions(tmp_path / "foreign.tsv", [("k0", "cat", "cat")], header=("path", "text", "a", "b",
                                                                                         "c", "d", "e"))
     assert main(["compare", str(a), str(other)], one_line_errors=True) == 2
-    assert "1 only in the first, 1 only in the second" in capsys.readouterr().err
+    assert "1 only in the first, 1 only in the second; e.g. 'k1' only in" in capsys.readouterr().err
     assert main(["compare", str(a), str(relabelled)], one_line_errors=True) == 2
     assert "different truths ('cat', 'cow')" in capsys.readouterr().err
     assert main(["compare", str(a), str(foreign)], one_line_errors=True) == 2
@@ -198,6 +219,14 @@ def test_compare_refuses_predictions_of_different_images_or_files_that_are_not_p
     lines = a.read_text(encoding="utf-8").splitlines()
     cut.write_text("\n".join(lines[:-1] + ["\t".join(lines[-1].split("\t")[:4])]), encoding="utf-8")  # cut short
     assert main(["compare", str(a), str(cut)], one_line_errors=True) == 2
-    assert "cut.tsv, line 3: 4 columns, not 7" in capsys.readouterr().err
+    assert "cut.tsv, line 3: not a row of 7 columns ending in 0 or 1" in capsys.readouterr().err
+    joined = tmp_path / "joined.tsv"
+    joined.write_text(a.read_text() + "".join(a.read_text().splitlines(True)[1:]))
+    assert main(["compare", str(a), str(joined)], one_line_errors=True) == 2
+    assert "joined.tsv, line 4: image 'k0' of 'test set', lexicon 'none', a second time" in capsys.readouterr().err
+    binary = tmp_path / "model.pth"
+    binary.write_bytes(bytes(range(256)))
+    assert main(["compare", str(a), str(binary)], one_line_errors=True) == 2
+    assert "model.pth: not a predictions TSV" in capsys.readouterr().err
     assert main(["compare", str(a), str(tmp_path / "missing.tsv")], one_line_errors=True) == 2
     assert "missing.tsv" in capsys.readouterr().err

@@ -9,7 +9,8 @@ Assets come from Debian packages (``setup/debian-packages.txt``): fonts under /u
 the TeX font tree, words from /usr/share/dict/words, photographs under /usr/share/backgrounds.
 Whole font families (clones of one design grouped together) and background images are split
 deterministically into "train" and "heldout", so the independent test set uses unseen designs; the
-held-out designs are listed (HELDOUT_DESIGNS), so other fonts only ever add training designs.
+held-out designs of the packaged fonts are listed (HELDOUT_DESIGNS), so other fonts only ever add
+training designs.
 Backgrounds and the camera effects are the shared ones of ``effects.py`` (photographs and caches:
 ``assets.py``); what is specific to words (fonts, text, glyph layers, distortion) stays here.
 
@@ -62,11 +63,11 @@ _SAME_DESIGN = {
 }
 # The designs of everyday print are always trained on: a reader must know them.
 _ALWAYS_TRAIN = frozenset({"helvetica", "times", "courier"})
-# The independent test set's designs: those of setup/debian-packages.txt that assets.held_out drew
-# (one in five). Listed, so that fonts a machine has beyond the packages (a desktop's, faces added
-# to the packages later) only ever add training designs: the test set is the same images wherever
-# the packages are installed, and figures measured on it compare across machines. Font directories
-# holding none of these (your own fonts) are split by assets.held_out alone.
+# The independent test set's designs: the ones assets.held_out drew (one in five) from the fonts of
+# setup/debian-packages.txt when this list was made. Listed, so that fonts a machine has beyond the
+# packages (a desktop's, faces added to the packages later) only ever add training designs: the test
+# set is the same images wherever the packages are installed, and figures measured on it compare
+# across machines. Font directories lacking any of these (your own fonts) are split by the hash alone.
 HELDOUT_DESIGNS = frozenset({"allerta", "arapey", "cabin", "caladea", "fanwood", "gillius", "goudy bookletter",
                              "jura", "liberation mono", "prociono", "tex gyre adventor", "vollkorn"})
 
@@ -186,7 +187,10 @@ def discover_assets(split: str = "train", *, font_dirs=None, words_path=None,
     if not words:
         raise FileNotFoundError(f"no word list at {wpath} (Debian package wamerican); {FIX_HINT}")
     found = {group for _, group in faces}
-    train_only = _ALWAYS_TRAIN | (found - HELDOUT_DESIGNS if found & HELDOUT_DESIGNS else set())
+    if HELDOUT_DESIGNS <= found:  # the packaged fonts: the listed designs are the held-out ones
+        train_only = _ALWAYS_TRAIN | (found - HELDOUT_DESIGNS)
+    else:  # other fonts: one design in five, drawn by the hash
+        train_only = _ALWAYS_TRAIN
     return SynthAssets(fonts=split_by_group(faces, split, always_train=train_only),
                        backgrounds=discover_backgrounds(split, background_dirs), words=words)
 
