@@ -64,8 +64,7 @@ class StaffGeometry:
     def margins(self, height: int, x: float) -> tuple[float, float]:
         """Pixels from the image's top edge to the top line and from the bottom line to the bottom
         edge, at column ``x`` of an image ``height`` pixels high (the lines shift with the skew)."""
-        shift = x * float(np.tan(np.radians(self.skew_deg)))
-        return self.top + shift, height - self.bottom - shift
+        return _margins(self.top, self.bottom, float(np.tan(np.radians(self.skew_deg))), height, x)
 
     def scaled(self, fx: float, fy: float) -> StaffGeometry:
         """The geometry in an image ``fx`` times as wide and ``fy`` times as tall."""
@@ -168,8 +167,8 @@ def _find(gray: np.ndarray, max_skew_deg: float, light_ink: bool) -> tuple[Staff
     # continuous. (Coverage is also wanted a line beyond the kept comb: ``neighbour_coverage``.)
     # A comb ending at the image's edge is rows at the wrong spacing, not a staff beside ledger lines:
     # no shift mends that, and StaffNormalize's edge rule must still see it (_room_for_notes).
-    middle = top + width / 2 * np.tan(angle)
-    reach = 0 if min(middle, height - middle - 4 * space) < MIN_EDGE_SPACES * space else MAX_LEDGER_SHIFT
+    at_edge = min(_margins(top, top + 4 * space, np.tan(angle), height, width / 2)) < MIN_EDGE_SPACES * space
+    reach = 0 if at_edge else MAX_LEDGER_SHIFT
     shifts = [k for k in range(-reach - 1, reach + 2)
               if -space < top + k * space and top + (k + 4) * space < height + space]
     hits = {k: _line_hits(dark, top + k * space, space, angle, thickness) for k in shifts}
@@ -185,6 +184,12 @@ def _find(gray: np.ndarray, max_skew_deg: float, light_ink: bool) -> tuple[Staff
     return StaffGeometry(top=float(top), bottom=float(bottom), left=left, right=right,
                          skew_deg=float(np.degrees(angle)), line_thickness=thickness, contrast=float(contrast),
                          light_ink=light_ink, neighbour_coverage=neighbours), score
+
+
+def _margins(top: float, bottom: float, tan_skew: float, height: int, x: float) -> tuple[float, float]:
+    """StaffGeometry.margins for lines not yet made a geometry (``_find`` while it chooses them)."""
+    shift = x * tan_skew
+    return top + shift, height - bottom - shift
 
 
 def _best_comb(profile: np.ndarray) -> tuple[float, float, float, float] | None:
