@@ -37,9 +37,9 @@ def draw(renderer, difficulty: float, monkeypatch) -> list[dict]:
 
     real_font = synth_text._font
 
-    def spy_font(path, size):
+    def spy_font(path, size, **layout):
         used["font"] = path
-        return real_font(path, size)
+        return real_font(path, size, **layout)
 
     monkeypatch.setattr(renderer, "_distort", spy_distort)
     monkeypatch.setattr(synth_text, "_font", spy_font)

@@ -466,6 +466,102 @@ def test_the_label_is_the_text_drawn(split, monkeypatch):
 
 
 # ----------------------------------------------------------------------------------------------
+# Old-style figures
+# ----------------------------------------------------------------------------------------------
+
+def train_face(name: str) -> Path:
+    return next(face for face in assets("train").fonts if face.name == name)
+
+
+def digit_height(face: Path, features=()) -> int:
+    layers, _, _ = renderer()._text_layers("0", synth_text._font(face, 40, shaped=bool(features)),
+                                          np.random.default_rng(0), plain=True, font_features=features)
+    box = layers.split()[0].getbbox()
+    return box[3] - box[1]
+
+
+def test_faces_with_old_style_figures_on_request_are_told_apart_and_draw_them_shorter():
+    pagella, dejavu, garamond = (train_face(n) for n in
+                                 ("texgyrepagella-regular.otf", "DejaVuSans.ttf", "EBGaramond12-Bold.otf"))
+    assert synth_text.has_oldstyle_figures(pagella)
+    assert not synth_text.has_oldstyle_figures(dejavu)    # no `onum` feature
+    assert not synth_text.has_oldstyle_figures(garamond)  # old-style already by default: nothing to switch
+    lining, oldstyle = digit_height(pagella), digit_height(pagella, synth_text.OLDSTYLE_FEATURES)
+    assert oldstyle < 0.85 * lining  # the 0 at x-height
+    assert digit_height(dejavu, synth_text.OLDSTYLE_FEATURES) == digit_height(dejavu)
+
+
+def drawn_features(renderer_: WordRenderer, seeds, monkeypatch) -> list[tuple[str, tuple]]:
+    """(label, OpenType features) of each render."""
+    calls, real = [], WordRenderer._text_layers
+
+    def spy(self, text, font, rng, plain=False, font_features=()):
+        calls.append(font_features)
+        return real(self, text, font, rng, plain, font_features)
+
+    monkeypatch.setattr(WordRenderer, "_text_layers", spy)
+    labels = [renderer_.render(np.random.default_rng([9, seed]))[1] for seed in seeds]
+    return list(zip(labels, calls))
+
+
+def test_old_style_figures_are_drawn_in_the_stated_share_of_samples_with_digits(monkeypatch):
+    half = WordRenderer(assets("train"), oldstyle_figures=0.5).only_fonts(["tex gyre pagella"])
+    drawn = drawn_features(half, range(400), monkeypatch)
+    with_digits = [bool(features) for label, features in drawn if any(c.isdigit() for c in label)]
+    assert len(with_digits) > 100
+    assert 0.4 < np.mean(with_digits) < 0.6
+    assert not any(features for label, features in drawn if not any(c.isdigit() for c in label))
+    # a face without them never draws them; the default draws none anywhere
+    vera = WordRenderer(assets("train"), oldstyle_figures=1.0).only_fonts(["vera"])
+    assert not any(features for _, features in drawn_features(vera, range(100), monkeypatch))
+    default = WordRenderer(assets("train")).only_fonts(["tex gyre pagella"])
+    assert not any(features for _, features in drawn_features(default, range(100), monkeypatch))
+
+
+def test_old_style_figures_off_leaves_every_sample_as_it_was():
+    """The validation and test sets (0, the default) keep their images; a share > 0 changes the
+    samples with digits in a face that has old-style figures, not the others."""
+    default, off = WordRenderer(assets("train")), WordRenderer(assets("train"), oldstyle_figures=0.0)
+    for seed in range(20):
+        assert fingerprint(default.render(np.random.default_rng(seed))[0]) == \
+            fingerprint(off.render(np.random.default_rng(seed))[0])
+    on = WordRenderer(assets("train"), oldstyle_figures=1.0).only_fonts(["tex gyre pagella"])
+    base = WordRenderer(assets("train")).only_fonts(["tex gyre pagella"])
+    changed = {label: fingerprint(on.render(np.random.default_rng(s))[0]) != fingerprint(base.render(
+        np.random.default_rng(s))[0]) for s, label in ((s, base.render(np.random.default_rng(s))[1]) for s in range(40))}
+    assert not any(changed[label] for label in changed if not any(c.isdigit() for c in label))
+    assert any(changed[label] for label in changed if any(c.isdigit() for c in label))
+
+
+def test_the_label_is_the_text_drawn_in_old_style_figures(monkeypatch):
+    from PIL import ImageDraw
+
+    on = WordRenderer(assets("train"), oldstyle_figures=1.0).only_fonts(["tex gyre pagella"])
+    real_text = ImageDraw.ImageDraw.text
+    seen = 0
+    for seed in SEEDS:
+        calls = []
+
+        def spy(draw, xy, text, *args, **kwargs):
+            calls.append((draw, text, kwargs.get("features")))
+            return real_text(draw, xy, text, *args, **kwargs)
+
+        with monkeypatch.context() as patch:
+            patch.setattr(ImageDraw.ImageDraw, "text", spy)
+            _, label = on.render(np.random.default_rng(seed))
+        fill = calls[0][0]
+        assert "".join(text for draw, text, _ in calls if draw is fill) == label, seed
+        seen += any(features for _, _, features in calls)
+    assert seen  # some of them drawn with the OpenType features
+
+
+@pytest.mark.parametrize("share", [-0.1, 1.5])
+def test_a_share_of_old_style_figures_outside_0_to_1_is_refused(share):
+    with pytest.raises(ValueError, match="oldstyle_figures is a share of samples in"):
+        WordRenderer(assets("train"), oldstyle_figures=share)
+
+
+# ----------------------------------------------------------------------------------------------
 # Tools
 # ----------------------------------------------------------------------------------------------
 

@@ -29,14 +29,17 @@ class SynthWordDataset(Curriculum, OcrDataset):
             training; it is shared with the DataLoader's (forked) workers.
         fonts: draw only from these font design groups (``WordRenderer.font_group_names`` lists a
             split's), e.g. to measure or fine-tune one typeface family.
+        oldstyle_figures: the share of samples with digits drawn in old-style figures where the face
+            has them (``WordRenderer``); 0 leaves the split as it was.
     """
 
     def __init__(self, charset, pipeline=(), length: int = 1_000_000, seed: int = 0, assets: str = "train",
                  max_length: int = 16, difficulty: float = 1.0, fonts: list[str] | None = None,
-                 on_bad_sample: str = "skip"):
+                 oldstyle_figures: float = 0.0, on_bad_sample: str = "skip"):
         super().__init__(charset, pipeline, on_bad_sample)
         self.length, self.seed, self.assets, self.max_length = length, seed, assets, max_length
         self.fonts = list(fonts) if fonts else None  # design groups to draw from (default: all of the split)
+        self.oldstyle_figures = oldstyle_figures
         self._renderer = None
         self.difficulty = difficulty  # see Curriculum
         self.alphabet = renderable_alphabet(self.charset)  # what the renderer may draw
@@ -58,8 +61,8 @@ class SynthWordDataset(Curriculum, OcrDataset):
         if self._renderer is None:  # built lazily: each DataLoader worker builds its own
             from ocrframe.data.synth_text import WordRenderer
 
-            self._renderer = WordRenderer(self._assets, alphabet=self.alphabet,
-                                          max_length=self.max_length)
+            self._renderer = WordRenderer(self._assets, alphabet=self.alphabet, max_length=self.max_length,
+                                          oldstyle_figures=self.oldstyle_figures)
             if self.fonts:
                 self._renderer.only_fonts(self.fonts)
         return self._renderer
