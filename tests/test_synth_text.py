@@ -22,7 +22,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from PIL import Image, ImageFont
+from PIL import Image, ImageDraw, ImageFont
 
 from conftest import REPO
 from ocrframe.data import synth_text
@@ -447,8 +447,6 @@ def test_forked_worker_renders_the_same_bytes():
 def test_the_label_is_the_text_drawn(split, monkeypatch):
     """Every call that draws text is watched: the runs drawn on the first text layer (the fill;
     per-character runs when the renderer spaces letters itself) spell the label, case included."""
-    from PIL import ImageDraw
-
     renderer(split)  # assets scanned before watching
     real_text = ImageDraw.ImageDraw.text
     for seed in SEEDS:
@@ -499,8 +497,9 @@ def drawn_features(renderer_: WordRenderer, seeds, monkeypatch) -> list[tuple[st
         calls.append(font_features)
         return real(self, text, font, rng, plain, font_features)
 
-    monkeypatch.setattr(WordRenderer, "_text_layers", spy)
-    labels = [renderer_.render(np.random.default_rng([9, seed]))[1] for seed in seeds]
+    with monkeypatch.context() as patch:
+        patch.setattr(WordRenderer, "_text_layers", spy)
+        labels = [renderer_.render(np.random.default_rng([9, seed]))[1] for seed in seeds]
     return list(zip(labels, calls))
 
 
@@ -518,24 +517,59 @@ def test_old_style_figures_are_drawn_in_the_stated_share_of_samples_with_digits(
     assert not any(features for _, features in drawn_features(default, range(100), monkeypatch))
 
 
-def test_old_style_figures_off_leaves_every_sample_as_it_was():
-    """The validation and test sets (0, the default) keep their images; a share > 0 changes the
-    samples with digits in a face that has old-style figures, not the others."""
-    default, off = WordRenderer(assets("train")), WordRenderer(assets("train"), oldstyle_figures=0.0)
-    for seed in range(20):
-        assert fingerprint(default.render(np.random.default_rng(seed))[0]) == \
-            fingerprint(off.render(np.random.default_rng(seed))[0])
-    on = WordRenderer(assets("train"), oldstyle_figures=1.0).only_fonts(["tex gyre pagella"])
-    base = WordRenderer(assets("train")).only_fonts(["tex gyre pagella"])
-    changed = {label: fingerprint(on.render(np.random.default_rng(s))[0]) != fingerprint(base.render(
-        np.random.default_rng(s))[0]) for s, label in ((s, base.render(np.random.default_rng(s))[1]) for s in range(40))}
-    assert not any(changed[label] for label in changed if not any(c.isdigit() for c in label))
-    assert any(changed[label] for label in changed if any(c.isdigit() for c in label))
+def states_at_the_glyph_layers(renderer_: WordRenderer, seeds, monkeypatch) -> list[tuple[str, dict]]:
+    """(label, the generator's state) where each render starts drawing its glyph layers."""
+    seen, real = [], WordRenderer._text_layers
+
+    def spy(self, text, font, rng, *args, **kwargs):
+        seen.append((text, rng.bit_generator.state))
+        return real(self, text, font, rng, *args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(WordRenderer, "_text_layers", spy)
+        for seed in seeds:
+            renderer_.render(np.random.default_rng(seed))
+    return seen
+
+
+def test_old_style_figures_off_takes_no_draw_from_the_random_stream(monkeypatch):
+    """The validation and test sets (0, the default) keep their images: before the glyph layers the
+    generator has made exactly the draws that choose the text, the design, the face and the size."""
+    off = WordRenderer(assets("train"))
+    for seed, (text, state) in zip(range(60), states_at_the_glyph_layers(off, range(60), monkeypatch)):
+        replay = np.random.default_rng(seed)
+        assert off.sample_text(replay) == text
+        group = off.font_groups[int(replay.integers(len(off.font_groups)))]
+        replay.integers(len(group)), replay.choice(synth_text.FONT_SIZES)
+        assert replay.bit_generator.state == state, (seed, text)
+
+
+def test_old_style_figures_change_only_samples_with_digits_in_faces_that_have_them():
+    def fingerprints(share, design):
+        r = WordRenderer(assets("train"), oldstyle_figures=share).only_fonts([design])
+        return {s: (lambda image, label: (label, fingerprint(image)))(*r.render(np.random.default_rng(s)))
+                for s in range(40)}
+
+    base, on = fingerprints(0.0, "tex gyre pagella"), fingerprints(1.0, "tex gyre pagella")
+    assert all(on[s] == base[s] for s in base if not any(c.isdigit() for c in base[s][0]))
+    assert any(on[s] != base[s] for s in base if any(c.isdigit() for c in base[s][0]))
+    assert fingerprints(1.0, "vera") == fingerprints(0.0, "vera")  # no old-style figures to draw
+
+
+def test_old_style_figures_are_drawn_without_ligatures():
+    """A ligature would draw two label characters as one glyph."""
+    pagella = synth_text._font(train_face("texgyrepagella-regular.otf"), 40, shaped=True)
+
+    def drawn(features):
+        image = Image.new("L", (120, 60))
+        ImageDraw.Draw(image).text((10, 5), "fi", font=pagella, fill=255, features=list(features))
+        return image.tobytes()
+
+    assert drawn(("onum",)) != drawn(("onum", "-liga"))  # the face has the ligature: the test can tell
+    assert drawn(synth_text.OLDSTYLE_FEATURES) == drawn(("onum", "-liga"))
 
 
 def test_the_label_is_the_text_drawn_in_old_style_figures(monkeypatch):
-    from PIL import ImageDraw
-
     on = WordRenderer(assets("train"), oldstyle_figures=1.0).only_fonts(["tex gyre pagella"])
     real_text = ImageDraw.ImageDraw.text
     seen = 0

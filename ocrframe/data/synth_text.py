@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageChops, ImageDraw, ImageFilter, ImageFont, features
+from PIL import Image, ImageChops, ImageDraw, ImageFilter, ImageFont
+from PIL import features as pil_features
 
 from ocrframe.data import effects
 from ocrframe.data.assets import (
@@ -218,21 +219,40 @@ def _font(path: Path, size: int, shaped: bool = False) -> ImageFont.FreeTypeFont
     return _FONTS.get((path, size, shaped), lambda: ImageFont.truetype(str(path), size, layout_engine=layout))
 
 
-# Old-style figures (OpenType `onum`), ligatures off so that each glyph is still one label character.
-OLDSTYLE_FEATURES = ("onum", "-liga", "-clig", "-dlig")
-_OLDSTYLE = ProcessLRU(4096)
+# Old-style figures (OpenType `onum`); ligatures and contextual alternates off, so that each glyph
+# is still one label character. libraqm also applies the face's kerning (GPOS), as a typesetter would.
+OLDSTYLE_FEATURES = ("onum", "-liga", "-clig", "-dlig", "-calt")
+LINING = 0.85  # a figure 0 at least this share of a capital's height is lining, below it old-style
+_HAS_OLDSTYLE = ProcessLRU(4096)
+
+
+def check_oldstyle_share(share: float) -> None:
+    """Refuses a share of old-style figures outside [0, 1], or above 0 where they cannot be drawn."""
+    if not 0 <= share <= 1:
+        raise ValueError(f"oldstyle_figures is a share of samples in [0, 1], not {share}")
+    if share and not pil_features.check("raqm"):
+        raise RuntimeError("drawing old-style figures needs Pillow's libraqm layout, which loads libfribidi at "
+                           "run time: install libfribidi0 (`make setup` does), or set oldstyle_figures=0")
 
 
 def has_oldstyle_figures(path: Path) -> bool:
     """Whether the face draws lining figures (as tall as capitals) unless asked, through `onum`, for
     old-style ones (0, 1, 2 at x-height, 3, 4, 5, 7, 9 descending, like o, i, z, g)."""
     def measure() -> bool:
-        if not features.check("raqm"):
+        if not pil_features.check("raqm"):
             return False
         font = _font(path, 40, shaped=True)
-        height = lambda text, *feature: (lambda box: box[3] - box[1])(font.getbbox(text, features=list(feature)))
-        return height("0") >= 0.85 * height("H") and height("0", *OLDSTYLE_FEATURES) < 0.85 * height("H")
-    return _OLDSTYLE.get(path, measure)
+
+        def height(text: str, features=()) -> int:
+            top, bottom = font.getbbox(text, features=list(features))[1::2]
+            return bottom - top
+
+        try:
+            capital = height("H")
+            return height("0") >= LINING * capital and height("0", OLDSTYLE_FEATURES) < LINING * capital
+        except (OSError, ValueError):  # a face FreeType reads but libraqm cannot shape: lining figures only
+            return False
+    return _HAS_OLDSTYLE.get(path, measure)
 
 
 class WordRenderer:
@@ -244,18 +264,15 @@ class WordRenderer:
         max_length: longest label.
         height: the pipeline's input height; images come out ``height`` to ``2 * height`` tall.
         oldstyle_figures: the share of samples with digits that a face able to draw old-style figures
-            (:func:`has_oldstyle_figures`) draws with them instead of its default lining ones. Book faces
-            often set old-style figures, whose 0 and 1 stand at x-height like o and i; 0 (the default)
-            draws every face's default figures and leaves the random stream, so every split, as it was.
+            (:func:`has_oldstyle_figures`) draws with them instead of its default lining ones (easy
+            samples of a curriculum never). Book faces often set old-style figures, whose 0 and 1
+            stand at x-height like o and i. Only those samples change: 0 (the default) draws every
+            face's default figures and leaves every split as it was.
     """
 
     def __init__(self, assets: SynthAssets, alphabet: str = ALNUM, max_length: int = 16, height: int = 32,
                  oldstyle_figures: float = 0.0):
-        if not 0 <= oldstyle_figures <= 1:
-            raise ValueError(f"oldstyle_figures is a share of samples in [0, 1], not {oldstyle_figures}")
-        if oldstyle_figures and not features.check("raqm"):
-            raise RuntimeError("oldstyle_figures needs Pillow built with libraqm (OpenType features); "
-                               "pip's Pillow wheels have it, or set oldstyle_figures=0")
+        check_oldstyle_share(oldstyle_figures)
         self.alphabet, self.max_length, self.height = alphabet, max_length, height
         self.oldstyle_figures = oldstyle_figures
         self._charset = frozenset(alphabet)
@@ -343,7 +360,8 @@ class WordRenderer:
         """An RGB image whose bands are masks, R the text fill (with any underline), G the text with
         an outline stroke, B fragments of neighbouring lines; the text's height in it; and each
         character's centre (x, y) on it. ``plain``: no outline, underline or neighbouring lines.
-        ``font_features``: OpenType features the text is drawn with (``font`` laid out by libraqm)."""
+        ``font_features``: OpenType features the text is drawn with (``font`` from ``_font(..., shaped=True)``:
+        only libraqm applies them)."""
         shaping = dict(features=list(font_features)) if font_features else {}
         size = font.size
         ascent, descent = font.getmetrics()
@@ -384,7 +402,7 @@ class WordRenderer:
                 if rng.random() < 0.7:
                     y = origin[1] + direction * (ascent + descent) * rng.uniform(1.0, 1.3)
                     ImageDraw.Draw(clutter).text((origin[0] + rng.uniform(-size, size), y),
-                                                 self._random_string(rng) * 3, font=font, fill=255)
+                                                 self._random_string(rng) * 3, font=font, fill=255, **shaping)
         return Image.merge("RGB", (fill, outlined, clutter)), box[3] - box[1], centres
 
     def _distort(self, layers: Image.Image, th: int, rng: np.random.Generator,
@@ -442,8 +460,9 @@ class WordRenderer:
         groups = self.plain_font_groups if easy else self.font_groups
         group = groups[int(rng.integers(len(groups)))]
         path, size = group[int(rng.integers(len(group)))], int(rng.choice(FONT_SIZES))
+        # drawn only where the face has them: the other samples stay as they are without the option
         oldstyle = (self.oldstyle_figures > 0 and not easy and any(c.isdigit() for c in text)
-                    and rng.random() < self.oldstyle_figures and has_oldstyle_figures(path))
+                    and has_oldstyle_figures(path) and rng.random() < self.oldstyle_figures)
         font = _font(path, size, shaped=oldstyle)
         layers, th, centres = self._text_layers(text, font, rng, plain=easy,
                                                 font_features=OLDSTYLE_FEATURES if oldstyle else ())

@@ -43,15 +43,17 @@ class SynthWordDataset(Curriculum, OcrDataset):
         self._renderer = None
         self.difficulty = difficulty  # see Curriculum
         self.alphabet = renderable_alphabet(self.charset)  # what the renderer may draw
-        # Found here, so that missing fonts or word list are said in the main process, not from inside
-        # a worker; the workers inherit them.
-        from ocrframe.data.synth_text import discover_assets
+        # Checked and found here, so that a bad share or missing fonts or word list are said in the main
+        # process, not from inside a worker; the workers inherit the assets.
+        from ocrframe.data.synth_text import check_oldstyle_share, discover_assets
 
+        check_oldstyle_share(oldstyle_figures)
         self._assets = discover_assets(assets)
 
     def describe(self) -> str:
         fonts = f", fonts {', '.join(self.fonts)}" if self.fonts else ""
-        return f"synthetic words ({self.assets} assets{fonts}, seed {self.seed})"
+        oldstyle = f", old-style figures {self.oldstyle_figures:g}" if self.oldstyle_figures else ""
+        return f"synthetic words ({self.assets} assets{fonts}{oldstyle}, seed {self.seed})"
 
     def __len__(self) -> int:
         return self.length
