@@ -37,9 +37,9 @@ def draw(renderer, difficulty: float, monkeypatch) -> list[dict]:
 
     real_font = synth_text._font
 
-    def spy_font(path, size, **layout):
+    def spy_font(path, size):
         used["font"] = path
-        return real_font(path, size, **layout)
+        return real_font(path, size)
 
     monkeypatch.setattr(renderer, "_distort", spy_distort)
     monkeypatch.setattr(synth_text, "_font", spy_font)

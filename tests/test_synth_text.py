@@ -22,7 +22,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageFont
 
 from conftest import REPO
 from ocrframe.data import synth_text
@@ -447,6 +447,8 @@ def test_forked_worker_renders_the_same_bytes():
 def test_the_label_is_the_text_drawn(split, monkeypatch):
     """Every call that draws text is watched: the runs drawn on the first text layer (the fill;
     per-character runs when the renderer spaces letters itself) spell the label, case included."""
+    from PIL import ImageDraw
+
     renderer(split)  # assets scanned before watching
     real_text = ImageDraw.ImageDraw.text
     for seed in SEEDS:
@@ -461,138 +463,6 @@ def test_the_label_is_the_text_drawn(split, monkeypatch):
             _, label = render(seed, split)
         fill = calls[0][0]
         assert "".join(text for draw, text in calls if draw is fill) == label, seed
-
-
-# ----------------------------------------------------------------------------------------------
-# Old-style figures
-# ----------------------------------------------------------------------------------------------
-
-def train_face(name: str) -> Path:
-    return next(face for face in assets("train").fonts if face.name == name)
-
-
-def digit_height(face: Path, features=()) -> int:
-    layers, _, _ = renderer()._text_layers("0", synth_text._font(face, 40, shaped=bool(features)),
-                                          np.random.default_rng(0), plain=True, font_features=features)
-    box = layers.split()[0].getbbox()
-    return box[3] - box[1]
-
-
-def test_faces_with_old_style_figures_on_request_are_told_apart_and_draw_them_shorter():
-    pagella, dejavu, garamond = (train_face(n) for n in
-                                 ("texgyrepagella-regular.otf", "DejaVuSans.ttf", "EBGaramond12-Bold.otf"))
-    assert synth_text.has_oldstyle_figures(pagella)
-    assert not synth_text.has_oldstyle_figures(dejavu)    # no `onum` feature
-    assert not synth_text.has_oldstyle_figures(garamond)  # old-style already by default: nothing to switch
-    lining, oldstyle = digit_height(pagella), digit_height(pagella, synth_text.OLDSTYLE_FEATURES)
-    assert oldstyle < 0.85 * lining  # the 0 at x-height
-    assert digit_height(dejavu, synth_text.OLDSTYLE_FEATURES) == digit_height(dejavu)
-
-
-def drawn_features(renderer_: WordRenderer, seeds, monkeypatch) -> list[tuple[str, tuple]]:
-    """(label, OpenType features) of each render."""
-    calls, real = [], WordRenderer._text_layers
-
-    def spy(self, text, font, rng, plain=False, font_features=()):
-        calls.append(font_features)
-        return real(self, text, font, rng, plain, font_features)
-
-    with monkeypatch.context() as patch:
-        patch.setattr(WordRenderer, "_text_layers", spy)
-        labels = [renderer_.render(np.random.default_rng([9, seed]))[1] for seed in seeds]
-    return list(zip(labels, calls))
-
-
-def test_old_style_figures_are_drawn_in_the_stated_share_of_samples_with_digits(monkeypatch):
-    half = WordRenderer(assets("train"), oldstyle_figures=0.5).only_fonts(["tex gyre pagella"])
-    drawn = drawn_features(half, range(400), monkeypatch)
-    with_digits = [bool(features) for label, features in drawn if any(c.isdigit() for c in label)]
-    assert len(with_digits) > 100
-    assert 0.4 < np.mean(with_digits) < 0.6
-    assert not any(features for label, features in drawn if not any(c.isdigit() for c in label))
-    # a face without them never draws them; the default draws none anywhere
-    vera = WordRenderer(assets("train"), oldstyle_figures=1.0).only_fonts(["vera"])
-    assert not any(features for _, features in drawn_features(vera, range(100), monkeypatch))
-    default = WordRenderer(assets("train")).only_fonts(["tex gyre pagella"])
-    assert not any(features for _, features in drawn_features(default, range(100), monkeypatch))
-
-
-def states_at_the_glyph_layers(renderer_: WordRenderer, seeds, monkeypatch) -> list[tuple[str, dict]]:
-    """(label, the generator's state) where each render starts drawing its glyph layers."""
-    seen, real = [], WordRenderer._text_layers
-
-    def spy(self, text, font, rng, *args, **kwargs):
-        seen.append((text, rng.bit_generator.state))
-        return real(self, text, font, rng, *args, **kwargs)
-
-    with monkeypatch.context() as patch:
-        patch.setattr(WordRenderer, "_text_layers", spy)
-        for seed in seeds:
-            renderer_.render(np.random.default_rng(seed))
-    return seen
-
-
-def test_old_style_figures_off_takes_no_draw_from_the_random_stream(monkeypatch):
-    """The validation and test sets (0, the default) keep their images: before the glyph layers the
-    generator has made exactly the draws that choose the text, the design, the face and the size."""
-    off = WordRenderer(assets("train"))
-    for seed, (text, state) in zip(range(60), states_at_the_glyph_layers(off, range(60), monkeypatch)):
-        replay = np.random.default_rng(seed)
-        assert off.sample_text(replay) == text
-        group = off.font_groups[int(replay.integers(len(off.font_groups)))]
-        replay.integers(len(group)), replay.choice(synth_text.FONT_SIZES)
-        assert replay.bit_generator.state == state, (seed, text)
-
-
-def test_old_style_figures_change_only_samples_with_digits_in_faces_that_have_them():
-    def fingerprints(share, design):
-        r = WordRenderer(assets("train"), oldstyle_figures=share).only_fonts([design])
-        return {s: (lambda image, label: (label, fingerprint(image)))(*r.render(np.random.default_rng(s)))
-                for s in range(40)}
-
-    base, on = fingerprints(0.0, "tex gyre pagella"), fingerprints(1.0, "tex gyre pagella")
-    assert all(on[s] == base[s] for s in base if not any(c.isdigit() for c in base[s][0]))
-    assert any(on[s] != base[s] for s in base if any(c.isdigit() for c in base[s][0]))
-    assert fingerprints(1.0, "vera") == fingerprints(0.0, "vera")  # no old-style figures to draw
-
-
-def test_old_style_figures_are_drawn_without_ligatures():
-    """A ligature would draw two label characters as one glyph."""
-    pagella = synth_text._font(train_face("texgyrepagella-regular.otf"), 40, shaped=True)
-
-    def drawn(features):
-        image = Image.new("L", (120, 60))
-        ImageDraw.Draw(image).text((10, 5), "fi", font=pagella, fill=255, features=list(features))
-        return image.tobytes()
-
-    assert drawn(("onum",)) != drawn(("onum", "-liga"))  # the face has the ligature: the test can tell
-    assert drawn(synth_text.OLDSTYLE_FEATURES) == drawn(("onum", "-liga"))
-
-
-def test_the_label_is_the_text_drawn_in_old_style_figures(monkeypatch):
-    on = WordRenderer(assets("train"), oldstyle_figures=1.0).only_fonts(["tex gyre pagella"])
-    real_text = ImageDraw.ImageDraw.text
-    seen = 0
-    for seed in SEEDS:
-        calls = []
-
-        def spy(draw, xy, text, *args, **kwargs):
-            calls.append((draw, text, kwargs.get("features")))
-            return real_text(draw, xy, text, *args, **kwargs)
-
-        with monkeypatch.context() as patch:
-            patch.setattr(ImageDraw.ImageDraw, "text", spy)
-            _, label = on.render(np.random.default_rng(seed))
-        fill = calls[0][0]
-        assert "".join(text for draw, text, _ in calls if draw is fill) == label, seed
-        seen += any(features for _, _, features in calls)
-    assert seen  # some of them drawn with the OpenType features
-
-
-@pytest.mark.parametrize("share", [-0.1, 1.5])
-def test_a_share_of_old_style_figures_outside_0_to_1_is_refused(share):
-    with pytest.raises(ValueError, match="oldstyle_figures is a share of samples in"):
-        WordRenderer(assets("train"), oldstyle_figures=share)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -28,7 +28,6 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageChops, ImageDraw, ImageFilter, ImageFont
-from PIL import features as pil_features
 
 from ocrframe.data import effects
 from ocrframe.data.assets import (
@@ -212,47 +211,9 @@ _FONTS = ProcessLRU(512)
 _DEGRADATION = effects.Degradation()  # blur, motion blur, noise, JPEG
 
 
-def _font(path: Path, size: int, shaped: bool = False) -> ImageFont.FreeTypeFont:
-    """``shaped``: laid out by libraqm, which applies OpenType features (OLDSTYLE_FEATURES);
-    otherwise by FreeType alone, the default."""
-    layout = ImageFont.Layout.RAQM if shaped else ImageFont.Layout.BASIC
-    return _FONTS.get((path, size, shaped), lambda: ImageFont.truetype(str(path), size, layout_engine=layout))
-
-
-# Old-style figures (OpenType `onum`); ligatures and contextual alternates off, so that each glyph
-# is still one label character. libraqm also applies the face's kerning (GPOS), as a typesetter would.
-OLDSTYLE_FEATURES = ("onum", "-liga", "-clig", "-dlig", "-calt")
-LINING = 0.85  # a figure 0 at least this share of a capital's height is lining, below it old-style
-_HAS_OLDSTYLE = ProcessLRU(4096)
-
-
-def check_oldstyle_share(share: float) -> None:
-    """Refuses a share of old-style figures outside [0, 1], or above 0 where they cannot be drawn."""
-    if not 0 <= share <= 1:
-        raise ValueError(f"oldstyle_figures is a share of samples in [0, 1], not {share}")
-    if share and not pil_features.check("raqm"):
-        raise RuntimeError("drawing old-style figures needs Pillow's libraqm layout, which loads libfribidi at "
-                           "run time: install libfribidi0 (`make setup` does), or set oldstyle_figures=0")
-
-
-def has_oldstyle_figures(path: Path) -> bool:
-    """Whether the face draws lining figures (as tall as capitals) unless asked, through `onum`, for
-    old-style ones (0, 1, 2 at x-height, 3, 4, 5, 7, 9 descending, like o, i, z, g)."""
-    def measure() -> bool:
-        if not pil_features.check("raqm"):
-            return False
-        font = _font(path, 40, shaped=True)
-
-        def height(text: str, features=()) -> int:
-            top, bottom = font.getbbox(text, features=list(features))[1::2]
-            return bottom - top
-
-        try:
-            capital = height("H")
-            return height("0") >= LINING * capital and height("0", OLDSTYLE_FEATURES) < LINING * capital
-        except (OSError, ValueError):  # a face FreeType reads but libraqm cannot shape: lining figures only
-            return False
-    return _HAS_OLDSTYLE.get(path, measure)
+def _font(path: Path, size: int) -> ImageFont.FreeTypeFont:
+    return _FONTS.get((path, size), lambda: ImageFont.truetype(
+        str(path), size, layout_engine=ImageFont.Layout.BASIC))
 
 
 class WordRenderer:
@@ -263,18 +224,10 @@ class WordRenderer:
         alphabet: characters a label may contain (words with other characters are skipped).
         max_length: longest label.
         height: the pipeline's input height; images come out ``height`` to ``2 * height`` tall.
-        oldstyle_figures: the share of samples with digits that a face able to draw old-style figures
-            (:func:`has_oldstyle_figures`) draws with them instead of its default lining ones (easy
-            samples of a curriculum never). Book faces often set old-style figures, whose 0 and 1
-            stand at x-height like o and i. Only those samples change: 0 (the default) draws every
-            face's default figures and leaves every split as it was.
     """
 
-    def __init__(self, assets: SynthAssets, alphabet: str = ALNUM, max_length: int = 16, height: int = 32,
-                 oldstyle_figures: float = 0.0):
-        check_oldstyle_share(oldstyle_figures)
+    def __init__(self, assets: SynthAssets, alphabet: str = ALNUM, max_length: int = 16, height: int = 32):
         self.alphabet, self.max_length, self.height = alphabet, max_length, height
-        self.oldstyle_figures = oldstyle_figures
         self._charset = frozenset(alphabet)
         self.words = tuple(w for w in assets.words if len(w) <= max_length
                            and any(set(c) <= self._charset for c in (w, w.lower(), w.upper())))
@@ -355,31 +308,28 @@ class WordRenderer:
 
     # -- glyph layers ---------------------------------------------------------------------------
 
-    def _text_layers(self, text: str, font, rng: np.random.Generator, plain: bool = False,
-                     font_features: tuple[str, ...] = ()) -> tuple[Image.Image, int, np.ndarray]:
+    def _text_layers(self, text: str, font, rng: np.random.Generator,
+                     plain: bool = False) -> tuple[Image.Image, int, np.ndarray]:
         """An RGB image whose bands are masks, R the text fill (with any underline), G the text with
         an outline stroke, B fragments of neighbouring lines; the text's height in it; and each
-        character's centre (x, y) on it. ``plain``: no outline, underline or neighbouring lines.
-        ``font_features``: OpenType features the text is drawn with (``font`` from ``_font(..., shaped=True)``:
-        only libraqm applies them)."""
-        shaping = dict(features=list(font_features)) if font_features else {}
+        character's centre (x, y) on it. ``plain``: no outline, underline or neighbouring lines."""
         size = font.size
         ascent, descent = font.getmetrics()
         pad = size // 2  # neighbouring lines are clipped by the canvas edge: only slivers remain
         stroke = int(rng.integers(1, max(2, size // 14) + 1)) if not plain and rng.random() < 0.12 else 0
         if rng.random() < 0.45:  # tracking: per-character placement, else natural spacing with kerning
             spacing = rng.uniform(-0.04, 0.35) * size
-            advances = [font.getlength(c, **shaping) + spacing + rng.normal(0, 0.02 * size) for c in text]
+            advances = [font.getlength(c) + spacing + rng.normal(0, 0.02 * size) for c in text]
             baseline = rng.normal(0, 0.025 * size, len(text)) if rng.random() < 0.3 else np.zeros(len(text))
             runs = list(zip(text, np.cumsum([0.0] + advances[:-1]), baseline))
             width = sum(advances)
             starts = [dx for _, dx, _ in runs]
         else:
-            runs, width = [(text, 0.0, 0.0)], font.getlength(text, **shaping)
-            starts = [font.getlength(text[:i], **shaping) for i in range(len(text))]
+            runs, width = [(text, 0.0, 0.0)], font.getlength(text)
+            starts = [font.getlength(text[:i]) for i in range(len(text))]
         canvas = (int(width + size) + 2 * pad, ascent + descent + 2 * pad)
         origin = (pad + size // 4, pad)
-        centres = np.array([(origin[0] + x + font.getlength(c, **shaping) / 2, origin[1] + 0.6 * ascent)
+        centres = np.array([(origin[0] + x + font.getlength(c) / 2, origin[1] + 0.6 * ascent)
                             for c, x in zip(text, starts)], float).reshape(-1, 2)
 
         def draw_text(width_: int) -> Image.Image:
@@ -387,7 +337,7 @@ class WordRenderer:
             draw = ImageDraw.Draw(band)
             for chars, dx, dy in runs:
                 draw.text((origin[0] + dx, origin[1] + dy), chars, font=font, fill=255,
-                          stroke_width=width_, stroke_fill=255, **shaping)
+                          stroke_width=width_, stroke_fill=255)
             return band
 
         fill = draw_text(0)
@@ -402,7 +352,7 @@ class WordRenderer:
                 if rng.random() < 0.7:
                     y = origin[1] + direction * (ascent + descent) * rng.uniform(1.0, 1.3)
                     ImageDraw.Draw(clutter).text((origin[0] + rng.uniform(-size, size), y),
-                                                 self._random_string(rng) * 3, font=font, fill=255, **shaping)
+                                                 self._random_string(rng) * 3, font=font, fill=255)
         return Image.merge("RGB", (fill, outlined, clutter)), box[3] - box[1], centres
 
     def _distort(self, layers: Image.Image, th: int, rng: np.random.Generator,
@@ -459,13 +409,8 @@ class WordRenderer:
             text = self.sample_text(rng)
         groups = self.plain_font_groups if easy else self.font_groups
         group = groups[int(rng.integers(len(groups)))]
-        path, size = group[int(rng.integers(len(group)))], int(rng.choice(FONT_SIZES))
-        # drawn only where the face has them: the other samples stay as they are without the option
-        oldstyle = (self.oldstyle_figures > 0 and not easy and any(c.isdigit() for c in text)
-                    and has_oldstyle_figures(path) and rng.random() < self.oldstyle_figures)
-        font = _font(path, size, shaped=oldstyle)
-        layers, th, centres = self._text_layers(text, font, rng, plain=easy,
-                                                font_features=OLDSTYLE_FEATURES if oldstyle else ())
+        font = _font(group[int(rng.integers(len(group)))], int(rng.choice(FONT_SIZES)))
+        layers, th, centres = self._text_layers(text, font, rng, plain=easy)
         if not easy:
             layers, centres = self._distort(layers, th, rng, centres)
 

@@ -29,31 +29,26 @@ class SynthWordDataset(Curriculum, OcrDataset):
             training; it is shared with the DataLoader's (forked) workers.
         fonts: draw only from these font design groups (``WordRenderer.font_group_names`` lists a
             split's), e.g. to measure or fine-tune one typeface family.
-        oldstyle_figures: the share of samples with digits drawn in old-style figures where the face
-            has them (``WordRenderer``); 0 leaves the split as it was.
     """
 
     def __init__(self, charset, pipeline=(), length: int = 1_000_000, seed: int = 0, assets: str = "train",
                  max_length: int = 16, difficulty: float = 1.0, fonts: list[str] | None = None,
-                 oldstyle_figures: float = 0.0, on_bad_sample: str = "skip"):
+                 on_bad_sample: str = "skip"):
         super().__init__(charset, pipeline, on_bad_sample)
         self.length, self.seed, self.assets, self.max_length = length, seed, assets, max_length
         self.fonts = list(fonts) if fonts else None  # design groups to draw from (default: all of the split)
-        self.oldstyle_figures = oldstyle_figures
         self._renderer = None
         self.difficulty = difficulty  # see Curriculum
         self.alphabet = renderable_alphabet(self.charset)  # what the renderer may draw
-        # Checked and found here, so that a bad share or missing fonts or word list are said in the main
-        # process, not from inside a worker; the workers inherit the assets.
-        from ocrframe.data.synth_text import check_oldstyle_share, discover_assets
+        # Found here, so that missing fonts or word list are said in the main process, not from inside
+        # a worker; the workers inherit them.
+        from ocrframe.data.synth_text import discover_assets
 
-        check_oldstyle_share(oldstyle_figures)
         self._assets = discover_assets(assets)
 
     def describe(self) -> str:
         fonts = f", fonts {', '.join(self.fonts)}" if self.fonts else ""
-        oldstyle = f", old-style figures {self.oldstyle_figures:g}" if self.oldstyle_figures else ""
-        return f"synthetic words ({self.assets} assets{fonts}{oldstyle}, seed {self.seed})"
+        return f"synthetic words ({self.assets} assets{fonts}, seed {self.seed})"
 
     def __len__(self) -> int:
         return self.length
@@ -63,8 +58,8 @@ class SynthWordDataset(Curriculum, OcrDataset):
         if self._renderer is None:  # built lazily: each DataLoader worker builds its own
             from ocrframe.data.synth_text import WordRenderer
 
-            self._renderer = WordRenderer(self._assets, alphabet=self.alphabet, max_length=self.max_length,
-                                          oldstyle_figures=self.oldstyle_figures)
+            self._renderer = WordRenderer(self._assets, alphabet=self.alphabet,
+                                          max_length=self.max_length)
             if self.fonts:
                 self._renderer.only_fonts(self.fonts)
         return self._renderer
