@@ -77,13 +77,23 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
         raise FileNotFoundError(f"checkpoint {path} does not exist" + (" (it is a directory)" if path.is_dir() else ""))
     if path.stat().st_size == 0:
         raise ValueError(f"checkpoint {path} is empty (an interrupted copy or download?); use another checkpoint")
+    kind = file_kind(path)
+    if kind == "safetensors":
+        return read_weights(path)  # released weights under another suffix
+    if kind is not None:  # torch.load would call an image or a config a refused pickle
+        raise ValueError(f"{path} is not a checkpoint ({kind}); give a checkpoint file, a released model's name "
+                         f"(`ocrframe models`) or a .safetensors file where the checkpoint goes: `ocrframe read "
+                         f"CHECKPOINT_OR_MODEL IMAGE...`")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
+        # torch's advice to turn weights_only off is left out: that would run the file's code
+        detail = next((line.strip() for line in str(exc).splitlines()
+                       if line.strip() and "weights_only" not in line and "Weights only" not in line), "")
         raise pickle.UnpicklingError(
             f"refused to load {path}: it holds Python objects that are not plain weights or ocrframe "
             f"training state, and unpickling them could run arbitrary code. Only load checkpoints you "
-            f"trust; details: {str(exc).splitlines()[0]}") from None
+            f"trust" + (f"; details: {detail}" if detail else "")) from None
     except (RuntimeError, KeyError, EOFError, ValueError, OSError, IndexError) as exc:  # what torch raises on junk
         raise ValueError(f"{path} is not a checkpoint torch can read (truncated, or another kind of file): "
                          f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
@@ -93,6 +103,28 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
     if isinstance(meta, dict) and isinstance(meta.get("config"), str):
         del meta["config"]  # Python text that mmengine's resume would execute (see the module docstring)
     return state
+
+
+def file_kind(path: Path) -> str | None:
+    """None for what torch.save writes (a zip archive; an older torch's pickle or tar archive),
+    "safetensors" for a safetensors file, else what ``path`` looks like ("it looks like a PNG image")."""
+    from PIL import Image
+
+    with open(path, "rb") as f:
+        head = f.read(512)
+    if head.startswith((b"PK\x03\x04", b"\x80")) or head[257:262] == b"ustar":
+        return None
+    if head[8:9] == b"{" and int.from_bytes(head[:8], "little") <= path.stat().st_size - 8:
+        return "safetensors"  # an 8-byte little-endian length, then that many bytes of JSON header
+    try:
+        with Image.open(path) as image:
+            return f"it looks like a {image.format} image"
+    except (OSError, ValueError):
+        pass
+    text = head.decode("utf-8", "replace")
+    if "\x00" not in text and text.count("\ufffd") <= 1:  # one: a character cut at the 512th byte
+        return "it looks like text"
+    return "it is not what torch.save or safetensors write"
 
 
 def config_as_data(cfg: Config) -> str | None:

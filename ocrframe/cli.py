@@ -105,8 +105,11 @@ def lexicon_table(args, cfg) -> int:
     return 0
 
 
-READ_CHUNK = 1024  # images decoded and read at a time by `ocrframe read`
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
+READ_CHUNK = 1024  # images decoded and read at a time by `ocrframe read`,
+READ_PIXELS = 2**26  # or fewer: at most about 64 M decoded pixels (192 MiB in RGB), however large the photos
+# the common formats Pillow reads (PIL.Image.registered_extensions() also lists write-only and exotic ones)
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".bmp", ".dib", ".tif", ".tiff", ".webp", ".gif",
+                  ".pbm", ".pgm", ".ppm", ".pnm", ".jp2", ".j2k", ".tga", ".pcx"}
 
 
 def read_inputs(inputs: list[Path]) -> list[tuple[Path, str | None, list[str] | None]]:
@@ -120,9 +123,16 @@ def read_inputs(inputs: list[Path]) -> list[tuple[Path, str | None, list[str] | 
         if gt is not None and gt.is_file():
             items += [(gt.parent / e.path, e.label, list(e.lexicon) if e.lexicon else None) for e in read_gt_lines(gt)]
         elif path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+            files = sorted(p for p in path.rglob("*") if p.is_file())
+            found = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
+            others = [p for p in files if p.suffix.lower() not in IMAGE_SUFFIXES]
+            left_out = (f"left out {len(others)} file(s) that are not images by their extension, e.g. "
+                        f"{others[0].relative_to(path)}") if others else ""
             if not found:
-                raise FileNotFoundError(f"{path} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))}) and no gt.txt")
+                raise FileNotFoundError(f"{path} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))}) and no gt.txt"
+                                        + (f"; {left_out}" if left_out else ""))
+            if left_out:
+                print(f"{path}: {left_out}", file=sys.stderr)
             items += [(p, None, None) for p in found]
         else:
             items.append((path, None, None))
@@ -130,11 +140,12 @@ def read_inputs(inputs: list[Path]) -> list[tuple[Path, str | None, list[str] | 
 
 
 def cmd_read(args) -> int:
-    from ocrframe.data.base import BadSample, SkipCounter
-    from ocrframe.data.batching import as_pil
+    from ocrframe.data.base import SkipCounter
     from ocrframe.inference import Reader
     from ocrframe.metrics import benchmark_form, score_pairs
 
+    if args.frames and not args.json:
+        raise ValueError("--frames needs --json: each character's frame and pixel column are JSON lists")
     items = read_inputs(args.inputs)
     if args.lexicon == "sample":
         missing = [str(path) for path, _, lexicon in items if lexicon is None]
@@ -144,22 +155,17 @@ def cmd_read(args) -> int:
     reader = Reader.from_checkpoint(args.checkpoint, config=args.config, device=args.device,
                                     batch_size=args.batch_size, precision=args.precision, runtime=args.runtime,
                                     calibration=calibration_images(args.calibration))
-    labelled, skipped = [], SkipCounter()
-    for start in range(0, len(items), READ_CHUNK):  # bounded memory however many images
-        chunk, images = [], []
-        for path, truth, lexicon in items[start:start + READ_CHUNK]:
-            try:
-                images.append(as_pil(path))
-                chunk.append((path, truth, lexicon))
-            except BadSample as bad:
-                skipped.add(bad.reason, str(path))
-        if not images:
-            continue
+    labelled, skipped, not_found = [], SkipCounter(), SkipCounter()
+    for chunk, images in decoded_chunks(items, skipped):
         lexicon = [item[2] for item in chunk] if args.lexicon == "sample" else args.lexicon
         predictions = reader.read(images, decoder=args.decoder, lexicon=lexicon, frames=args.frames)
         for (path, truth, _), prediction in zip(chunk, predictions):
             if truth is not None:
                 labelled.append((prediction.text, truth))
+            # a pipeline step that found nothing says so with None, e.g. "staff": None in a photo
+            absent = [key for key, value in prediction.extras.items() if value is None]
+            for key in absent:
+                not_found.add(f"image(s) with no {key} found", str(path))
             if args.json:
                 record = dict(image=str(path), text=prediction.text, score=round(prediction.score, 4))
                 if truth is not None:
@@ -169,16 +175,49 @@ def cmd_read(args) -> int:
             else:
                 columns = [str(path), prediction.text, f"{prediction.score:.3f}"] + ([truth] if truth is not None else [])
                 print("\t".join(columns))
+                for key in absent:
+                    print(f"{path}: no {key} found; read as it is", file=sys.stderr)
     if args.explain:
         print(reader.explain(), file=sys.stderr)
+    with_truth = sum(truth is not None for _, truth, _ in items)
     if labelled:
         m = score_pairs(labelled)
-        print(f"accuracy on {len(labelled)} labelled images: word accuracy {m['word_acc']:.1%} (case-insensitive "
-              f"alphanumerics), exact {m['word_acc_exact']:.1%}, 1-NED {m['one_minus_ned']:.3f}, CER {m['cer']:.1%}",
-              file=sys.stderr)
+        of = f" of {with_truth}" if with_truth > len(labelled) else ""
+        unreadable = f" ({with_truth - len(labelled)} unreadable)" if of else ""
+        print(f"accuracy on {len(labelled)}{of} labelled images{unreadable}: word accuracy "
+              f"{m['word_acc']:.1%} (case-insensitive alphanumerics), exact {m['word_acc_exact']:.1%}, 1-NED "
+              f"{m['one_minus_ned']:.3f}, CER {m['cer']:.1%}", file=sys.stderr)
+    elif with_truth:
+        print(f"no accuracy: none of the {with_truth} labelled images is readable", file=sys.stderr)
+    if not_found.total():
+        print(f"read as they are: {not_found.summary()}", file=sys.stderr)
     if skipped.total():
         print(f"skipped {skipped.total()} unreadable image(s): {skipped.summary()}", file=sys.stderr)
     return 1 if skipped.total() else 0
+
+
+def decoded_chunks(items: list, skipped):
+    """(items, their decoded images), READ_CHUNK images or READ_PIXELS pixels at a time, so that
+    memory stays bounded however many and however large the images; an unreadable image is counted
+    in ``skipped`` (a SkipCounter)."""
+    from ocrframe.data.base import BadSample
+    from ocrframe.data.batching import as_pil
+
+    chunk, images, pixels = [], [], 0
+    for item in items:
+        try:
+            image = as_pil(item[0])
+        except BadSample as bad:
+            skipped.add(bad.reason, str(item[0]), bad.detail)
+            continue
+        chunk.append(item)
+        images.append(image)
+        pixels += image.width * image.height
+        if len(images) == READ_CHUNK or pixels >= READ_PIXELS:
+            yield chunk, images
+            chunk, images, pixels = [], [], 0
+    if images:
+        yield chunk, images
 
 
 def calibration_images(paths: list[Path] | None) -> list[Path] | None:
@@ -371,8 +410,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("read", aliases=["infer"], help="read images with a trained checkpoint: one line per image",
                        description="Prints path, text, score (and the ground truth, if known) per image. Inputs: "
                                    "image files, folders of images, gt.txt files or folders with a gt.txt; with "
-                                   "ground truth, the accuracy is reported at the end (on stderr).")
-    p.add_argument("checkpoint", help="a checkpoint, a released model's name (ocrframe models) or its .safetensors file")
+                                   "ground truth, the accuracy is reported at the end (on stderr), as is what was "
+                                   "left out: unreadable images, files without an image extension in a folder, "
+                                   "images in which the pipeline found nothing (e.g. no staff).")
+    p.add_argument("checkpoint", metavar="CHECKPOINT_OR_MODEL",
+                   help="a checkpoint, a released model's name (ocrframe models) or its .safetensors file")
     p.add_argument("inputs", nargs="+", type=Path, metavar="IMAGE_OR_FOLDER")
     p.add_argument("--config", help="config to build the model from (default: the one stored in the checkpoint)")
     p.add_argument("--decoder", help="a registered decoder, by name or a unique part of it (`ocrframe list "
@@ -380,7 +422,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lexicon", help="a file of words the results must come from, or 'sample' for each "
                                      "image's own lexicon (third column of gt.txt)")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
-    p.add_argument("--frames", action="store_true", help="also give each character's frame and pixel column (JSON)")
+    p.add_argument("--frames", action="store_true",
+                   help="with --json: also give each character's frame and pixel column (frames, x)")
     p.add_argument("--batch-size", type=positive_int, default=64)
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "int8"],
                    help="auto: the fastest path that reads as fp32 does, timed once per model, host and batch "

@@ -35,6 +35,7 @@ from typing import Iterable
 
 import numpy as np
 import torch
+from PIL import Image
 
 import ocrframe.autotune as autotune
 from ocrframe.checkpoint import load_model
@@ -159,7 +160,10 @@ class Reader:
         if device == "auto":
             on_onnxruntime = precision == "int8" or runtime == "onnxruntime"
             device = "cuda" if torch.cuda.is_available() and not on_onnxruntime else "cpu"
-        check_runtime(runtime, precision, torch.device(device).type)
+        check_runtime(runtime, precision, check_device(device).type)
+        if torch.device(device).type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device {device!r}: this torch build or machine has no CUDA "
+                             "(torch.cuda.is_available() is False); use cpu")
         if calibration is not None and precision != "int8":
             raise ValueError("calibration images are for precision='int8'")
         model, cfg = load_model(checkpoint, config)
@@ -176,13 +180,10 @@ class Reader:
     @classmethod
     def from_pretrained(cls, name: str, **kwargs) -> "Reader":
         """A released model by name (``ocrframe models`` lists them; see ``ocrframe/pretrained.py``);
-        the same as ``from_checkpoint``, which also takes names."""
-        from ocrframe.pretrained import available_models
+        the same as ``from_checkpoint``, which also takes names, but never a local file of that name."""
+        from ocrframe.pretrained import released_weights
 
-        if name not in available_models():
-            raise ValueError(f"no released model is named {name!r}; installed: "
-                             f"{', '.join(sorted(available_models())) or 'none'} (`ocrframe models`)")
-        return cls.from_checkpoint(name, **kwargs)
+        return cls.from_checkpoint(released_weights(name), **kwargs)
 
     # -- paths --------------------------------------------------------------------------------------
     def session(self, precision: str):
@@ -351,8 +352,12 @@ class Reader:
         frames: add ``extras["frames"]`` (the frame index of each character) and ``extras["x"]``
             (its pixel column in the image as given).
         """
+        if isinstance(images, (str, Path, Image.Image, np.ndarray)):  # one image would be read row by row, or char by char
+            raise TypeError(f"Reader.read takes a list of images, not one {type(images).__name__}: "
+                            "for one image, reader.read([image])[0]")
         pils = [as_pil(image, i) for i, image in enumerate(images)]
         samples = pipeline_samples(pils, self.pipeline)
+        report_squeezed(samples)
         decoder, decode_kwargs = decoder_for(decoder, lexicon, len(samples), self.model.decoder, self.charset)
         if self.plan is None:
             self.calibrate(fallback=pils)  # without calibration images: timed on the first images read
@@ -387,6 +392,29 @@ class Reader:
         pixels_per_frame = (x1 - x0) / max(len(log_probs), 1)
         prediction.extras["frames"] = frame_of
         prediction.extras["x"] = [round(x0 + (t + 0.5) * pixels_per_frame, 1) for t in frame_of]
+
+
+def report_squeezed(samples: list[dict]) -> None:
+    """Warn about images the pipeline squeezed to its widest (``Resize``'s ``max_width``)."""
+    squeezed = [(i, s["extras"]["squeezed_from"]) for i, s in enumerate(samples)
+                if "squeezed_from" in s.get("extras", {})]
+    if squeezed:
+        index, natural = squeezed[0]
+        logger.warning("%d of %d images were wider than the pipeline's Resize(max_width=...) and were squeezed to %d "
+                       "px, which distorts their glyphs (e.g. image %d: %d px at the model's height); split long "
+                       "lines, or raise max_width in the config's test_pipeline", len(squeezed), len(samples),
+                       samples[index]["width"], index, natural)
+
+
+def check_device(device: str) -> torch.device:
+    """``device`` as a torch.device, or a ValueError saying what is wrong with it."""
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device {device!r} is not a device torch knows: use cpu, cuda or cuda:N") from None
+    if parsed.type not in ("cpu", "cuda"):
+        raise ValueError(f"device {device!r}: the Reader runs on cpu or cuda")
+    return parsed
 
 
 def check_runtime(runtime: str, precision: str, device: str) -> str:

@@ -19,13 +19,16 @@ place that takes a checkpoint path also takes a model name or a ``.safetensors``
 """
 from __future__ import annotations
 
+import difflib
 import functools
 import hashlib
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
+logger = logging.getLogger("ocrframe.pretrained")
 FORMAT = "ocrframe-model/1"  # metadata["format"] of a released weights file
 SUFFIX = ".safetensors"
 
@@ -88,26 +91,59 @@ def model_cards(loader) -> dict[str, ModelCard]:
     return cards
 
 
+CHECKPOINT_SUFFIXES = {".pth", ".pt", ".ckpt", ".bin", SUFFIX}  # what makes a path a file's, not a model's name
+
+
 def find_weights(source: str | Path) -> Path | None:
     """The weights file ``source`` names: a released model's (its SHA-256 checked), or ``source``
-    itself when it is a ``.safetensors`` file; None for anything else (a training checkpoint)."""
+    itself when it is a ``.safetensors`` file; None for anything else (a training checkpoint). A
+    name that is neither a file nor a released model is an error naming the models; a file named
+    like a released model is used instead of it, with a warning."""
     text = str(source)
     if Path(text).suffix == SUFFIX:
         return Path(text)
-    if Path(text).exists() or "/" in text or "\\" in text:
+    if "/" in text or "\\" in text:
         return None
     models = available_models()
     if text not in models:
+        if not Path(text).exists() and Path(text).suffix not in CHECKPOINT_SUFFIXES:
+            raise FileNotFoundError(no_such_model(text, "checkpoint file or released model"))
         return None
-    card = models[text]
+    if Path(text).is_file():  # a checkpoint path works wherever a name does (documented); a folder never wins
+        _say_the_file_is_used(text, Path(text).resolve())
+        return None
+    return released_weights(text)
+
+
+def released_weights(name: str) -> Path:
+    """The weights file of the released model ``name``, checked against its card's SHA-256."""
+    models = available_models()
+    if name not in models:
+        raise ValueError(no_such_model(name))
+    card = models[name]
     if not card.weights.is_file():
-        raise FileNotFoundError(f"model {text}: its weights file {card.weights} is missing (named in {card.card})")
+        raise FileNotFoundError(f"model {name}: its weights file {card.weights} is missing (named in {card.card})")
     digest = _verified_digest(card.weights)
     if digest != card.sha256:
-        raise ValueError(f"model {text}: {card.weights} is not the file its model card {card.card} describes "
+        raise ValueError(f"model {name}: {card.weights} is not the file its model card {card.card} describes "
                          f"(SHA-256 {digest[:16]}..., expected {card.sha256[:16]}...): it is truncated or was "
                          f"altered; reinstall the package that ships it ({card.plugin})")
     return card.weights
+
+
+def no_such_model(name: str, what: str = "released model") -> str:
+    """The error for ``name``, which is no released ``what``: the installed models, and the closest."""
+    names = sorted(available_models())
+    by_lower = {n.lower(): n for n in names}  # CRNN-EN, crnn_en: the case is no part of the likeness
+    close = difflib.get_close_matches(name.lower(), by_lower, n=1, cutoff=0.6)
+    return (f"no {what} is named {name!r}; installed: {', '.join(names) or 'none'} (`ocrframe models`)"
+            + (f"; did you mean {by_lower[close[0]]!r}?" if close else ""))
+
+
+@functools.lru_cache(maxsize=None)
+def _say_the_file_is_used(name: str, path: Path) -> None:  # once: one read looks the name up several times
+    logger.warning("%s: using the file %s, not the released model of that name (rename the file, or run from "
+                   "another folder, to use the model)", name, path)
 
 
 def read_weights(path: str | Path) -> dict:

@@ -346,7 +346,9 @@ def _slot_interfaces():
     transform = Interface(
         "a callable taking a sample dict and returning it transformed; image is a PIL image until ToTensor; "
         "a step that crops the image records the box in sample['extras']['crop'] = [x0, y0, x1, y1] (pixels of "
-        "the image as read), so that the Reader's character positions are those of that image",
+        "the image as read), so that the Reader's character positions are those of that image; what a step "
+        "finds goes into sample['extras'] (shown by `ocrframe read --json`), None meaning it found nothing "
+        "(`ocrframe read` counts those images)",
         methods={"__call__": "__call__(sample) -> sample"},
     )
     metric = Interface(

@@ -19,7 +19,7 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from conftest import CONFIG, REPO, create_lmdb, make_lmdb, random_words, render_word, write_word_folder
-from ocrframe.data.base import BadSample
+from ocrframe.data.base import BadSample, SkipCounter
 from ocrframe.data.gt_folder import GtFolderDataset
 from ocrframe.data.lmdb_dataset import LMDBDataset, write_lmdb
 from ocrframe.data.transforms import Resize, ToTensor, pad_collate
@@ -62,11 +62,21 @@ def messy_folder(tmp_path):
     return root
 
 
+def test_a_skip_summary_counts_each_reason_and_says_why_its_first_sample_failed():
+    skipped = SkipCounter()
+    skipped.add("undecodable image", "a.png", "image file is truncated")
+    skipped.add("undecodable image", "b.png", "cannot identify image file")
+    skipped.add("empty label", "k7")
+    assert skipped.summary() == ("2 undecodable image (e.g. a.png, b.png; a.png: image file is truncated); "
+                                 "1 empty label (e.g. k7)")
+
+
 def test_create_lmdb_counts_each_skip_reason(messy_folder, tmp_path, capsys):
     make_lmdb(messy_folder, tmp_path / "out")
     summary = capsys.readouterr().out.strip().splitlines()[-1]
     assert re.search(r"wrote 3 samples .*; skipped 3:", summary), summary
-    assert re.search(r"1 undecodable image \(e\.g\. corrupt\.png\)", summary)
+    assert re.search(r"1 undecodable image \(e\.g\. corrupt\.png; corrupt\.png: not in an image format Pillow "
+                     r"reads\)", summary)
     assert re.search(r"1 missing image file \(e\.g\. nowhere\.png\)", summary)
     assert re.search(r"1 empty label \(e\.g\. empty\.png\)", summary)
 
@@ -255,6 +265,15 @@ def test_resize_keeping_the_aspect_ratio():
 def test_resize_keeping_the_aspect_ratio_respects_min_and_max_width():
     assert resized((40, 32), width=None, min_width=100) == (100, 32)
     assert resized((4000, 32), width=None, max_width=800) == (800, 32)
+    assert resized((4000, 32), width=None) == (4000, 32)  # a line of ~100 characters keeps its shape
+    assert resized((5000, 32), width=None) == (4096, 32)
+
+
+def test_resize_says_when_it_squeezes_an_image_to_max_width():
+    wide = Resize(height=32, width=None, max_width=800)(dict(image=Image.new("L", (2000, 64))))
+    assert wide["image"].size == (800, 32) and wide["extras"]["squeezed_from"] == 1000
+    assert "extras" not in Resize(height=32, width=None, max_width=800)(dict(image=Image.new("L", (1600, 64))))
+    assert "extras" not in Resize(height=32, width=100)(dict(image=Image.new("L", (2000, 64))))  # training: meant
 
 
 def test_to_tensor_maps_black_and_white_to_minus_one_and_one():

@@ -190,6 +190,54 @@ def test_bad_inputs_are_named(reader, tmp_path):
         Reader(reader.model, [], precision="fp8")
 
 
+def test_one_image_instead_of_a_list_is_an_error_that_shows_the_fix(reader, tmp_path):
+    """A path would be read character by character, an HxWx3 array row by row."""
+    render_word("open").save(tmp_path / "open.png")
+    for one in (str(tmp_path / "open.png"), tmp_path / "open.png", render_word("open"),
+                np.asarray(render_word("open").convert("RGB"))):
+        with pytest.raises(TypeError, match=r"takes a list of images.*reader\.read\(\[image\]\)\[0\]"):
+            reader.read(one)
+
+
+def test_a_device_that_cannot_run_is_named(reading_checkpoint):
+    with pytest.raises(ValueError, match="device 'gpu' is not a device torch knows"):
+        Reader.from_checkpoint(reading_checkpoint, device="gpu", precision="fp32", runtime="torch")
+    with pytest.raises(ValueError, match="device 'meta': the Reader runs on cpu or cuda"):
+        Reader.from_checkpoint(reading_checkpoint, device="meta", precision="fp32", runtime="torch")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="device 'cuda'.*no CUDA"):
+            Reader.from_checkpoint(reading_checkpoint, device="cuda", precision="fp32", runtime="torch")
+
+
+def on_a_wide_canvas(word: str, width: int) -> Image.Image:
+    word_image = render_word(word)
+    canvas = Image.new("L", (width, word_image.height), 255)
+    canvas.paste(word_image, ((width - word_image.width) // 2, 0))
+    return canvas
+
+
+def test_a_wide_line_is_read_at_its_own_width_and_a_squeezed_one_is_reported(reader, caplog):
+    """A word in the middle of a line 1,600 px wide: squeezed to 800 px (the clamp of old) its
+    glyphs were half as wide; the aspect ratio is now kept up to 4096 px. Past the pipeline's
+    max_width the image is squeezed, and the Reader says which."""
+    words = ["street", "lemon"]
+    with caplog.at_level("WARNING", logger="ocrframe.inference"):
+        readings = reader.read([on_a_wide_canvas(w, 1600) for w in words])
+    assert [p.text for p in readings] == words
+    assert not [r for r in caplog.records if "squeezed" in r.getMessage()]
+    assert all("squeezed_from" not in p.extras for p in readings)
+
+    narrow = Reader(reader.model, [dict(step, max_width=400) if step["type"] == "Resize" else step
+                                   for step in reader.pipeline_config], precision="fp32", runtime="torch")
+    with caplog.at_level("WARNING", logger="ocrframe.inference"):
+        readings = narrow.read([render_word("open"), on_a_wide_canvas("street", 1600)])
+    assert "squeezed_from" not in readings[0].extras
+    assert readings[1].extras["squeezed_from"] == 1600
+    (warning,) = [r.getMessage() for r in caplog.records if "squeezed" in r.getMessage()]
+    assert "1 of 2 images" in warning and "squeezed to 400 px" in warning
+    assert "image 1: 1600 px" in warning and "max_width" in warning
+
+
 def test_bf16_rechecks_close_frames_in_fp32(reader):
     # with a decoder that reads more than the best path, every image with a near tie is re-read
     beam = "BeamSearchDecoder"

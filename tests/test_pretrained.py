@@ -93,6 +93,35 @@ def test_an_unknown_name_lists_the_installed_models(published):
         Reader.from_pretrained("reader-tset")
 
 
+@pytest.mark.parametrize("typo", ["crnn-eng", "CRNN-EN", "crnn_en"])
+def test_a_misspelled_model_name_lists_the_released_models_and_the_closest(typo, tmp_path, monkeypatch):
+    from ocrframe.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError, match=rf"no checkpoint file or released model is named '{typo}'; installed: "
+                                                r".*crnn-en.* \(`ocrframe models`\); did you mean 'crnn-en'\?"):
+        main(["read", typo, "word.png", "--precision", "fp32", "--runtime", "torch", "--device", "cpu"])
+
+
+def test_a_folder_named_like_a_released_model_does_not_hide_it_and_a_file_says_it_is_used(tmp_path, monkeypatch,
+                                                                                          caplog):
+    from ocrframe.inference import Reader
+    from ocrframe.pretrained import available_models
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "crnn-en").mkdir()
+    assert find_weights("crnn-en") == available_models()["crnn-en"].weights
+    (tmp_path / "crnn-en").rmdir()
+    (tmp_path / "crnn-en").write_bytes(b"a checkpoint")
+    with caplog.at_level("WARNING", logger="ocrframe.pretrained"):
+        assert find_weights("crnn-en") is None  # the file is loaded as a checkpoint
+        assert find_weights("crnn-en") is None
+    (message,) = [r.getMessage() for r in caplog.records]  # once, however often the name is looked up
+    assert f"using the file {(tmp_path / 'crnn-en').resolve()}, not the released model of that name" in message
+    reader = Reader.from_pretrained("crnn-en", precision="fp32", runtime="torch")  # by name: never the file
+    assert reader.read([render_word("harbour")])[0].text == "harbour"
+
+
 def test_an_altered_weights_file_is_refused_by_name(published):
     data = bytearray(published.weights.read_bytes())
     data[-3] ^= 0xFF  # one weight's bits: the file still parses, so only the checksum can tell
@@ -200,6 +229,17 @@ def test_the_released_text_model_reads_the_example_photos():
     texts = [p.text for p in reader.read([examples / "Harbour.jpg", examples / "Station.jpg", examples / "OPEN24.jpg"])]
     assert texts[:2] == ["harbour", "station"]
     assert editdistance.eval(texts[2], "open24") <= 1, texts[2]
+
+
+def test_the_omr_model_says_which_images_have_no_staff(tmp_path, capsys):
+    from ocrframe.cli import main
+
+    render_word("open").save(tmp_path / "word.png")
+    assert main(["read", "crnn-omr", str(tmp_path / "word.png"), "--precision", "fp32", "--runtime", "torch",
+                 "--device", "cpu"]) == 0
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'word.png'}: no staff found; read as it is" in err
+    assert "read as they are: 1 image(s) with no staff found" in err
 
 
 def test_the_release_tool_writes_weights_and_a_card_stating_accuracy_and_what_fp16_changes(reading_checkpoint,

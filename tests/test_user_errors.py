@@ -2,6 +2,7 @@
 model, files that are not checkpoints, misspelled settings, bad numbers, unwritable outputs."""
 from __future__ import annotations
 
+import pickle
 import subprocess
 import sys
 
@@ -74,12 +75,39 @@ def test_a_misspelled_top_level_setting_is_an_error_with_a_suggestion(tmp_path):
 
 @pytest.mark.parametrize("content, message", [
     (b"", r"checkpoint .*bad.pth is empty"),
-    (b"this is a text file, not weights\n", r"bad.pth is not a checkpoint torch can read"),
+    (b"this is a text file, not weights\n", r"bad.pth is not a checkpoint \(it looks like text\)"),
+    (b"PK\x03\x04 a zip archive cut short", r"bad.pth is not a checkpoint torch can read \(truncated"),
 ])
 def test_a_file_that_is_not_a_checkpoint_is_named(tmp_path, content, message):
     (tmp_path / "bad.pth").write_bytes(content)
     with pytest.raises(ValueError, match=message):
         load_checkpoint(tmp_path / "bad.pth")
+
+
+@pytest.mark.parametrize("name, looks_like", [("word.png", "a PNG image"), ("config.py", "text"), ("card.md", "text")])
+def test_an_image_or_a_config_in_the_checkpoints_place_is_named_not_refused_as_a_pickle(tmp_path, name, looks_like):
+    """`ocrframe read word.png crnn-en`: torch.load calls such files pickles it refuses to load."""
+    render_word("open").save(tmp_path / "word.png")
+    (tmp_path / "config.py").write_text(CONFIG.read_text())
+    (tmp_path / "card.md").write_text("# notes\n")
+    with pytest.raises(ValueError, match=rf"{name} is not a checkpoint \(it looks like {looks_like}\).*"
+                                         r"`ocrframe read CHECKPOINT_OR_MODEL IMAGE\.\.\.`"):
+        load_checkpoint(tmp_path / name)
+
+
+def test_a_refused_pickle_names_what_it_holds_without_advising_to_load_it_unsafely(tmp_path):
+    import os
+
+    import torch
+
+    class RunsACommand:
+        def __reduce__(self):
+            return (os.system, ("true",))
+
+    torch.save({"meta": RunsACommand()}, tmp_path / "evil.pth")
+    with pytest.raises(pickle.UnpicklingError, match=r"refused to load .*details: .*GLOBAL (posix|os)\.system") as info:
+        load_checkpoint(tmp_path / "evil.pth")
+    assert "weights_only" not in str(info.value)
 
 
 def test_errors_of_the_command_line_are_one_line(tmp_path):
@@ -124,3 +152,47 @@ def test_stale_temporary_files_of_dead_processes_are_removed(tmp_path):
 def test_an_unknown_schedule_is_an_error_listing_the_config_s_schedules(tmp_path):
     with pytest.raises(ValueError, match=r"has no schedule 'fast'; it has: paper, cpu, cpu-fp32, cpu-long, finetune"):
         load_config(str(CONFIG), work_dir=str(tmp_path), schedule="fast")
+
+
+# -- `ocrframe read`: nothing left out unsaid -------------------------------------------------
+
+READ = ["--precision", "fp32", "--runtime", "torch", "--device", "cpu"]  # nothing timed or exported
+
+
+def test_read_says_why_images_were_unreadable_and_how_many_labelled_ones_it_scored(tmp_path, capsys):
+    render_word("open").save(tmp_path / "a.png")
+    data = (tmp_path / "a.png").read_bytes()
+    (tmp_path / "b.png").write_bytes(data[: len(data) // 2])
+    (tmp_path / "c.png").write_text("not an image")
+    (tmp_path / "gt.txt").write_text("a.png\topen\nb.png\tcut\nc.png\ttext\n")
+    assert main(["read", "crnn-en", str(tmp_path), *READ]) == 1
+    err = capsys.readouterr().err
+    assert "accuracy on 1 of 3 labelled images (2 unreadable): word accuracy" in err
+    b, c = tmp_path / "b.png", tmp_path / "c.png"
+    assert f"2 undecodable image (e.g. {b}, {c}; {b}: image file is truncated" in err
+
+
+def test_read_frames_without_json_is_an_error(tmp_path):
+    with pytest.raises(ValueError, match="--frames needs --json"):
+        main(["read", "crnn-en", str(tmp_path / "a.png"), "--frames", *READ])
+
+
+def test_a_folder_to_read_gives_every_common_image_format_and_counts_the_other_files(tmp_path, capsys):
+    from ocrframe.cli import read_inputs
+
+    for name in ("a.png", "b.pgm", "c.jfif", "d.ppm", "e.TIF", "f", "notes.txt"):
+        (tmp_path / name).write_bytes(b"")  # chosen by extension: nothing is decoded yet
+    assert [path.name for path, _, _ in read_inputs([tmp_path])] == ["a.png", "b.pgm", "c.jfif", "d.ppm", "e.TIF"]
+    assert f"{tmp_path}: left out 2 file(s) that are not images by their extension, e.g. f" in capsys.readouterr().err
+
+
+def test_read_decodes_a_bounded_number_of_pixels_at_a_time(tmp_path, monkeypatch):
+    import ocrframe.cli as cli
+    from ocrframe.data.base import SkipCounter
+
+    for name in "abc":
+        render_word("open").save(tmp_path / f"{name}.png")
+    monkeypatch.setattr(cli, "READ_PIXELS", 2 * render_word("open").width * render_word("open").height)
+    chunks = cli.decoded_chunks([(tmp_path / f"{name}.png", None, None) for name in "abc"], SkipCounter())
+    assert [len(images) for _, images in chunks] == [2, 1]
+

@@ -19,9 +19,10 @@ POLICIES = ("skip", "error", "mark")
 BLANK_SIZE = (100, 32)  # what a marked sample shows the model in place of its image
 
 
-class BadSample(Exception):
+class BadSample(ValueError):
     """A sample that cannot be used: ``key`` names it, ``reason`` is the category counted in the
-    log ("empty label", "undecodable image", ...), ``detail`` the specifics."""
+    log ("empty label", "undecodable image", ...), ``detail`` the specifics. A ValueError, so that
+    ``except ValueError`` around reading also catches a missing or undecodable image."""
 
     def __init__(self, key: str, reason: str, detail: str = ""):
         super().__init__(f"{key}: {reason}" + (f" ({detail})" if detail else ""))
@@ -36,7 +37,7 @@ def image_aspect_ratio(source: bytes | Path) -> float:
             turned = image.getexif().get(EXIF_ORIENTATION, 1) in (5, 6, 7, 8)  # a quarter turn swaps the sides
             width, height = (image.height, image.width) if turned else (image.width, image.height)
             return width / max(height, 1)
-    except (OSError, ValueError):
+    except (OSError, ValueError, Image.DecompressionBombError):
         return 1.0  # the bad sample is reported when it is loaded
 
 
@@ -62,7 +63,12 @@ def decode_image(source: bytes | Path, key: str, mode: str = "RGB") -> Image.Ima
         return image if mode == "RGB" else image.convert(mode)
     except FileNotFoundError:
         raise BadSample(key, "missing image file") from None
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+    except Image.DecompressionBombError as exc:  # not an OSError: it would end the whole run
+        raise BadSample(key, f"image over Pillow's size limit (PIL.Image.MAX_IMAGE_PIXELS = {Image.MAX_IMAGE_PIXELS}; "
+                             "raise it to read larger images)", str(exc)) from None
+    except UnidentifiedImageError:  # Pillow's message names an io.BytesIO object, not the file
+        raise BadSample(key, "undecodable image", "not in an image format Pillow reads") from None
+    except (OSError, ValueError) as exc:
         raise BadSample(key, "undecodable image", str(exc)) from None
 
 
@@ -73,33 +79,37 @@ WIDE_MODES = ("I", "F", "I;16", "I;16L", "I;16B", "I;16N")  # more than 8 bits p
 def to_rgb(image: Image.Image) -> Image.Image:
     """The image as shown, in RGB, whatever Pillow read: EXIF orientation applied; 16-bit, 32-bit
     and float gray scaled into 8 bits (Pillow's own conversion clips them to white or black);
-    transparency (an alpha channel, a palette or tRNS colour) composited onto white, so text drawn
-    in the alpha channel alone shows dark on white."""
+    transparency (an alpha channel, a palette or tRNS colour) composited onto a background that
+    contrasts with text drawn on transparency alone, whatever its colour: dark text on white, light
+    text on black (a picture filling most of the image keeps white around it)."""
     image = ImageOps.exif_transpose(image)
     if image.mode in WIDE_MODES:
         image = Image.fromarray(_to_8_bits(np.asarray(image)), "L")
     if "transparency" in image.info or image.mode in ("LA", "La", "PA", "RGBa"):
         image = image.convert("RGBA")
     if image.mode == "RGBA":
-        white = Image.new("RGBA", image.size, (255, 255, 255, 255))
-        return Image.alpha_composite(white, image).convert("RGB")
+        # Shown pixels covering under half of the image are the writing alone: black under light
+        # writing. Covering more, they are a picture (ink on paper, with transparent margins or
+        # the corners of a rotation), light because of its paper: white continues that.
+        shown = np.asarray(image.getchannel("A")) > 127
+        light = 0 < shown.mean() < 0.5 and np.asarray(image.convert("L"))[shown].mean() > 127
+        background = Image.new("RGBA", image.size, (0, 0, 0, 255) if light else (255, 255, 255, 255))
+        return Image.alpha_composite(background, image).convert("RGB")
     return image.convert("RGB")
 
 
 def _to_8_bits(array: np.ndarray) -> np.ndarray:
-    """Gray values of any range as uint8: unsigned 16-bit scaled from 0..65535; signed 32-bit and
-    float from the smallest of 0..1 (float only), 0..255, 0..65535 that holds them, else from their
-    own minimum to maximum."""
+    """Gray values of any range as uint8: from the smallest of 0..1 (float only), 0..255, 0..65535
+    that holds them, else from their own minimum to maximum. 0..65535 only if the brightest value
+    is over a quarter of it: less is data of fewer bits (a 10- or 12-bit sensor's) stored in 16,
+    which scaled from 0..65535 would be all but black."""
     values = np.nan_to_num(array.astype(np.float64), nan=0.0)
-    if array.dtype.kind == "u" and array.dtype.itemsize == 2:
-        top, low = 65535.0, 0.0
-    else:
-        low = min(float(values.min(initial=0.0)), 0.0)
-        peak = float(values.max(initial=0.0))
-        ranges = ([1.0] if array.dtype.kind == "f" else []) + [255.0, 65535.0]
-        top = next((r for r in ranges if peak <= r and low == 0.0), None)
-        if top is None:
-            low, top = float(values.min()), max(peak, float(values.min()) + 1e-9)
+    low = min(float(values.min(initial=0.0)), 0.0)
+    peak = float(values.max(initial=0.0))
+    ranges = ([1.0] if array.dtype.kind == "f" else []) + [255.0] + ([65535.0] if peak >= 16384 else [])
+    top = next((r for r in ranges if peak <= r and low == 0.0), None)
+    if top is None:
+        low, top = float(values.min()), max(peak, float(values.min()) + 1e-9)
     return np.round((values - low) / (top - low) * 255.0).clip(0, 255).astype(np.uint8)
 
 
@@ -108,13 +118,16 @@ def _gray_by_opencv(data: bytes) -> Image.Image | None:
     with mmengine): a C call, without Pillow's per-image Python work, which costs more than the
     decoding itself on small word images. Pixels as Pillow's ``convert("L")`` gives them, within
     one grey level of rounding. None for anything else (other formats, alpha, palettes, 16 bits, a
-    file OpenCV cannot read, transparency, EXIF data that may turn the image): Pillow decodes those
-    as :func:`to_rgb` says and reports the errors."""
+    file OpenCV cannot read, transparency, EXIF data that may turn the image, a PNG over Pillow's
+    size limit): Pillow decodes those as :func:`to_rgb` says and reports the errors."""
     png = data.startswith(SIGNATURES[0][0]) and len(data) > 25 and data[24] == 8 and data[25] in (0, 2)
     if not (png or data.startswith(SIGNATURES[1][0])):
         return None
     if b"tRNS" in data[:4096] or b"Exif\x00\x00" in data[:65536]:
         return None
+    pixels = int.from_bytes(data[16:20], "big") * int.from_bytes(data[20:24], "big") if png else 0
+    if Image.MAX_IMAGE_PIXELS and pixels > Image.MAX_IMAGE_PIXELS:
+        return None  # Pillow refuses or warns of a decompression bomb (OpenCV's limit is 12 times higher)
     try:
         import cv2
     except ImportError:
@@ -124,24 +137,29 @@ def _gray_by_opencv(data: bytes) -> Image.Image | None:
 
 
 class SkipCounter:
-    """Counts skipped samples by reason and keeps the first few keys of each, for the log."""
+    """Counts skipped samples by reason and keeps the first few keys of each, and the detail of the
+    first (why it failed), for the log."""
 
     EXAMPLES = 5
 
     def __init__(self):
         self.counts: Counter[str] = Counter()
         self.examples: dict[str, list[str]] = defaultdict(list)
+        self.details: dict[str, str] = {}
 
-    def add(self, reason: str, key: str) -> None:
+    def add(self, reason: str, key: str, detail: str = "") -> None:
         self.counts[reason] += 1
         if len(self.examples[reason]) < self.EXAMPLES:
             self.examples[reason].append(key)
+        if detail:
+            self.details.setdefault(reason, f"{key}: {detail}")
 
     def total(self) -> int:
         return sum(self.counts.values())
 
     def summary(self) -> str:
-        return "; ".join(f"{n} {reason} (e.g. {', '.join(self.examples[reason])})"
+        return "; ".join(f"{n} {reason} (e.g. {', '.join(self.examples[reason])}"
+                         + (f"; {self.details[reason]}" if reason in self.details else "") + ")"
                          for reason, n in self.counts.most_common())
 
 
@@ -245,7 +263,7 @@ class OcrDataset(Dataset):
             except BadSample as bad:
                 if self.on_bad_sample == "error":
                     self.skip(bad)
-                self.skipped.add(bad.reason, bad.key)
+                self.skipped.add(bad.reason, bad.key, bad.detail)
         skipped = self.skipped.total()
         (logger.warning if skipped else logger.info)(
             "%s: %d usable samples of %d%s", self.describe(), len(usable), total,
@@ -261,7 +279,7 @@ class OcrDataset(Dataset):
         if self.on_bad_sample == "error":
             raise BadSample(bad.key, f"{bad.reason} in {self.describe()}",
                             f"{bad.detail}; on_bad_sample='skip' skips such samples") from None
-        self.skipped.add(bad.reason, bad.key)
+        self.skipped.add(bad.reason, bad.key, bad.detail)
         logger.warning("%s: skipped %s (%d skipped in this process)", self.describe(), bad,
                        self.skipped.total())
 
@@ -290,7 +308,7 @@ class OcrDataset(Dataset):
                 return self.pipeline(sample)
             except BadSample as bad:
                 if self.on_bad_sample == "mark":
-                    self.unreadable.add(bad.reason, bad.key)
+                    self.unreadable.add(bad.reason, bad.key, bad.detail)
                     logger.warning("%s: %s, counted as an error", self.describe(), bad)
                     blank = Image.new("RGB", BLANK_SIZE, "white")
                     return self.pipeline(dict(image=blank, text=self.sample_label(i), key=bad.key,

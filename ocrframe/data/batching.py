@@ -34,20 +34,32 @@ def width_buckets(widths: Sequence[float], batch_size: int, width_step: int | No
 
 
 def as_pil(image, index: int = 0) -> Image.Image:
-    """An RGB PIL image from a path, a PIL image or a uint8 array (HxW or HxWxC)."""
-    if isinstance(image, Image.Image):
-        from ocrframe.data.base import to_rgb
+    """An RGB PIL image from a path, a PIL image or a uint8 array (HxW or HxWxC, channels last),
+    converted as files are (:func:`~ocrframe.data.base.to_rgb`: transparency, 16 bits, ...)."""
+    from ocrframe.data.base import BadSample, decode_image, to_rgb
 
-        return to_rgb(image)
+    if isinstance(image, (str, Path)):
+        return decode_image(Path(image), str(image))
     if isinstance(image, np.ndarray):
         if image.dtype != np.uint8 or image.ndim not in (2, 3):
             raise ValueError(f"image {index}: arrays must be uint8 HxW or HxWxC, got {image.dtype} {image.shape}")
-        return Image.fromarray(image[..., 0] if image.ndim == 3 and image.shape[2] == 1 else image).convert("RGB")
-    if isinstance(image, (str, Path)):
-        from ocrframe.data.base import decode_image
-
-        return decode_image(Path(image), str(image))
-    raise TypeError(f"image {index}: expected a path, a PIL image or a numpy array, got {type(image).__name__}")
+        if image.ndim == 3 and image.shape[2] > 4:
+            hint = ("; this one looks channels first: give array.transpose(1, 2, 0)"
+                    if image.shape[0] in (1, 3, 4) else "")
+            raise ValueError(f"image {index}: arrays must be H x W or H x W x C (channels last, C of 1 to 4), "
+                             f"got shape {image.shape}{hint}")
+        image = Image.fromarray(image[..., 0] if image.ndim == 3 and image.shape[2] == 1 else image)
+    elif not isinstance(image, Image.Image):
+        raise TypeError(f"image {index}: expected a path, a PIL image or a numpy array, got {type(image).__name__}")
+    if image.width == 0 or image.height == 0:  # the pipeline would resize it to a black image and read that
+        raise BadSample(f"image {index}", "empty image", f"{image.width} pixels wide, {image.height} high; "
+                        "give an image with at least one row and column of pixels, or leave it out")
+    try:
+        return to_rgb(image)
+    except OSError as exc:  # an image from Image.open is decoded only now: a truncated file fails here
+        raise BadSample(f"image {index}", "undecodable image",
+                        f"{exc}; Pillow decodes a file opened with Image.open when its pixels are first used, "
+                        "so check the file it came from (complete? a supported format?)") from exc
 
 
 def pipeline_samples(pils: list[Image.Image], pipeline) -> list[dict]:

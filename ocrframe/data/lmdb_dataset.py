@@ -174,7 +174,7 @@ def write_lmdb(path: str | Path, samples, total: int | None = None, overwrite: b
                 raise BadSample(key, "missing image file")
             decode_image(data, key)
         except BadSample as bad:
-            skipped.add(bad.reason, bad.key)
+            skipped.add(bad.reason, bad.key, bad.detail)
             continue
         written += 1
         pending[f"image-{written:09d}"] = data

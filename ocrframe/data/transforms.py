@@ -33,17 +33,22 @@ class Grayscale:
 class Resize:
     """Resize to ``height``. With ``width`` set, to exactly that width (training: the paper's
     100x32); with ``width=None``, keep the aspect ratio, clamped to [min_width, max_width]
-    (evaluation: the paper keeps the ratio with a width of at least 100)."""
+    (evaluation: the paper keeps the ratio with a width of at least 100). ``max_width`` bounds
+    the memory one image takes (4096 px at height 32: a line of ~100 characters); an image
+    squeezed to it says so in ``sample["extras"]["squeezed_from"]`` (its width kept at this
+    height), which the Reader reports: squeezed glyphs are misread."""
 
-    def __init__(self, height: int = 32, width: int | None = 100, min_width: int = 100, max_width: int = 800):
+    def __init__(self, height: int = 32, width: int | None = 100, min_width: int = 100, max_width: int = 4096):
         self.height, self.width, self.min_width, self.max_width = height, width, min_width, max_width
 
     def __call__(self, sample: dict) -> dict:
         image = sample["image"]
         width = self.width
         if width is None:
-            width = round(image.width * self.height / max(image.height, 1))
-            width = min(max(width, self.min_width), self.max_width)
+            natural = round(image.width * self.height / max(image.height, 1))
+            width = min(max(natural, self.min_width), self.max_width)
+            if natural > width:
+                sample.setdefault("extras", {})["squeezed_from"] = natural
         if image.size != (width, self.height):
             image = image.resize((width, self.height), Image.BILINEAR)
         sample["image"] = image

@@ -192,7 +192,7 @@ class PrimusDataset(OcrDataset):
     def _reject(self, bad: BadSample) -> None:
         if self.on_bad_sample == "error":
             self.skip(bad)  # raises, naming the sample and the fix
-        self.skipped.add(bad.reason, bad.key)
+        self.skipped.add(bad.reason, bad.key, bad.detail)
 
     def describe(self) -> str:
         return f"PrIMuS folder {self.root}"
