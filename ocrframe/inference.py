@@ -160,8 +160,9 @@ class Reader:
         if device == "auto":
             on_onnxruntime = precision == "int8" or runtime == "onnxruntime"
             device = "cuda" if torch.cuda.is_available() and not on_onnxruntime else "cpu"
-        check_runtime(runtime, precision, check_device(device).type)
-        if torch.device(device).type == "cuda" and not torch.cuda.is_available():
+        target = check_device(device)
+        check_runtime(runtime, precision, target.type)
+        if target.type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"device {device!r}: this torch build or machine has no CUDA "
                              "(torch.cuda.is_available() is False); use cpu")
         if calibration is not None and precision != "int8":
@@ -352,7 +353,7 @@ class Reader:
         frames: add ``extras["frames"]`` (the frame index of each character) and ``extras["x"]``
             (its pixel column in the image as given).
         """
-        if isinstance(images, (str, Path, Image.Image, np.ndarray)):  # one image would be read row by row, or char by char
+        if isinstance(images, (str, Path, Image.Image, np.ndarray)):  # iterated: a path's characters, rows
             raise TypeError(f"Reader.read takes a list of images, not one {type(images).__name__}: "
                             "for one image, reader.read([image])[0]")
         pils = [as_pil(image, i) for i, image in enumerate(images)]
