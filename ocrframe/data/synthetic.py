@@ -58,8 +58,7 @@ class SynthWordDataset(Curriculum, OcrDataset):
         if self._renderer is None:  # built lazily: each DataLoader worker builds its own
             from ocrframe.data.synth_text import WordRenderer
 
-            self._renderer = WordRenderer(self._assets, alphabet=self.alphabet,
-                                          max_length=self.max_length)
+            self._renderer = WordRenderer(self._assets, alphabet=self.alphabet, max_length=self.max_length)
             if self.fonts:
                 self._renderer.only_fonts(self.fonts)
         return self._renderer
