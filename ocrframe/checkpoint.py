@@ -181,17 +181,39 @@ def use_trained_model(cfg: Config, state: dict) -> Config:
     norm and alignment probe), and the weights fit the one they were trained with. The decoder stays
     the config's: it has no weights, and reading a trained model with another decoder is what a
     config may ask. A checkpoint that stores no usable config leaves ``cfg`` as it is (a mismatch is
-    then reported on loading)."""
+    then reported on loading). The images are prepared by ``cfg``'s test pipeline: a warning says
+    so where it is not the one the model was trained with (the config of another model, say)."""
     try:
         trained = stored_config(state, "checkpoint")
     except ValueError:
         return cfg
+    difference = pipeline_difference(cfg.get("test_pipeline"), trained.get("test_pipeline"))
+    if difference:
+        logger.warning("the config given prepares images otherwise than the model was trained with (%s); images "
+                       "are prepared as the config says: check that this is meant", difference)
     if "model" in trained and "model" in cfg:
         decoder = cfg.model.get("decoder")
         cfg.model = trained.model
         if decoder is not None:
             cfg.model.decoder = decoder
     return cfg
+
+
+def pipeline_difference(given: list | None, trained: list | None) -> str:
+    """How the test pipeline ``given`` differs from the one a model was ``trained`` with, in words;
+    "" if alike (as data: a stored config holds lists where the file has tuples) or either is unknown."""
+    if given is None or trained is None:
+        return ""
+    given, trained = (json.loads(json.dumps(pipeline, default=str)) for pipeline in (given, trained))
+    if given == trained:
+        return ""
+    steps, trained_steps = ([step.get("type") if isinstance(step, dict) else step for step in pipeline]
+                            for pipeline in (given, trained))
+    if steps != trained_steps or not all(isinstance(step, dict) for step in given + trained):
+        return f"steps {steps}, trained with {trained_steps}"
+    return "; ".join(f"{ours.get('type')} {key}={ours.get(key)!r}, trained with {theirs.get(key)!r}"
+                     for ours, theirs in zip(given, trained)
+                     for key in sorted(set(ours) | set(theirs)) if ours.get(key) != theirs.get(key))
 
 
 @CheckpointLoader.register_scheme(prefixes="", force=True)

@@ -8,6 +8,7 @@ import math
 import os
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 
 def cmd_list(args) -> int:
@@ -112,9 +113,10 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".bmp", ".dib", ".ti
                   ".pbm", ".pgm", ".ppm", ".pnm", ".jp2", ".j2k", ".tga", ".pcx"}
 
 
-def read_inputs(inputs: list[Path]) -> list[tuple[Path, str | None, list[str] | None]]:
-    """(image path, ground truth or None, per-image lexicon or None) for image files, folders of
-    images, gt.txt files and folders holding a gt.txt."""
+def read_inputs(inputs: list[Path]) -> list[tuple[Path | ImagePage, str | None, list[str] | None]]:
+    """(image, ground truth or None, per-image lexicon or None) for image files, folders of images,
+    gt.txt files and folders holding a gt.txt. The image is a path, or an ImagePage for each page
+    of a file of several (a gt.txt line labels one image: its file's first page is read)."""
     from ocrframe.data.gt_folder import read_gt_lines
 
     items = []
@@ -133,10 +135,28 @@ def read_inputs(inputs: list[Path]) -> list[tuple[Path, str | None, list[str] | 
                                         + (f"; {left_out}" if left_out else ""))
             if left_out:
                 print(f"{path}: {left_out}", file=sys.stderr)
-            items += [(p, None, None) for p in found]
+            items += [item for p in found for item in page_items(p)]
         else:
-            items.append((path, None, None))
+            items += page_items(path)
     return items
+
+
+class ImagePage(NamedTuple):
+    """One page of an image file of several (a multi-page TIFF, an animation), read on its own."""
+    path: Path
+    index: int  # from 0
+    count: int
+
+    def __str__(self) -> str:
+        return f"{self.path}[page {self.index + 1}/{self.count}]"
+
+
+def page_items(path: Path) -> list[tuple]:
+    """A file given to `ocrframe read` as items: itself, or each of its pages."""
+    from ocrframe.data.base import image_pages
+
+    pages = image_pages(path) if path.is_file() else 1  # a missing file is reported when it is read
+    return [(path, None, None)] if pages == 1 else [(ImagePage(path, i, pages), None, None) for i in range(pages)]
 
 
 def cmd_read(args) -> int:
@@ -167,7 +187,9 @@ def cmd_read(args) -> int:
             for key in absent:
                 not_found.add(f"image(s) with no {key} found", str(path))
             if args.json:
-                record = dict(image=str(path), text=prediction.text, score=round(prediction.score, 4))
+                record = (dict(image=str(path.path), page=path.index + 1, pages=path.count)
+                          if isinstance(path, ImagePage) else dict(image=str(path)))
+                record.update(text=prediction.text, score=round(prediction.score, 4))
                 if truth is not None:
                     record.update(truth=truth, correct=benchmark_form(prediction.text) == benchmark_form(truth))
                 record.update(prediction.extras)
@@ -198,15 +220,16 @@ def cmd_read(args) -> int:
 
 def decoded_chunks(items: list, skipped):
     """(items, their decoded images), READ_CHUNK images or READ_PIXELS pixels at a time, so that
-    memory stays bounded however many and however large the images; an unreadable image is counted
-    in ``skipped`` (a SkipCounter)."""
-    from ocrframe.data.base import BadSample
-    from ocrframe.data.batching import as_pil
+    memory stays bounded however many and however large the images; an unreadable image or page is
+    counted in ``skipped`` (a SkipCounter)."""
+    from ocrframe.data.base import BadSample, decode_image
 
     chunk, images, pixels = [], [], 0
     for item in items:
-        try:
-            image = as_pil(item[0])
+        source = item[0]
+        try:  # a file of several pages is an ImagePage per page already (read_inputs)
+            image = (decode_image(source.path, str(source), page=source.index) if isinstance(source, ImagePage)
+                     else decode_image(source, str(source)))
         except BadSample as bad:
             skipped.add(bad.reason, str(item[0]), bad.detail)
             continue
@@ -222,7 +245,11 @@ def decoded_chunks(items: list, skipped):
 
 def calibration_images(paths: list[Path] | None) -> list[Path] | None:
     """--calibration: image files, folders of images or gt.txt files, as for `ocrframe read`."""
-    return None if not paths else [path for path, _, _ in read_inputs(paths)]
+    if not paths:
+        return None
+    sources = [source for source, _, _ in read_inputs(paths)]
+    return [source.path if isinstance(source, ImagePage) else source  # the first page of each file
+            for source in sources if not isinstance(source, ImagePage) or source.index == 0]
 
 
 def cmd_export(args) -> int:
@@ -408,7 +435,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_test)
 
     p = sub.add_parser("read", aliases=["infer"], help="read images with a trained checkpoint: one line per image",
-                       description="Prints path, text, score (and the ground truth, if known) per image. Inputs: "
+                       description="Prints path, text, score (and the ground truth, if known) per image, and per "
+                                   "page of a multi-page file (a TIFF's pages, an animation's frames), named "
+                                   "FILE[page N/COUNT]. Inputs: "
                                    "image files, folders of images, gt.txt files or folders with a gt.txt; with "
                                    "ground truth, the accuracy is reported at the end (on stderr), as is what was "
                                    "left out: unreadable images, files without an image extension in a folder, "

@@ -1,9 +1,11 @@
 """Images as users give them to the Reader and `ocrframe read`: text on transparency whatever its
-colour, arrays with alpha, 16-bit data of fewer bits, and the inputs that cannot be read (empty,
-channels first, truncated, too large, missing), each an error naming the image."""
+colour, arrays with alpha, 16-bit data of fewer bits, files of several pages, and the inputs that
+cannot be read (empty, channels first, truncated, too large, missing), each an error naming the image."""
 from __future__ import annotations
 
 import io
+import json
+import logging
 import struct
 import zlib
 
@@ -13,7 +15,7 @@ from PIL import Image, ImageOps
 
 from conftest import READING_WORDS, render_word
 from ocrframe.cli import main
-from ocrframe.data.base import BadSample, decode_image, image_aspect_ratio
+from ocrframe.data.base import BadSample, decode_image, image_aspect_ratio, image_pages
 from ocrframe.data.batching import as_pil
 from ocrframe.inference import Reader
 
@@ -139,3 +141,53 @@ def test_a_grayscale_pipeline_refuses_a_png_over_the_limit_too(monkeypatch):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # the image holds over twice as many pixels
     with pytest.raises(BadSample, match=r"image over Pillow's size limit \(PIL.Image.MAX_IMAGE_PIXELS = 1000"):
         decode_image(buffer.getvalue(), "key", mode="L")
+
+
+@pytest.fixture
+def two_page_tiff(tmp_path):
+    """A TIFF of two pages: "open", then "lemon"."""
+    path = tmp_path / "words.tif"
+    render_word("open").save(path, save_all=True, append_images=[render_word("lemon")])
+    return path
+
+
+def test_read_reads_every_page_of_a_multi_page_file_on_its_own_line(reading_checkpoint, two_page_tiff, capsys):
+    single = two_page_tiff.parent / "tide.png"
+    render_word("tide").save(single)
+    read = ["--precision", "fp32", "--runtime", "torch"]
+    assert main(["read", str(reading_checkpoint), str(two_page_tiff), str(single), *read]) == 0
+    rows = [line.split("\t")[:2] for line in capsys.readouterr().out.splitlines()]
+    assert rows == [[f"{two_page_tiff}[page 1/2]", "open"], [f"{two_page_tiff}[page 2/2]", "lemon"],
+                    [str(single), "tide"]]
+    assert main(["read", str(reading_checkpoint), str(two_page_tiff.parent), "--json", *read]) == 0  # a folder
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(r["image"], r.get("page"), r.get("pages"), r["text"]) for r in records] == [
+        (str(single), None, None, "tide"), (str(two_page_tiff), 1, 2, "open"), (str(two_page_tiff), 2, 2, "lemon")]
+
+
+def test_a_gt_txt_line_labels_its_files_first_page(reading_checkpoint, two_page_tiff, capsys):
+    (two_page_tiff.parent / "gt.txt").write_text(f"{two_page_tiff.name}\topen\n")
+    assert main(["read", str(reading_checkpoint), str(two_page_tiff.parent / "gt.txt"), "--precision", "fp32",
+                 "--runtime", "torch"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.splitlines()[0].split("\t")[:2] == [str(two_page_tiff), "open"]
+    assert "word accuracy 100.0%" in captured.err
+
+
+def test_a_jpeg_with_a_second_picture_inside_is_one_image(tmp_path):
+    path = tmp_path / "photo.jpg"
+    render_word("open").save(path, save_all=True, append_images=[render_word("lemon")], format="MPO")
+    assert Image.open(path).n_frames == 2  # a camera's preview, say: Pillow gives it as a frame
+    assert image_pages(path) == 1
+
+
+def test_the_reader_given_a_multi_page_file_reads_its_first_page_and_says_so(reader, two_page_tiff, caplog):
+    with caplog.at_level(logging.WARNING, logger="ocrframe.data"):
+        assert [p.text for p in reader.read([two_page_tiff])] == ["open"]
+    assert f"{two_page_tiff} holds 2 pages (or frames); reading the first" in caplog.text
+
+
+def test_a_page_past_the_last_is_an_error_naming_the_count(two_page_tiff):
+    assert decode_image(two_page_tiff, "words.tif", page=1).size == render_word("lemon").size
+    with pytest.raises(BadSample, match=r"words.tif: no such page \(page 2 counting from 0 of a file of 2 page"):
+        decode_image(two_page_tiff, "words.tif", page=2)

@@ -2,6 +2,7 @@
 model, files that are not checkpoints, misspelled settings, bad numbers, unwritable outputs."""
 from __future__ import annotations
 
+import logging
 import pickle
 import subprocess
 import sys
@@ -196,3 +197,33 @@ def test_read_decodes_a_bounded_number_of_pixels_at_a_time(tmp_path, monkeypatch
     chunks = cli.decoded_chunks([(tmp_path / f"{name}.png", None, None) for name in "abc"], SkipCounter())
     assert [len(images) for _, images in chunks] == [2, 1]
 
+
+def test_a_config_that_prepares_images_otherwise_than_the_model_was_trained_is_warned_of(
+        reading_checkpoint, reading_config, tmp_path, caplog):
+    def load(config):
+        with caplog.at_level(logging.WARNING, logger="ocrframe.checkpoint"):
+            Reader.from_checkpoint(reading_checkpoint, config=config, precision="fp32", runtime="torch")
+
+    load(reading_config)
+    assert "prepares images otherwise" not in caplog.text  # the config it was trained with
+    cfg = Config.fromfile(str(reading_config))
+    next(step for step in cfg.test_pipeline if step["type"] == "Resize")["min_width"] = 64
+    other = tmp_path / "narrower.py"
+    cfg.dump(str(other))
+    load(other)
+    assert "(Resize min_width=64, trained with 100); images are prepared as the config says" in caplog.text
+    caplog.clear()
+    cfg.test_pipeline = cfg.test_pipeline[1:]
+    cfg.dump(str(other))
+    load(other)
+    assert "(steps ['Resize', 'ToTensor'], trained with ['Grayscale', 'Resize', 'ToTensor'])" in caplog.text
+
+
+def test_a_pipeline_compares_as_data_tuples_alike_with_the_lists_a_stored_config_holds():
+    from ocrframe.checkpoint import pipeline_difference
+
+    stored = [{"type": "Resize", "size": [32, 100]}]
+    assert pipeline_difference([dict(type="Resize", size=(32, 100))], stored) == ""
+    assert pipeline_difference([dict(type="Resize", size=(32, 64))], stored) == \
+        "Resize size=[32, 64], trained with [32, 100]"
+    assert pipeline_difference([print], stored) == f"steps [{str(print)!r}], trained with ['Resize']"

@@ -41,13 +41,35 @@ def image_aspect_ratio(source: bytes | Path) -> float:
         return 1.0  # the bad sample is reported when it is loaded
 
 
+# Formats whose frames are pages or an animation's frames, each an image to read; not a JPEG's MPO
+# previews or depth maps, nor a PSD's layers (Pillow gives those frames too).
+PAGED_FORMATS = ("TIFF", "GIF", "PNG", "WEBP")
+
+
+def image_pages(source: bytes | Path) -> int:
+    """How many pages an encoded image holds (a multi-page TIFF's pages, an animation's frames),
+    from its headers; 1 if unreadable (the error is reported when it is decoded)."""
+    try:
+        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
+            return _pages(image)
+    except (OSError, ValueError, EOFError, Image.DecompressionBombError):
+        return 1
+
+
+def _pages(image: Image.Image) -> int:
+    several = image.format in PAGED_FORMATS and getattr(image, "is_animated", False)  # cheaper than n_frames
+    return image.n_frames if several else 1
+
+
 SIGNATURES = ((b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"))
 
 
-def decode_image(source: bytes | Path, key: str, mode: str = "RGB") -> Image.Image:
+def decode_image(source: bytes | Path, key: str, mode: str = "RGB", page: int = 0) -> Image.Image:
     """An image in ``mode`` ("RGB", or "L" for a pipeline that wants grayscale) from encoded bytes
-    or a file, as shown (see :func:`to_rgb`), or BadSample saying why not."""
-    if mode == "L" and isinstance(source, bytes):
+    or a file, as shown (see :func:`to_rgb`), or BadSample saying why not. ``page`` counts from 0;
+    the image's ``info["pages"]`` says how many the file holds where it is more than one (see
+    :func:`image_pages`)."""
+    if mode == "L" and isinstance(source, bytes) and not page:
         image = _gray_by_opencv(source)
         if image is not None:
             return image
@@ -57,10 +79,21 @@ def decode_image(source: bytes | Path, key: str, mode: str = "RGB") -> Image.Ima
             image = Image.open(io.BytesIO(source), formats=formats)
         else:
             image = Image.open(source)
+        pages = _pages(image)
+        if page:
+            image.seek(page)  # EOFError past the last page
         if mode == "L":
             image.draft("L", image.size)  # JPEG: decoded straight to grayscale (other formats ignore it)
-        image = to_rgb(image)  # decodes, so truncated files fail here too
-        return image if mode == "RGB" else image.convert(mode)
+        decoded = to_rgb(image)  # decodes, so truncated files fail here too
+        decoded = decoded if mode == "RGB" else decoded.convert(mode)
+        if pages > 1:
+            decoded.info["pages"] = pages
+        return decoded
+    except EOFError as exc:  # past the last page, or a file that ends early
+        if not page:
+            raise BadSample(key, "undecodable image", str(exc) or "the file ends early") from None
+        raise BadSample(key, "no such page", f"page {page} counting from 0 of a file of "
+                        f"{image_pages(source)} page(s)") from None
     except FileNotFoundError:
         raise BadSample(key, "missing image file") from None
     except Image.DecompressionBombError as exc:  # not an OSError: it would end the whole run

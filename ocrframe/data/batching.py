@@ -9,12 +9,15 @@ gives into what the network takes.
 """
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
 from PIL import Image
+
+logger = logging.getLogger("ocrframe.data")
 
 
 def width_buckets(widths: Sequence[float], batch_size: int, width_step: int | None = 8) -> list[list[int]]:
@@ -39,7 +42,12 @@ def as_pil(image, index: int = 0) -> Image.Image:
     from ocrframe.data.base import BadSample, decode_image, to_rgb
 
     if isinstance(image, (str, Path)):
-        return decode_image(Path(image), str(image))
+        decoded = decode_image(Path(image), str(image))
+        if decoded.info.get("pages", 1) > 1:
+            logger.warning("%s holds %d pages (or frames); reading the first. To read them all, give each as an "
+                           "image: [page.copy() for page in PIL.ImageSequence.Iterator(PIL.Image.open(path))]; "
+                           "`ocrframe read FILE` reads every page of a file it is given", image, decoded.info["pages"])
+        return decoded
     if isinstance(image, np.ndarray):
         if image.dtype != np.uint8 or image.ndim not in (2, 3):
             raise ValueError(f"image {index}: arrays must be uint8 HxW or HxWxC, got {image.dtype} {image.shape}")
