@@ -226,10 +226,10 @@ def decoded_chunks(items: list, skipped):
 
     chunk, images, pixels = [], [], 0
     for item in items:
-        source = item[0]
-        try:  # a file of several pages is an ImagePage per page already (read_inputs)
-            image = (decode_image(source.path, str(source), page=source.index) if isinstance(source, ImagePage)
-                     else decode_image(source, str(source)))
+        source = item[0]  # a file of several pages is an ImagePage per page already (read_inputs)
+        path, page = (source.path, source.index) if isinstance(source, ImagePage) else (source, 0)
+        try:
+            image = decode_image(path, str(source), page=page)
         except BadSample as bad:
             skipped.add(bad.reason, str(item[0]), bad.detail)
             continue
