@@ -1,5 +1,5 @@
-"""The ``ocrframe`` command: list, models, train, test, read, export, browse, plot, ablate. ``tools/*.py`` call the
-same functions."""
+"""The ``ocrframe`` command: list, models, train, test, compare, read, export, browse, plot, ablate.
+``tools/*.py`` call the same functions."""
 from __future__ import annotations
 
 import argparse
@@ -161,8 +161,9 @@ def page_items(path: Path) -> list[tuple]:
 
 def cmd_read(args) -> int:
     from ocrframe.data.base import SkipCounter
+    from ocrframe.evaluation import reading_is_right, reads_tokens
     from ocrframe.inference import Reader
-    from ocrframe.metrics import benchmark_form, score_pairs
+    from ocrframe.metrics import score_pairs
 
     if args.frames and not args.json:
         raise ValueError("--frames needs --json: each character's frame and pixel column are JSON lists")
@@ -175,6 +176,7 @@ def cmd_read(args) -> int:
     reader = Reader.from_checkpoint(args.checkpoint, config=args.config, device=args.device,
                                     batch_size=args.batch_size, precision=args.precision, runtime=args.runtime,
                                     calibration=calibration_images(args.calibration))
+    is_right = reading_is_right(reader.model)
     labelled, skipped, not_found = [], SkipCounter(), SkipCounter()
     for chunk, images in decoded_chunks(items, skipped):
         lexicon = [item[2] for item in chunk] if args.lexicon == "sample" else args.lexicon
@@ -191,7 +193,7 @@ def cmd_read(args) -> int:
                           if isinstance(path, ImagePage) else dict(image=str(path)))
                 record.update(text=prediction.text, score=round(prediction.score, 4))
                 if truth is not None:
-                    record.update(truth=truth, correct=benchmark_form(prediction.text) == benchmark_form(truth))
+                    record.update(truth=truth, correct=is_right(prediction.text, truth))
                 record.update(prediction.extras)
                 print(json.dumps(record, ensure_ascii=False))
             else:
@@ -206,8 +208,10 @@ def cmd_read(args) -> int:
         m = score_pairs(labelled)
         of = f" of {with_truth}" if with_truth > len(labelled) else ""
         unreadable = f" ({with_truth - len(labelled)} unreadable)" if of else ""
-        print(f"accuracy on {len(labelled)}{of} labelled images{unreadable}: word accuracy "
-              f"{m['word_acc']:.1%} (case-insensitive alphanumerics), exact {m['word_acc_exact']:.1%}, 1-NED "
+        accuracy = (f"sequence accuracy {m['word_acc_exact']:.1%} (every token right)" if reads_tokens(reader.model)
+                    else f"word accuracy {m['word_acc']:.1%} (case-insensitive alphanumerics), exact "
+                         f"{m['word_acc_exact']:.1%}")
+        print(f"accuracy on {len(labelled)}{of} labelled images{unreadable}: {accuracy}, 1-NED "
               f"{m['one_minus_ned']:.3f}, CER {m['cer']:.1%}", file=sys.stderr)
     elif with_truth:
         print(f"no accuracy: none of the {with_truth} labelled images is readable", file=sys.stderr)

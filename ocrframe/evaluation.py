@@ -191,6 +191,16 @@ def reads_tokens(model) -> bool:
     return getattr(getattr(model, "charset", None), "separator", "") != ""
 
 
+def reading_is_right(model):
+    """(prediction, truth) -> bool: token for token for a model that ``reads_tokens``, else under the
+    text benchmark's form (case-insensitive alphanumerics)."""
+    from ocrframe.metrics import benchmark_form
+
+    if reads_tokens(model):
+        return lambda prediction, truth: prediction == truth
+    return lambda prediction, truth: benchmark_form(prediction) == benchmark_form(truth)
+
+
 PREDICTION_COLUMNS = ["dataset", "lexicon", "key", "truth", "prediction", "score", "correct"]
 
 
@@ -199,10 +209,8 @@ def evaluate(model, datasets: dict[str, object], modes: list[str], delta: int = 
     """Table 2: {dataset name: {column name: Cell}}; the predictions go to ``predictions_file``
     (TSV: dataset, lexicon, key, truth, prediction, score, correct). Accuracy is word accuracy under
     the benchmark protocol, or exact sequence accuracy for a model that ``reads_tokens``."""
-    from ocrframe.metrics import benchmark_form
-
     tokens = reads_tokens(model)
-    same = (lambda p, t: p == t) if tokens else (lambda p, t: benchmark_form(p) == benchmark_form(t))
+    same = reading_is_right(model)
     model.eval()
     table: dict[str, dict[str, Cell]] = {}
     file_decoders: dict = {}

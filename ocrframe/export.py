@@ -19,7 +19,6 @@ import hashlib
 import json
 import logging
 import multiprocessing
-import os
 import tempfile
 import warnings
 from pathlib import Path
@@ -28,7 +27,7 @@ from typing import Iterable
 import numpy as np
 import torch
 
-from ocrframe.fileio import atomic_output, check_writable, remove_stale_temporaries
+from ocrframe.fileio import atomic_output, cache_dir, check_writable, remove_stale_temporaries
 
 logger = logging.getLogger("ocrframe.export")
 CALIBRATION_IMAGES = 128  # int8 activation ranges: enough images to see the range of each layer
@@ -195,8 +194,8 @@ def onnx_session(path: str | Path):
 
 
 def onnx_cache() -> Path:
-    """Where ONNX files of checkpoints are kept: $OCRFRAME_CACHE/onnx, else ~/.cache/ocrframe/onnx."""
-    return Path(os.environ.get("OCRFRAME_CACHE") or Path.home() / ".cache" / "ocrframe") / "onnx"
+    """Where ONNX files of checkpoints (and the inference plans timed on them) are kept."""
+    return cache_dir() / "onnx"
 
 
 def onnx_model_for(checkpoint: str | Path, model, cfg, int8: bool = False, calibration: Iterable | None = None,

@@ -1,10 +1,18 @@
-"""Writing files so that a crash never leaves half of one."""
+"""Writing files so that a crash never leaves half of one, and where ocrframe keeps its caches."""
 from __future__ import annotations
 
 import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
+
+
+def cache_dir() -> Path:
+    """Where ocrframe keeps what it can make again (the font index, background crops, ONNX files,
+    inference plans): $OCRFRAME_CACHE, else $XDG_CACHE_HOME/ocrframe, else ~/.cache/ocrframe."""
+    if os.environ.get("OCRFRAME_CACHE"):
+        return Path(os.environ["OCRFRAME_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ocrframe"
 
 
 def atomic_write(path: str | Path, data: bytes) -> None:

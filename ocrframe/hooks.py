@@ -8,13 +8,12 @@ import logging
 import time
 from pathlib import Path
 
-import editdistance
 import torch
 from mmengine.dist import all_gather_object, is_main_process
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
 
-from ocrframe.metrics import benchmark_form
+from ocrframe.metrics import benchmark_form, normalised_edit_distance
 from ocrframe.optim import refitted_end
 
 
@@ -64,7 +63,7 @@ class WorstErrorsHook(Hook):
             if benchmark_form(pred) == benchmark_form(truth) and not out.get("unreadable"):
                 continue
             self._errors += 1
-            badness = (editdistance.eval(pred, truth) / max(len(pred), len(truth), 1), out["score"])
+            badness = (normalised_edit_distance(pred, truth), out["score"])
             entry = (badness, next(self._order), image[..., : int(width)].cpu().clone(), truth, pred, out["score"],
                      out.get("key"))
             if len(self._worst) < self.num:

@@ -22,6 +22,11 @@ def benchmark_form(text: str) -> str:
     return _NOT_ALNUM.sub("", text.lower())
 
 
+def normalised_edit_distance(prediction: str, truth: str) -> float:
+    """Edit distance over the longer length: 0 for equal strings, 1 for nothing in common."""
+    return editdistance.eval(prediction, truth) / max(len(prediction), len(truth), 1)
+
+
 def score_pairs(pairs: list[tuple[str, str]], unreadable: list | None = None) -> dict[str, float]:
     """Metrics over (prediction, ground truth) pairs, as fractions in [0, 1]. Pairs whose
     ``unreadable`` entry is true (the image could not be decoded) count as errors."""
@@ -30,7 +35,7 @@ def score_pairs(pairs: list[tuple[str, str]], unreadable: list | None = None) ->
     exact = sum(ok and p == g for ok, (p, g) in zip(readable, pairs))
     benchmark = sum(ok and benchmark_form(p) == benchmark_form(g) for ok, (p, g) in zip(readable, pairs))
     distances = [editdistance.eval(p, g) for p, g in pairs]
-    ned = sum(d / max(len(p), len(g), 1) for d, (p, g) in zip(distances, pairs))
+    ned = sum(normalised_edit_distance(p, g) for p, g in pairs)
     chars = sum(len(g) for _, g in pairs)
     return dict(word_acc=benchmark / n, word_acc_exact=exact / n, one_minus_ned=1 - ned / n,
                 cer=sum(distances) / max(chars, 1))

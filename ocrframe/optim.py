@@ -33,7 +33,7 @@ def finite_everywhere(loss: torch.Tensor) -> bool:
 
 class SkipNonFiniteLoss:
     """Mixin for an mmengine OptimWrapper: ``update_params`` skips backward and step when the loss
-    is NaN or infinite (on any rank), logs it, and counts it. ``max_consecutive`` skips in a row
+    is NaN or infinite (on any rank), logs it, and counts it. ``max_consecutive_skips`` in a row
     mean the weights or the learning rate have diverged: training stops with an error."""
 
     def __init__(self, *args, max_consecutive_skips: int = 20, **kwargs):

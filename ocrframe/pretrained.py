@@ -182,7 +182,7 @@ def write_weights(state_dict: dict, meta: dict, path: str | Path, dtype=None) ->
 
 def _verified_digest(path: Path) -> str:
     """The file's SHA-256, hashed once per version of the file (size and modification time): one
-    read loads a model several times (config, weights, ONNX cache key)."""
+    read loads a model several times (its config, then its weights)."""
     stat = path.stat()
     return _digest_of(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
 

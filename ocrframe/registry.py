@@ -404,8 +404,7 @@ class Slots:
 SLOTS = Slots()
 BACKBONES, SEQUENCE_ENCODERS, HEADS, DECODERS = SLOTS.backbone, SLOTS.sequence_encoder, SLOTS.head, SLOTS.decoder
 DATASETS, TRANSFORMS, METRICS, MODELS = SLOTS.dataset, SLOTS.transform, SLOTS.metric, SLOTS.model
-HOOKS, OPTIM_WRAPPERS, LOOPS = SLOTS.hook, SLOTS.optim_wrapper, SLOTS.loop
-DATA_SAMPLERS, FUNCTIONS, MODEL_WRAPPERS = SLOTS.data_sampler, SLOTS.function, SLOTS.model_wrapper
+HOOKS = SLOTS.hook  # the runner's other slots are reached as SLOTS.<name> (SLOTS.loop, ...)
 
 # The Runner builds everything (loops, hooks, schedulers, ...) in the config's default scope, so
 # every mmengine registry gets an ``ocrframe`` child; lookups fall through to mmengine's own.

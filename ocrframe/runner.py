@@ -157,8 +157,11 @@ def use_tensorboard(cfg) -> None:
         visualizer.vis_backends.append(dict(type="TensorboardVisBackend"))
 
 
-# Top-level settings read besides the config's own keys: the Runner's arguments and ocrframe's.
+# Top-level settings read besides the config's own keys and the Runner's arguments: ocrframe's, and
+# those mmengine's Runner reads from the config itself (mmengine/runner/runner.py, ``self.cfg.get``).
 OCRFRAME_SETTINGS = {"load_partial", "schedule", "test_after_train", "folder_dataset"}
+MMENGINE_CONFIG_SETTINGS = {"sync_bn", "model_wrapper_cfg", "find_unused_parameters", "compile",
+                            "activation_checkpointing", "efficient_conv_bn_eval"}
 
 
 def check_option_keys(cfg: Config, options: dict, path: str) -> None:
@@ -167,7 +170,8 @@ def check_option_keys(cfg: Config, options: dict, path: str) -> None:
     import difflib
     import inspect
 
-    known = set(cfg.keys()) | set(inspect.signature(Runner.__init__).parameters) - {"self"} | OCRFRAME_SETTINGS
+    known = (set(cfg.keys()) | set(inspect.signature(Runner.__init__).parameters) - {"self"}
+             | OCRFRAME_SETTINGS | MMENGINE_CONFIG_SETTINGS)
     for key in options:
         top = key.split(".", 1)[0]
         if top not in known:

@@ -69,7 +69,6 @@ def test_distortion_moves_the_centres_with_the_image():
     from PIL import Image
 
     from ocrframe.data import effects
-    from ocrframe.data.synth_text import _apply_homography
 
     rng = np.random.default_rng(0)
     for _ in range(10):
@@ -83,7 +82,7 @@ def test_distortion_moves_the_centres_with_the_image():
         size = tuple(int(v) + 1 for v in dst.max(0))
         warped = np.asarray(dot.transform(size, Image.PERSPECTIVE, effects.homography(src, dst), Image.BILINEAR))
         ys, xs = np.nonzero(warped)
-        expected = _apply_homography(effects.homography(dst, src), point + 0.5)[0]
+        expected = effects.apply_homography(effects.homography(dst, src), point + 0.5)[0]
         assert abs(np.average(xs + 0.5, weights=warped[ys, xs]) - expected[0]) < 1.0
         assert abs(np.average(ys + 0.5, weights=warped[ys, xs]) - expected[1]) < 1.0
 

@@ -13,7 +13,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from ocrframe_ctc import BeamSearchDecoder, GreedyDecoder, LexiconDecoder
-from ocrframe_ctc.lexicon import BKTree, LevenshteinScan, Lexicon
+from ocrframe_ctc.lexicon import BKTree, IndexCache, LevenshteinScan, Lexicon
 
 from ocrframe import Charset
 from ocrframe.decoders import read_lexicon
@@ -269,3 +269,14 @@ def test_per_image_lexicons_override_the_global_one_and_must_match_the_batch():
         decoder.decode(log_probs, torch.tensor([4, 4]), lexicons=[["ab"]])
     with pytest.raises(ValueError, match="has no lexicon"):
         LexiconDecoder(charset).decode(log_probs, torch.tensor([4, 4]))
+
+
+def test_a_lexicon_met_again_is_indexed_once_and_the_oldest_is_dropped():
+    cache = IndexCache("bktree", size=2)
+    first = cache.get(["apple", "apply"])
+    assert isinstance(first, BKTree)
+    assert cache.get(["apple", "apply"]) is first
+    cache.get(["pear"]), cache.get(["plum"])  # two newer lexicons push the first out
+    assert cache.get(["apple", "apply"]) is not first
+    with pytest.raises(ValueError, match="index must be one of"):
+        IndexCache("hash")

@@ -205,3 +205,19 @@ def test_onnxruntime_needs_its_model_file_and_runs_fp32_or_int8(checkpoint):
                        (dict(precision="fp32", calibration=["x.png"]), "calibration images are for precision='int8'")]:
         with pytest.raises(ValueError, match=match):
             Reader.from_checkpoint(checkpoint, **bad)
+
+
+def test_every_cache_lives_under_one_root(monkeypatch, tmp_path):
+    """The font index, background crops, ONNX files and inference plans move together."""
+    from ocrframe.export import onnx_cache
+    from ocrframe.fileio import cache_dir
+
+    monkeypatch.delenv("OCRFRAME_CACHE", raising=False)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert cache_dir() == tmp_path / "home" / ".cache" / "ocrframe"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_dir() == tmp_path / "xdg" / "ocrframe"
+    monkeypatch.setenv("OCRFRAME_CACHE", str(tmp_path / "own"))
+    assert cache_dir() == tmp_path / "own"
+    assert onnx_cache() == tmp_path / "own" / "onnx"

@@ -438,6 +438,28 @@ def test_tools_test_evaluates_a_primus_folder_and_a_made_lmdb(omr_run, tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
 
 
+def test_read_judges_music_token_for_token_as_test_does(omr_run, tmp_path):
+    """`ocrframe read` with ground truth scores a model of tokens ("C4 E4") as `ocrframe test` does:
+    every token right, not under the text benchmark's case-insensitive alphanumerics."""
+    from mmengine.config import Config
+    from ocrframe.evaluation import reading_is_right
+    from ocrframe.registry import MODELS
+
+    omr = reading_is_right(MODELS.build(Config.fromfile(str(OMR_CONFIG)).model))
+    text = reading_is_right(MODELS.build(Config.fromfile(str(REPO / "configs" / "crnn_vgg_bilstm_ctc.py")).model))
+    assert omr("C4 E4", "C4 E4") and not omr("C4 E4", "c4 e4") and not omr("C4 E4", "C4E4")
+    assert text("Hello", "hello!")
+
+    Image.new("RGB", (120, 32), "white").save(tmp_path / "blank.png")
+    (tmp_path / "gt.txt").write_text("blank.png\tC4 E4\n")
+    result = tool("infer", omr_run / "iter_3.pth", tmp_path / "gt.txt", "--json", "--runtime", "torch", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    record = json.loads(result.stdout.strip().splitlines()[-1])
+    assert record["correct"] == (record["text"] == "C4 E4")
+    assert "accuracy on 1 labelled images: sequence accuracy" in result.stderr
+    assert "alphanumerics" not in result.stderr
+
+
 def test_read_json_reports_the_staff_it_normalised(omr_run, tmp_path):
     """`ocrframe read --json` on a held-out incipit (page margins, a scale training never renders) and
     on a blank image: the staff's geometry, or null where there is none."""

@@ -74,6 +74,14 @@ def test_a_misspelled_top_level_setting_is_an_error_with_a_suggestion(tmp_path):
     assert cfg.train_cfg.max_iters == 2
 
 
+def test_settings_mmengine_reads_from_the_config_are_accepted(tmp_path):
+    """docs/distributed.md: `--cfg-options sync_bn=torch`; mmengine's Runner reads it from the config, not
+    as an argument."""
+    cfg = load_config(str(CONFIG), work_dir=str(tmp_path), cfg_options={"sync_bn": "torch",
+                                                                        "find_unused_parameters": True})
+    assert cfg.sync_bn == "torch" and cfg.find_unused_parameters is True
+
+
 @pytest.mark.parametrize("content, message", [
     (b"", r"checkpoint .*bad.pth is empty"),
     (b"this is a text file, not weights\n", r"bad.pth is not a checkpoint \(it looks like text\)"),

@@ -16,17 +16,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ocrframe.fileio import atomic_write
+from ocrframe.fileio import atomic_write, cache_dir
 
 DEFAULT_BACKGROUND_DIRS = ("/usr/share/backgrounds",)
 HELDOUT_EVERY = 5  # about one group (font design, background image) in five is held out
 BACKGROUND_MAX_SIDE = 720
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
 SPLITS = ("train", "heldout")
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ocrframe"
 
 
 def write_cache(path: Path, data: bytes) -> None:

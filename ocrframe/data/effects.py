@@ -28,6 +28,15 @@ def homography(src: np.ndarray, dst: np.ndarray) -> tuple[float, ...]:
     return tuple(np.linalg.solve(np.array(a, float), src.reshape(-1).astype(float)))
 
 
+def apply_homography(coefficients, points: np.ndarray) -> np.ndarray:
+    """Points (x, y) mapped by the projective transform of Image.PERSPECTIVE coefficients, e.g.
+    a glyph's box carried onto the warped image with ``homography(dst, src)`` (the other way)."""
+    a, b, c, d, e, f, g, h = coefficients
+    x, y = points[:, 0], points[:, 1]
+    w = g * x + h * y + 1
+    return np.stack([(a * x + b * y + c) / w, (d * x + e * y + f) / w], axis=1)
+
+
 def random_color(rng: np.random.Generator) -> np.ndarray:
     grey = np.full(3, rng.random(), np.float32)
     if rng.random() < 0.35:  # greys are common in print

@@ -31,8 +31,9 @@ from PIL import Image, ImageChops, ImageDraw, ImageFilter, ImageFont
 
 from ocrframe.data import effects
 from ocrframe.data.assets import (
-    ProcessLRU, cache_dir, dirs_from, discover_backgrounds, files_under, split_by_group, write_cache,
+    ProcessLRU, dirs_from, discover_backgrounds, files_under, split_by_group, write_cache,
 )
+from ocrframe.fileio import cache_dir
 
 ALNUM = string.digits + string.ascii_lowercase + string.ascii_uppercase
 FIX_HINT = "install them with `make setup` (Debian packages listed in setup/debian-packages.txt)"
@@ -193,14 +194,6 @@ def discover_assets(split: str = "train", *, font_dirs=None, words_path=None,
         train_only = _ALWAYS_TRAIN
     return SynthAssets(fonts=split_by_group(faces, split, always_train=train_only),
                        backgrounds=discover_backgrounds(split, background_dirs), words=words)
-
-
-def _apply_homography(coefficients, points: np.ndarray) -> np.ndarray:
-    """Points (x, y) mapped by the projective transform of Image.PERSPECTIVE coefficients."""
-    a, b, c, d, e, f, g, h = coefficients
-    x, y = points[:, 0], points[:, 1]
-    w = g * x + h * y + 1
-    return np.stack([(a * x + b * y + c) / w, (d * x + e * y + f) / w], axis=1)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -370,7 +363,7 @@ class WordRenderer:
             dst -= dst.min(0)
             size = tuple(int(v) + 1 for v in dst.max(0))
             layers = layers.transform(size, Image.PERSPECTIVE, effects.homography(src, dst), Image.BILINEAR)
-            points = _apply_homography(effects.homography(dst, src), points)  # forward: src -> dst
+            points = effects.apply_homography(effects.homography(dst, src), points)  # forward: src -> dst
         if rng.random() < 0.15:
             amp = rng.uniform(0.08, 0.25) * th
             period = rng.uniform(2.5, 6) * th

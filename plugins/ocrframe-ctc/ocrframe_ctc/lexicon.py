@@ -10,13 +10,12 @@ Two searches return the same candidates:
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import editdistance
 import numpy as np
 
-from ocrframe import Charset
+from ocrframe import Charset, ProcessLRU
 
 logger = logging.getLogger("ocrframe.lexicon")
 
@@ -166,17 +165,8 @@ class IndexCache:
     def __init__(self, kind: str, size: int = 64):
         if kind not in INDEXES:
             raise ValueError(f"index must be one of {sorted(INDEXES)}, not {kind!r}")
-        self.kind, self.size = kind, size
-        self.entries: OrderedDict[tuple[str, ...], object] = OrderedDict()
+        self.kind, self.indexes = kind, ProcessLRU(size)
 
     def get(self, words: list[str]):
-        key = tuple(words)
-        if key in self.entries:
-            self.entries.move_to_end(key)
-            return self.entries[key]
-        index = INDEXES[self.kind](words)
-        self.entries[key] = index
-        if len(self.entries) > self.size:
-            self.entries.popitem(last=False)
-        return index
+        return self.indexes.get(tuple(words), lambda: INDEXES[self.kind](words))
 

@@ -253,10 +253,7 @@ class MusicRenderer:
         dst -= dst.min(0)
         size = tuple(int(v) + 1 for v in dst.max(0))
         ink = ink.transform(size, Image.PERSPECTIVE, effects.homography(src, dst), Image.BILINEAR)
-        m = effects.homography(dst, src)  # the other way: from the ink onto the canvas
-        x, y = points[:, 0], points[:, 1]
-        points = np.stack([m[0] * x + m[1] * y + m[2], m[3] * x + m[4] * y + m[5]], 1)
-        points /= (m[6] * x + m[7] * y + 1)[:, None]
+        points = effects.apply_homography(effects.homography(dst, src), points)  # from the ink onto the canvas
         alpha = np.asarray(ink, np.float32)[..., None] / 255
         h, w = alpha.shape[:2]
 
