@@ -530,6 +530,18 @@ def test_the_fine_tuning_demo_renders_its_family_and_replay_words_once_and_never
     assert result.returncode == 2 and "--replay -5: give a number of words, 0 or more" in result.stderr
 
 
+def test_the_fine_tuning_demo_refuses_a_misspelt_training_option_before_reading_anything(tmp_path):
+    """--cfg-options goes on to tools/train.py, which would refuse a setting the config lacks only
+    after minutes of reading; the demo checks it first and says what was meant."""
+    result = subprocess.run([sys.executable, str(REPO / "tools" / "finetune_demo.py"), "--work-dir", str(tmp_path),
+                             "--cfg-options", "optim_wraper.optimizer.lr=3e-5"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert "no setting 'optim_wraper'; did you mean 'optim_wrapper'?" in result.stderr
+    assert "Traceback" not in result.stderr and "held-out families" not in result.stdout
+    assert list(tmp_path.iterdir()) == []  # nothing rendered
+
+
 def test_make_synth_gives_each_sample_a_lexicon_holding_its_word_for_lexicon_sample_tests(tmp_path):
     from ocrframe.data.lmdb_dataset import LMDBDataset
 

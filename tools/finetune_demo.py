@@ -1,14 +1,16 @@
 """Fine-tune a released model on one typeface family it reads badly, and measure what it gains on
 that family and what it loses elsewhere.
 
-    .venv/bin/python tools/finetune_demo.py --model crnn-en [--samples 2000] [--replay 0] [--minutes 10]
+    .venv/bin/python tools/finetune_demo.py --model crnn-en [--samples 2000] [--replay 0] [--minutes 10] \
+        [--cfg-options KEY=VALUE ...]
 
 1. Reads ``--per-font`` words of each held-out font family (fonts training never used) and picks
    the family the model reads worst (or ``--font``).
 2. Renders ``--samples`` training words of that family to an LMDB (tools/make_synth.py, its own seed),
    and ``--replay`` words of the training split's own fonts to another, mixed in against forgetting.
 3. Fine-tunes with ``tools/train.py CONFIG --load-from MODEL --data LMDB [REPLAY_LMDB]`` (the
-   config's ``finetune`` schedule) for ``--minutes``.
+   config's ``finetune`` schedule) for ``--minutes``, with ``--cfg-options`` passed on (e.g. another
+   learning rate: ``optim_wrapper.optimizer.lr=3e-5``).
 4. Reads, before and after, ``--family-test`` words of that family (another seed) and the config's
    independent test set; prints the table and writes it to WORK_DIR/finetune_demo_FAMILY_SAMPLES[_replay_N].json.
 """
@@ -54,6 +56,8 @@ def main(argv=None) -> int:
     parser.add_argument("--family-test", type=positive_int, default=500, help="test words of the family")
     parser.add_argument("--minutes", type=float, default=10)
     parser.add_argument("--work-dir", default="work_dirs/finetune_demo")
+    parser.add_argument("--cfg-options", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="passed on to tools/train.py (give another --work-dir to keep runs apart)")
     args = parser.parse_args(argv)
     if args.replay < 0:
         parser.error(f"--replay {args.replay}: give a number of words, 0 or more")
@@ -70,7 +74,8 @@ def main(argv=None) -> int:
     families = WordRenderer(discover_assets("heldout")).font_group_names
     if args.font and args.font not in families:
         raise ValueError(f"--font {args.font!r} is not a held-out font family; they are: {', '.join(families)}")
-    schedule = load_config(args.config, schedule="finetune")  # fails here, before any reading, without one
+    # fails here, before any reading, without a finetune schedule or with an option the config lacks
+    schedule = load_config(args.config, schedule="finetune", cfg_options=parsed_options(args.cfg_options))
     budget = [i for i, hook in enumerate(schedule.custom_hooks) if hook["type"] == "TimeBudgetHook"]
     if not budget:
         raise ValueError(f"{args.config}'s finetune schedule has no TimeBudgetHook for --minutes to set")
@@ -93,13 +98,13 @@ def main(argv=None) -> int:
     (run / "last_checkpoint").unlink(missing_ok=True)  # read below: never a previous run's
     started = time.monotonic()
     run_tool("train.py", args.config, "--load-from", str(args.model), "--data", *map(str, data), "--work-dir", str(run),
-             "--no-test", "--cfg-options", f"custom_hooks.{budget[0]}.minutes={args.minutes}")
+             "--no-test", "--cfg-options", f"custom_hooks.{budget[0]}.minutes={args.minutes}", *args.cfg_options)
     minutes = (time.monotonic() - started) / 60
     tuned, _ = load_model((run / "last_checkpoint").read_text().strip())
     after = dict(family=accuracy(tuned, family_test), general=accuracy(tuned, cfg.test_dataloader.dataset))
 
     result = dict(model=str(args.model), font=font, ranking=ranking, samples=args.samples, replay=args.replay,
-                  fine_tuning_minutes=round(minutes, 1), before=before, after=after,
+                  cfg_options=args.cfg_options, fine_tuning_minutes=round(minutes, 1), before=before, after=after,
                   family_test_words=args.family_test)
     (work / f"finetune_demo_{name}.json").write_text(json.dumps(result, indent=2))
     mixed = f" and {args.replay} general words" if args.replay else ""
@@ -109,6 +114,16 @@ def main(argv=None) -> int:
     print(f"| independent test set (1000 words, all held-out families) | {before['general']:.1%} | "
           f"{after['general']:.1%} |")
     return 0
+
+
+def parsed_options(options: list[str]) -> dict:
+    """``KEY=VALUE`` strings as tools/train.py reads them (mmengine's DictAction); the strings
+    themselves are passed on."""
+    from mmengine.config import DictAction
+
+    parser = argparse.ArgumentParser(prog="finetune_demo.py", add_help=False)
+    parser.add_argument("--cfg-options", nargs="+", action=DictAction, default={})
+    return parser.parse_args(["--cfg-options", *options]).cfg_options if options else {}
 
 
 def rendered(lmdb: Path, count: int, seed: int, assets: str, font: str | None = None) -> Path:
