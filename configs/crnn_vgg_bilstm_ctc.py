@@ -82,8 +82,9 @@ env_cfg = dict(cudnn_benchmark=True, dist_cfg=dict(backend="nccl"))
 # blanks) in minutes instead of most of a 30-minute budget; every trial, kept or dropped, with its
 # command and curve: docs/benchmarks.md ("The CPU recipe").
 # - Adam (lr 1e-3, 30 warm-up iterations, cosine decay, gradient clipping at 5) for ADADELTA: the
-#   paper's optimizer needs far more updates than 30 CPU minutes give. A peak of 2e-3 read 79.8 %
-#   against 81.3-83.0 % at 1e-3; a moving average of the weights read 1.2 points below the last weights.
+#   paper's optimizer needs far more updates than 30 CPU minutes give. In `make train` on an AVX-512
+#   BF16 host, a peak of 2e-3 read 79.8 % against 81.3-83.0 % at 1e-3, and a moving average of the
+#   weights 1.2 points below the last weights.
 # - Batch 16 for 64: on two cores a batch of 16 costs at most ~15 % more per image and gives 4x the
 #   updates (tools/benchmark.py train-recipe); 8 where the CPU trains in fp32 (`cpu_fp32` below).
 # - Batch norm after every convolution (paper: conv5 and conv6 only), via `backbone_defaults`, so a
