@@ -90,7 +90,8 @@ class SweepRecorder(Hook):
 
 def differences(reference, other, key: str = ""):
     """(dotted key, reference value, other value) for each setting that differs. A component whose
-    ``type`` changed is one difference, not one per argument."""
+    ``type`` changed is one difference, not one per argument; a list that gained or lost items (a
+    hook left out) is one difference, (the items only the reference has, those only the other has)."""
     if isinstance(reference, dict) and isinstance(other, dict) and reference.get("type") == other.get("type"):
         found = []
         for name in [*reference, *(k for k in other if k not in reference)]:
@@ -105,6 +106,9 @@ def differences(reference, other, key: str = ""):
     elif isinstance(reference, (list, tuple)) and isinstance(other, (list, tuple)) and len(reference) == len(other):
         for i, (a, b) in enumerate(zip(reference, other)):
             yield from differences(a, b, f"{key}[{i}]")
+    elif isinstance(reference, (list, tuple)) and isinstance(other, (list, tuple)) and (
+            removed := [a for a in reference if a not in other]) + (added := [b for b in other if b not in reference]):
+        yield key, removed, added
     elif reference != other:
         yield key, reference, other
 
@@ -114,6 +118,8 @@ def describe_value(value, limit: int = 70) -> str:
         return "(default)"
     if isinstance(value, dict) and "type" in value:
         text = f"{value['type']}(" + ", ".join(f"{k}={describe_value(v)}" for k, v in value.items() if k != "type") + ")"
+    elif isinstance(value, list) and any(isinstance(v, dict) and "type" in v for v in value):
+        text = "[" + ", ".join(describe_value(v, limit) for v in value) + "]"
     else:
         text = repr(value)
     return text if len(text) <= limit else text[: limit - 1] + "…"

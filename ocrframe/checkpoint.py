@@ -434,11 +434,16 @@ def load_model_config(checkpoint: str | Path, config: str | Path | None = None) 
     return cfg, state.get("state_dict", state)
 
 
-def load_model(checkpoint: str | Path, config: str | Path | None = None):
-    """(recognizer in eval mode with the checkpoint's weights, its config)."""
+def build_trained_model(model_cfg: dict, weights: dict, source, partial: bool = False, advice: str = ""):
+    """The recognizer ``model_cfg`` describes, in eval mode, with ``weights`` loaded (:func:`load_weights`)."""
     from ocrframe.registry import MODELS
 
+    model = MODELS.build(model_cfg)
+    load_weights(model, weights, source, partial=partial, advice=advice)
+    return model.eval()
+
+
+def load_model(checkpoint: str | Path, config: str | Path | None = None):
+    """(recognizer in eval mode with the checkpoint's weights, its config)."""
     cfg, weights = load_model_config(checkpoint, config)
-    model = MODELS.build(cfg.model)
-    load_weights(model, weights, checkpoint)
-    return model.eval(), cfg
+    return build_trained_model(cfg.model, weights, checkpoint), cfg

@@ -60,23 +60,27 @@ def cmd_test(args) -> int:
     from ocrframe.runner import build_runner, load_config
 
     table = bool(args.lexicon)  # the Table 2 evaluation runs outside the Runner, on its own data
-    cfg = load_config(args.config, schedule=args.schedule, work_dir=args.work_dir, cfg_options=args.cfg_options,
-                      checkpoint=args.checkpoint, test_data=None if table else args.data,
-                      launcher=None if table else args.launcher)
     if table:
-        return lexicon_table(args, cfg)
+        from ocrframe.checkpoint import load_checkpoint
+
+        state = load_checkpoint(args.checkpoint)  # read once: its config here, its weights in lexicon_table
+    cfg = load_config(args.config, schedule=args.schedule, work_dir=args.work_dir, cfg_options=args.cfg_options,
+                      checkpoint=args.checkpoint, checkpoint_state=state if table else None,
+                      test_data=None if table else args.data, launcher=None if table else args.launcher)
+    if table:
+        return lexicon_table(args, cfg, state)
     metrics = build_runner(cfg).test()
     print(json.dumps({k: round(float(v), 4) for k, v in metrics.items()}))
     return 0
 
 
-def lexicon_table(args, cfg) -> int:
-    """`ocrframe test --lexicon ...`: the paper's Table 2 (ocrframe/evaluation.py)."""
+def lexicon_table(args, cfg, state: dict) -> int:
+    """`ocrframe test --lexicon ...`: the paper's Table 2 (ocrframe/evaluation.py), read by the
+    checkpoint ``state``'s weights."""
     import torch
 
-    from ocrframe.checkpoint import load_checkpoint, load_weights
+    from ocrframe.checkpoint import build_trained_model
     from ocrframe.evaluation import SEQUENCE_HEADER, WORD_HEADER, column_name, evaluate, format_table, reads_tokens
-    from ocrframe.registry import MODELS
     from ocrframe.data.build import build_dataset, dataset_for, mark_for_evaluation
 
     for mode in args.lexicon:
@@ -84,12 +88,12 @@ def lexicon_table(args, cfg) -> int:
             raise FileNotFoundError(f"--lexicon {mode}: not none, sample or full, and no such word file")
     if len({column_name(m) for m in args.lexicon}) != len(args.lexicon):
         raise ValueError(f"--lexicon {' '.join(args.lexicon)}: two columns would have the same name")
-    model = MODELS.build(cfg.model)  # cfg holds the checkpoint's model already (load_config)
-    state = load_checkpoint(args.checkpoint)
-    load_weights(model, state.get("state_dict", state), args.checkpoint, partial=bool(cfg.get("load_partial", False)),
-                 advice="Pass the config it was trained with, or load only the matching weights: "
-                        "--cfg-options load_partial=True")
-    model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
+    # cfg holds the checkpoint's model already (load_config)
+    model = build_trained_model(cfg.model, state.get("state_dict", state), args.checkpoint,
+                                partial=bool(cfg.get("load_partial", False)),
+                                advice="Pass the config it was trained with, or load only the matching weights: "
+                                       "--cfg-options load_partial=True")
+    model.to("cuda" if torch.cuda.is_available() else "cpu")
     if args.data:
         names = [Path(p).name for p in args.data]
         if len(set(names)) != len(names):  # rows are named by the last path component

@@ -208,10 +208,10 @@ def onnx_model_for(checkpoint: str | Path, model, cfg, int8: bool = False, calib
 
     # What the files depend on: the weights, the config, how they are made and who makes them.
     recipe = f"{ONNX_RECIPE} {CALIBRATION_IMAGES} torch {torch.__version__} onnxruntime {onnxruntime.__version__}"
-    from ocrframe.pretrained import find_weights
+    from ocrframe.pretrained import file_digest, find_weights
 
     weights_file = find_weights(checkpoint) or Path(checkpoint)  # a released model's name names a file too
-    key = hashlib.sha256(weights_file.read_bytes() + cfg.pretty_text.encode() + recipe.encode()).hexdigest()[:20]
+    key = hashlib.sha256((file_digest(weights_file) + cfg.pretty_text + recipe).encode()).hexdigest()[:20]
     fp32 = onnx_cache() / f"{key}-fp32.onnx"
     if int8 and calibration is not None:
         out = Path(scratch or tempfile.mkdtemp()) / "int8.onnx"

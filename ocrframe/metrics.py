@@ -22,9 +22,12 @@ def benchmark_form(text: str) -> str:
     return _NOT_ALNUM.sub("", text.lower())
 
 
-def normalised_edit_distance(prediction: str, truth: str) -> float:
-    """Edit distance over the longer length: 0 for equal strings, 1 for nothing in common."""
-    return editdistance.eval(prediction, truth) / max(len(prediction), len(truth), 1)
+def normalised_edit_distance(prediction: str, truth: str, distance: int | None = None) -> float:
+    """Edit distance over the longer length: 0 for equal strings, 1 for nothing in common
+    (``distance``: their edit distance, where the caller has it already)."""
+    if distance is None:
+        distance = editdistance.eval(prediction, truth)
+    return distance / max(len(prediction), len(truth), 1)
 
 
 def score_pairs(pairs: list[tuple[str, str]], unreadable: list | None = None) -> dict[str, float]:
@@ -35,7 +38,7 @@ def score_pairs(pairs: list[tuple[str, str]], unreadable: list | None = None) ->
     exact = sum(ok and p == g for ok, (p, g) in zip(readable, pairs))
     benchmark = sum(ok and benchmark_form(p) == benchmark_form(g) for ok, (p, g) in zip(readable, pairs))
     distances = [editdistance.eval(p, g) for p, g in pairs]
-    ned = sum(normalised_edit_distance(p, g) for p, g in pairs)
+    ned = sum(normalised_edit_distance(p, g, d) for d, (p, g) in zip(distances, pairs))
     chars = sum(len(g) for _, g in pairs)
     return dict(word_acc=benchmark / n, word_acc_exact=exact / n, one_minus_ned=1 - ned / n,
                 cer=sum(distances) / max(chars, 1))

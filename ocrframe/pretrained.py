@@ -123,7 +123,7 @@ def released_weights(name: str) -> Path:
     card = models[name]
     if not card.weights.is_file():
         raise FileNotFoundError(f"model {name}: its weights file {card.weights} is missing (named in {card.card})")
-    digest = _verified_digest(card.weights)
+    digest = file_digest(card.weights)
     if digest != card.sha256:
         raise ValueError(f"model {name}: {card.weights} is not the file its model card {card.card} describes "
                          f"(SHA-256 {digest[:16]}..., expected {card.sha256[:16]}...): it is truncated or was "
@@ -180,9 +180,9 @@ def write_weights(state_dict: dict, meta: dict, path: str | Path, dtype=None) ->
     return Path(path)
 
 
-def _verified_digest(path: Path) -> str:
+def file_digest(path: Path) -> str:
     """The file's SHA-256, hashed once per version of the file (size and modification time): one
-    read loads a model several times (its config, then its weights)."""
+    read loads a model several times (its config, then its weights, then the ONNX cache's key)."""
     stat = path.stat()
     return _digest_of(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
 

@@ -28,13 +28,15 @@ def add_config_arguments(parser) -> None:
 
 def load_config(path: str, *, schedule: str = "auto", work_dir: str | None = None, cfg_options: dict | None = None,
                 train_data: list[str] | None = None, val_data: list[str] | None = None,
-                checkpoint: str | None = None, test_data: list[str] | None = None, tensorboard: bool = False,
+                checkpoint: str | None = None, checkpoint_state: dict | None = None,
+                test_data: list[str] | None = None, tensorboard: bool = False,
                 resume: bool | str | None = None, amp: bool = False, auto_scale_lr: bool = False,
                 launcher: str | None = None, test_after_train: bool | None = None,
                 load_from: str | None = None) -> Config:
     """Read a config and apply, in order: the named schedule, dataset paths, --cfg-options; then
     what the command asks for (each left alone when not given): the model of a ``checkpoint`` to
-    test (the options still win) and ``test_data``; trained weights to start from (``load_from``:
+    test (the options still win; ``checkpoint_state``: its contents, where the caller has read
+    them already) and ``test_data``; trained weights to start from (``load_from``:
     a checkpoint or a released model's name); TensorBoard; ``resume`` (True: the work dir's
     last checkpoint, or a checkpoint's path); mixed precision (``amp``); LR scaling; the
     distributed ``launcher``; and whether the test set is evaluated after training.
@@ -75,7 +77,7 @@ def load_config(path: str, *, schedule: str = "auto", work_dir: str | None = Non
     # A unique name per run: two Runners in one process otherwise share a Visualizer.
     cfg.experiment_name = f"{Path(path).stem}_{time.strftime('%Y%m%d_%H%M%S')}_{time.monotonic_ns() % 10**6}"
     if checkpoint is not None:
-        use_trained_model(cfg, load_checkpoint(checkpoint))
+        use_trained_model(cfg, checkpoint_state if checkpoint_state is not None else load_checkpoint(checkpoint))
         if cfg_options:  # the user's settings still win over the checkpoint's model
             cfg.merge_from_dict(cfg_options)
         if test_data:

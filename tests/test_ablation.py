@@ -66,6 +66,19 @@ def test_ablation_config_changes_one_setting_and_trains(config, data, tmp_path):
     assert 0 <= result["metrics"]["word_acc"] <= 1 and result["val_images"] == 16
 
 
+def test_a_component_added_to_or_left_out_of_a_list_is_named():
+    from mmengine.config import Config
+
+    hooks = [dict(type="CurvePlotHook"), dict(type="DifficultyRamp", start=0.0, fraction=0.4),
+             dict(type="TimeBudgetHook", minutes=10)]
+    reference = Config(dict(custom_hooks=hooks, layers=[1, 2, 3]))
+    assert describe_changes(reference, Config(dict(custom_hooks=[hooks[0], hooks[2]], layers=[1, 2, 3]))) == [
+        "custom_hooks: [DifficultyRamp(start=0.0, fraction=0.4)] → []"]
+    assert describe_changes(reference, Config(dict(custom_hooks=[*hooks, dict(type="EMAHook", momentum=0.001)],
+                                                   layers=[1, 3]))) == [
+        "custom_hooks: [] → [EMAHook(momentum=0.001)]", "layers: [2] → []"]
+
+
 class Interrupted(Exception):
     pass
 

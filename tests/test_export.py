@@ -13,7 +13,7 @@ import torch
 from mmengine.config import Config
 
 from conftest import READING_WORDS, REPO, render_word
-from ocrframe.export import check_onnx, export_onnx, onnx_session
+from ocrframe.export import check_onnx, export_onnx, onnx_model_for, onnx_session
 from ocrframe.checkpoint import load_model
 from ocrframe.data.batching import pipeline_samples
 from ocrframe.data.transforms import pad_collate
@@ -190,6 +190,27 @@ def test_from_checkpoint_exports_once_and_caches(reading_checkpoint, tmp_path, m
     Reader.from_checkpoint(checkpoint, precision="int8")
     Reader.from_checkpoint(checkpoint, runtime="onnxruntime")
     assert sorted((tmp_path / "onnx").glob("*")) == cached  # no partial files left either
+
+
+def test_the_onnx_cache_is_keyed_by_the_weights_files_content(checkpoint, tmp_path, monkeypatch):
+    """The same file is exported once; rewritten with other weights, it gets a file of its own."""
+    import shutil
+
+    import ocrframe.export
+    from conftest import save_checkpoint
+
+    monkeypatch.setenv("OCRFRAME_CACHE", str(tmp_path / "cache"))
+    copy = shutil.copy(checkpoint, tmp_path / "crnn.pth")
+    model, cfg = load_model(copy)
+    first = onnx_model_for(copy, model, cfg)
+    exported_again = []
+    monkeypatch.setattr(ocrframe.export, "export_onnx", lambda *args, **kwargs: exported_again.append(args))
+    assert onnx_model_for(copy, model, cfg) == first and not exported_again
+    with torch.no_grad():
+        next(model.parameters()).add_(1.0)
+    save_checkpoint(model, cfg, copy)  # the same size, other bytes
+    second = onnx_model_for(copy, model, cfg)
+    assert second != first and len(exported_again) == 1
 
 
 def test_onnxruntime_needs_its_model_file_and_runs_fp32_or_int8(checkpoint):

@@ -75,27 +75,24 @@ def main(argv=None) -> int:
                         help="what exact-match accuracy is called for this model, e.g. 'fragment accuracy' (OMR)")
     args = parser.parse_args(argv)
 
-    from ocrframe.checkpoint import load_checkpoint, load_weights, store_config, stored_config
+    from ocrframe.checkpoint import build_trained_model, load_checkpoint, store_config, stored_config
     from ocrframe.plugins import load_plugins
     from ocrframe.pretrained import card_front_matter, read_weights, write_weights
-    from ocrframe.registry import MODELS
 
     load_plugins()
     notes = Path(args.notes).read_text(encoding="utf-8") if args.notes else f"# {args.name}\n\n{args.summary}\n"
     state = load_checkpoint(args.checkpoint)
     cfg = stored_config(state, args.checkpoint)
     cfg.model.alignment_loss = 0.0  # the probe trains the backbone; a released model reads without it
-    model = MODELS.build(cfg.model).eval()
     weights = {k: v for k, v in state["state_dict"].items() if not k.startswith("alignment_probe.")}
-    load_weights(model, weights, args.checkpoint)
+    model = build_trained_model(cfg.model, weights, args.checkpoint)
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out, prefix=".release-") as tmp:  # in OUT: the final rename stays on one disk
         staged = write_weights(model.state_dict(), store_config({}, cfg), Path(tmp) / f"{args.name}.safetensors",
                                DTYPES[args.dtype])
-        released = MODELS.build(cfg.model).eval()
-        load_weights(released, read_weights(staged)["state_dict"], staged)
+        released = build_trained_model(cfg.model, read_weights(staged)["state_dict"], staged)
         datasets = test_sets(cfg, args.limit)
         scores, texts = transcriptions(model, datasets, Path(tmp) / "fp32.tsv")
         scores_released, texts_released = transcriptions(released, datasets, Path(tmp) / "released.tsv")
