@@ -90,8 +90,8 @@ class SweepRecorder(Hook):
 
 def differences(reference, other, key: str = ""):
     """(dotted key, reference value, other value) for each setting that differs. A component whose
-    ``type`` changed is one difference, not one per argument; a list that gained or lost items (a
-    hook left out) is one difference, (the items only the reference has, those only the other has)."""
+    ``type`` changed is one difference, not one per argument; so is a list that gained or lost items
+    (a hook left out), given as the items only the reference has and those only the other has."""
     if isinstance(reference, dict) and isinstance(other, dict) and reference.get("type") == other.get("type"):
         found = []
         for name in [*reference, *(k for k in other if k not in reference)]:
