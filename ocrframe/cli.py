@@ -57,15 +57,13 @@ def cmd_train(args) -> int:
 
 
 def cmd_test(args) -> int:
+    from ocrframe.checkpoint import load_checkpoint
     from ocrframe.runner import build_runner, load_config
 
     table = bool(args.lexicon)  # the Table 2 evaluation runs outside the Runner, on its own data
-    if table:
-        from ocrframe.checkpoint import load_checkpoint
-
-        state = load_checkpoint(args.checkpoint)  # read once: its config here, its weights in lexicon_table
+    state = load_checkpoint(args.checkpoint) if table else None  # read once: config and weights of the table
     cfg = load_config(args.config, schedule=args.schedule, work_dir=args.work_dir, cfg_options=args.cfg_options,
-                      checkpoint=args.checkpoint, checkpoint_state=state if table else None,
+                      checkpoint=args.checkpoint, checkpoint_state=state,
                       test_data=None if table else args.data, launcher=None if table else args.launcher)
     if table:
         return lexicon_table(args, cfg, state)
