@@ -113,7 +113,8 @@ class TimeBudgetHook(Hook):
     message hub; the clocks are saved in checkpoints (``state_dict``), so a resumed run goes on
     measuring and planning where the interrupted one was (time between the two is not counted).
 
-    The config's ``max_iters`` is the upper bound; the plan never exceeds it.
+    The config's ``max_iters`` is the upper bound; the plan never exceeds it, and the log says
+    when it ends the run before the budget does.
     """
 
     priority = "VERY_HIGH"
@@ -138,6 +139,7 @@ class TimeBudgetHook(Hook):
         self.window_start = self.window_iter = None  # when timing began, and at which iteration
         self.plan_points = []  # (when, iteration, eval_seconds) of the last PACE_WINDOWS plans
         self.per_iter = None     # seconds per training iteration it planned with
+        self.told_capped = False  # whether the log said that max_iters ends the run before the budget
         self.active = runner.train_loop.max_iters > self.measure[1]  # a run this short needs no plan
         state, self._restored = getattr(self, "_restored", None), None
         plan = runner.message_hub.get_info("time_budget_plan")
@@ -223,6 +225,13 @@ class TimeBudgetHook(Hook):
             evaluations = -(-(max_iters - done) // interval) * val_samples + test_samples
             fit = done + int(max(left - evaluations * self.seconds_per_sample, 0) / per_iter)
             max_iters = max(done + 1, min(self.upper_bound, fit))
+        if fit > self.upper_bound and not self.told_capped:
+            self.told_capped = True
+            unused = (fit - self.upper_bound) * per_iter / 60
+            print_log(f"time budget: {fit} iterations would fit in {self.budget / 60:g} min, but the config's "
+                      f"train_cfg.max_iters ({self.upper_bound}) ends the run about {unused:.0f} min early; "
+                      f"raise train_cfg.max_iters to train for the whole budget",
+                      logger=runner.logger, level=logging.WARNING)
         interval = self._interval(max_iters, planned_interval)
         if max_iters % interval < interval // 3 and max_iters - max_iters % interval > done:
             max_iters -= max_iters % interval  # no validation just before the final one

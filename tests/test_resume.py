@@ -164,6 +164,20 @@ def test_the_plan_is_paced_over_two_windows_so_it_does_not_swing_with_each(windo
     assert (swing >= 5) if windows == 1 else (swing <= 1), planned  # 24-40 at one window's pace, 30-31 at two
 
 
+def test_the_log_says_when_max_iters_ends_the_run_before_the_budget(straight, tmp_path, train_lmdb, val_lmdb,
+                                                                    monkeypatch):
+    """Two minutes at one fake second per iteration fit far more than the config's 40 iterations:
+    the run stops at 40, and the log says so and what to raise; the 30-second run, which fits, is not told."""
+    work_dir = tmp_path / "work"
+    runner = train(work_dir, (train_lmdb, val_lmdb), monkeypatch, options=["custom_hooks.4.minutes=2"])
+    assert runner.iter == UPPER_BOUND
+    (log,) = work_dir.glob("*/*.log")
+    assert len(re.findall(rf"config's train_cfg.max_iters \({UPPER_BOUND}\) ends the run about \d+ min early",
+                          log.read_text())) == 1
+    (straight_log,) = straight[0].glob("*/*.log")
+    assert "ends the run about" not in straight_log.read_text()
+
+
 class QuickeningClock(FakeClock):
     """Three seconds per training iteration for the first eight, one after: a machine busy when
     the run starts."""
