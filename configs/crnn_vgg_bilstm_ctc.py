@@ -76,7 +76,8 @@ env_cfg = dict(cudnn_benchmark=True, dist_cfg=dict(backend="nccl"))
 # Named overrides, merged over the settings above by tools/train.py --schedule NAME.
 # The CPU schedules are sized in wall-clock time, not iterations: CPUs differ several-fold in speed
 # (fast bf16 kernels or not), so TimeBudgetHook times the first iterations and then sets how many
-# fit, the validation interval and the end of the cosine decay; max_iters is only an upper bound.
+# fit, the validation interval and the end of the cosine decay; max_iters is only an upper bound,
+# beyond any CPU budget (the log says if it cuts a run short).
 #
 # The CPU recipe deviates from the paper to leave CTC's initial plateau (the network emitting only
 # blanks) in minutes instead of most of a 30-minute budget; every trial, kept or dropped, with its
@@ -113,11 +114,11 @@ schedules = dict(cpu=dict(
     model=dict(alignment_loss=1.0, backbone_defaults=dict(batch_norm="all")),
     train_dataloader=dict(batch_size=16),
     val_dataloader=dict(dataset=dict(pipeline=train_pipeline, length=500)),
-    train_cfg=dict(max_iters=100_000, val_interval=1000),
+    train_cfg=dict(max_iters=1_000_000, val_interval=1000),
     optim_wrapper=dict(_delete_=True, type="AutocastOptimWrapper", dtype="bfloat16",
                        optimizer=dict(type="Adam", lr=1e-3), clip_grad=dict(max_norm=5.0)),
     param_scheduler=[dict(type="LinearLR", start_factor=0.01, by_epoch=False, begin=0, end=30),
-                     dict(type="CosineAnnealingLR", eta_min=1e-5, by_epoch=False, begin=30, end=100_000)],
+                     dict(type="CosineAnnealingLR", eta_min=1e-5, by_epoch=False, begin=30, end=1_000_000)],
     custom_hooks=[*custom_hooks, *cpu_hooks, dict(type="TimeBudgetHook", minutes=27, validations=6)],
     env_cfg=dict(cudnn_benchmark=False, dist_cfg=dict(backend="gloo")),
 ))
