@@ -193,8 +193,12 @@ def build_runner(cfg: Config) -> Runner:
 def describe_schedule(cfg: Config, runner: Runner) -> None:
     device = "GPU" if torch.cuda.is_available() else f"CPU ({torch.get_num_threads()} threads)"
     loop = cfg.train_cfg
-    message = (f"device: {device}; schedule: {cfg.schedule} -- {loop.get('max_iters', '?')} iterations of "
-               f"batch {cfg.train_dataloader.batch_size}, validation every {loop.get('val_interval', '?')}, "
+    budget = next((h for h in cfg.get("custom_hooks", []) if h.get("type") == "TimeBudgetHook"), None)
+    if budget:  # the hook sizes the run; max_iters is only its upper bound
+        length = f"a {budget['minutes']:g}-minute budget (at most {loop.get('max_iters', '?')} iterations)"
+    else:
+        length = f"{loop.get('max_iters', '?')} iterations, validation every {loop.get('val_interval', '?')}"
+    message = (f"device: {device}; schedule: {cfg.schedule} -- batch {cfg.train_dataloader.batch_size}, {length}, "
                f"optimizer {cfg.optim_wrapper.optimizer.type} via {cfg.optim_wrapper.type}")
     if cfg.schedule == "cpu-fp32":
         message += " (the config's CPU schedule for CPUs without fast bf16 kernels, which train in fp32)"

@@ -94,6 +94,9 @@ def test_training_config_dump_holds_the_command_line_settings(first_run, train_l
     expected = "cpu" if native_bf16("cpu") else "cpu-fp32"
     assert dumped.schedule == expected
     assert f"schedule: {expected} -- " in first_run.log
+    # the schedule's time budget sizes the run; the log names it and the command line's bound
+    minutes = next(h.minutes for h in dumped.custom_hooks if h.type == "TimeBudgetHook")
+    assert f"batch 8, a {minutes:g}-minute budget (at most 4 iterations)" in first_run.log
 
 
 def test_training_logs_loss_by_iteration_and_validation_at_its_interval(first_run):
