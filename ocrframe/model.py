@@ -91,6 +91,10 @@ class Recognizer(BaseModel):
         self.alignment_weight = float(alignment_loss)
         if self.alignment_weight > 0:
             self.alignment_probe = torch.nn.Linear(self.backbone.out_channels, self.charset.num_classes)
+        # Share of the sequence encoder's gradient (CTC's) that reaches the backbone in training; 1
+        # trains as the paper does. AlignmentLossDecay(handover=True) raises it from 0 to 1 as the
+        # alignment loss fades, so the probe alone shapes the backbone's first features.
+        self.backbone_ctc_gradient = 1.0
         # channels_last lets oneDNN pick its fast convolution kernels (see docs/benchmarks.md).
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.to(memory_format=self.memory_format)
@@ -138,7 +142,10 @@ class Recognizer(BaseModel):
         lengths = None
         if widths is not None:  # in a padded batch, the frames of each image (tensor mode too)
             lengths = self.frame_lengths(widths, at_most=frames.shape[1]).to(frames.device)
-        sequence = self.encode(frames, lengths)          # (N, T, E)
+        encoder_input = frames
+        if self.training and self.backbone_ctc_gradient != 1.0:  # same values, a share of the gradient
+            encoder_input = frames * self.backbone_ctc_gradient + frames.detach() * (1.0 - self.backbone_ctc_gradient)
+        sequence = self.encode(encoder_input, lengths)   # (N, T, E)
         log_probs = self.head(sequence)                  # (N, T, K)
         if mode == "tensor":
             return log_probs

@@ -29,20 +29,27 @@ def _check_fraction(fraction: float) -> float:
 class AlignmentLossDecay(Hook):
     """Lowers the recognizer's ``alignment_weight`` linearly from the config's value
     (``model.alignment_loss``) to 0 over the first ``fraction`` of training, so the alignment loss
-    starts the run and CTC alone finishes it."""
+    starts the run and CTC alone finishes it. ``handover``: the share of CTC's gradient that reaches
+    the backbone (``backbone_ctc_gradient``) rises from 0 to 1 meanwhile, so the backbone's first
+    features are shaped by the alignment loss alone."""
 
     priority = "LOW"  # after TimeBudgetHook has set max_iters
 
-    def __init__(self, fraction: float = 0.3):
+    def __init__(self, fraction: float = 0.3, handover: bool = False):
         self.fraction = _check_fraction(fraction)
+        self.handover = handover
         self.initial = None
 
     def before_train_iter(self, runner, batch_idx, data_batch=None) -> None:
         model = runner.model.module if hasattr(runner.model, "module") else runner.model
         if self.initial is None:
             self.initial = model.alignment_weight
-        model.alignment_weight = self.initial * (1.0 - _ramp(runner.iter, runner.train_loop.max_iters, self.fraction))
+        progress = _ramp(runner.iter, runner.train_loop.max_iters, self.fraction)
+        model.alignment_weight = self.initial * (1.0 - progress)
         runner.message_hub.update_scalar("train/alignment_weight", model.alignment_weight)  # logged with the loss
+        if self.handover and self.initial > 0:  # without the alignment loss, CTC alone teaches the backbone
+            model.backbone_ctc_gradient = progress
+            runner.message_hub.update_scalar("train/backbone_ctc_gradient", progress)
 
 
 class DifficultyRamp(Hook):

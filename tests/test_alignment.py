@@ -199,3 +199,46 @@ def test_the_weight_decays_linearly_to_zero_and_follows_the_iteration_on_resume(
     runner2.iter = 25
     hook2.before_train_iter(runner2, 25)
     assert resumed.alignment_weight == pytest.approx(1.0)
+
+
+def test_with_no_ctc_gradient_share_the_backbone_learns_from_the_probe_alone_and_outputs_are_unchanged():
+    torch.manual_seed(0)
+    images = torch.randn(2, 1, 32, 100)
+    samples = dict(texts=["abc", "hello"], keys=["a", "b"], widths=torch.tensor([100, 100]),
+                   char_x=[[0.2, 0.5, 0.8], [0.1, 0.3, 0.5, 0.7, 0.9]])
+    full, shielded = model(1.0).train(), model(1.0).train()
+    shielded.load_state_dict(full.state_dict())
+    shielded.backbone_ctc_gradient = 0.0
+    ctc_full, ctc_shielded = full(images, samples, mode="loss")["loss"], shielded(images, samples, mode="loss")["loss"]
+    assert torch.allclose(ctc_full, ctc_shielded)  # the forward pass is the same
+    ctc_shielded.backward()
+    assert all(p.grad is None or p.grad.abs().sum() == 0 for p in shielded.backbone.parameters())
+    assert shielded.head.classifier.weight.grad.abs().sum() > 0  # the head and encoder still learn CTC
+    ctc_full.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in full.backbone.parameters())
+    # A share s scales CTC's gradient into the backbone by s.
+    half = model(1.0).train()
+    half.load_state_dict(full.state_dict())
+    half.backbone_ctc_gradient = 0.5
+    half(images, samples, mode="loss")["loss"].backward()
+    first = next(p for p in full.backbone.parameters() if p.grad is not None and p.grad.abs().sum() > 0)
+    index = [p is first for p in full.backbone.parameters()].index(True)
+    assert torch.allclose(list(half.backbone.parameters())[index].grad, 0.5 * first.grad, rtol=1e-4, atol=1e-7)
+
+
+def test_the_handover_raises_ctcs_gradient_share_as_the_alignment_weight_falls():
+    m = model(1.0)
+    hook = AlignmentLossDecay(fraction=0.5, handover=True)
+    runner = _Runner(m, 100)
+    shares = []
+    for it in (0, 25, 50, 75):
+        runner.iter = it
+        hook.before_train_iter(runner, it)
+        shares.extend([m.alignment_weight, m.backbone_ctc_gradient])
+    assert shares == pytest.approx([1.0, 0.0, 0.5, 0.5, 0.0, 1.0, 0.0, 1.0])
+    plain = model(1.0)
+    AlignmentLossDecay(fraction=0.5).before_train_iter(_Runner(plain, 100), 0)
+    assert plain.backbone_ctc_gradient == 1.0  # without handover, CTC's gradient is never scaled
+    unaligned = model(0.0)  # no alignment loss to hand over from: CTC teaches the backbone from the start
+    AlignmentLossDecay(fraction=0.5, handover=True).before_train_iter(_Runner(unaligned, 100), 0)
+    assert unaligned.backbone_ctc_gradient == 1.0
