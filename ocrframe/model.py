@@ -91,9 +91,10 @@ class Recognizer(BaseModel):
         self.alignment_weight = float(alignment_loss)
         if self.alignment_weight > 0:
             self.alignment_probe = torch.nn.Linear(self.backbone.out_channels, self.charset.num_classes)
-        # Share of the sequence encoder's gradient (CTC's) that reaches the backbone in training; 1
-        # trains as the paper does. AlignmentLossDecay(handover=True) raises it from 0 to 1 as the
-        # alignment loss fades, so the probe alone shapes the backbone's first features.
+        # Share of the sequence encoder's gradient (CTC's) that reaches the backbone in training, on
+        # images the alignment loss teaches (see share_ctc_gradient()); 1 trains as the paper does.
+        # AlignmentLossDecay(handover=True) raises it from 0 to 1 as the alignment loss fades, so the
+        # probe alone shapes the backbone's first features.
         self.backbone_ctc_gradient = 1.0
         # channels_last lets oneDNN pick its fast convolution kernels (see docs/benchmarks.md).
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
@@ -143,8 +144,8 @@ class Recognizer(BaseModel):
         if widths is not None:  # in a padded batch, the frames of each image (tensor mode too)
             lengths = self.frame_lengths(widths, at_most=frames.shape[1]).to(frames.device)
         encoder_input = frames
-        if self.training and self.backbone_ctc_gradient != 1.0:  # same values, a share of the gradient
-            encoder_input = frames * self.backbone_ctc_gradient + frames.detach() * (1.0 - self.backbone_ctc_gradient)
+        if mode == "loss" and self.backbone_ctc_gradient != 1.0:
+            encoder_input = self.share_ctc_gradient(frames, data_samples)
         sequence = self.encode(encoder_input, lengths)   # (N, T, E)
         log_probs = self.head(sequence)                  # (N, T, K)
         if mode == "tensor":
@@ -174,6 +175,19 @@ class Recognizer(BaseModel):
                                     **({"unreadable": reason} if reason else {})))
             return outputs
         raise ValueError(f"mode must be 'tensor', 'loss' or 'predict', not {mode!r}")
+
+    def share_ctc_gradient(self, frames: torch.Tensor, data_samples: dict) -> torch.Tensor:
+        """The frames unchanged, but only ``backbone_ctc_gradient`` of the gradient that comes back
+        through them reaches the backbone -- for the images the alignment loss teaches (those with
+        character positions); the others' backbone learns from CTC in full, as nothing else teaches it."""
+        positions = data_samples.get("char_x")
+        if self.alignment_weight <= 0 or positions is None:
+            return frames
+        taught = [xs is not None and len(xs) == len(self.charset.encode(text))
+                  for xs, text in zip(positions, data_samples["texts"])]
+        share = torch.where(torch.tensor(taught, device=frames.device), self.backbone_ctc_gradient, 1.0)
+        share = share.to(frames.dtype)[:, None, None]
+        return frames * share + frames.detach() * (1.0 - share)
 
     def encode(self, frames: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
         """The sequence encoder's output; ``lengths`` (frames per image) go to an encoder whose

@@ -226,19 +226,33 @@ def test_with_no_ctc_gradient_share_the_backbone_learns_from_the_probe_alone_and
     assert torch.allclose(list(half.backbone.parameters())[index].grad, 0.5 * first.grad, rtol=1e-4, atol=1e-7)
 
 
-def test_the_handover_raises_ctcs_gradient_share_as_the_alignment_weight_falls():
-    m = model(1.0)
-    hook = AlignmentLossDecay(fraction=0.5, handover=True)
-    runner = _Runner(m, 100)
-    shares = []
-    for it in (0, 25, 50, 75):
-        runner.iter = it
-        hook.before_train_iter(runner, it)
-        shares.extend([m.alignment_weight, m.backbone_ctc_gradient])
-    assert shares == pytest.approx([1.0, 0.0, 0.5, 0.5, 0.0, 1.0, 0.0, 1.0])
-    plain = model(1.0)
-    AlignmentLossDecay(fraction=0.5).before_train_iter(_Runner(plain, 100), 0)
-    assert plain.backbone_ctc_gradient == 1.0  # without handover, CTC's gradient is never scaled
-    unaligned = model(0.0)  # no alignment loss to hand over from: CTC teaches the backbone from the start
-    AlignmentLossDecay(fraction=0.5, handover=True).before_train_iter(_Runner(unaligned, 100), 0)
-    assert unaligned.backbone_ctc_gradient == 1.0
+def test_images_without_positions_keep_ctcs_full_gradient_under_the_handover():
+    """An LMDB has no character positions: nothing but CTC teaches the backbone on its images."""
+    torch.manual_seed(0)
+    images = torch.randn(2, 1, 32, 100)
+    base = dict(texts=["abc", "hello"], keys=["a", "b"], widths=torch.tensor([100, 100]))
+    reference = model(1.0).train()
+
+    def gradient_at_backbone_output(samples, share):
+        """CTC's gradient arriving at the backbone's features, per image."""
+        m = model(1.0).train()
+        m.load_state_dict(reference.state_dict())
+        m.backbone_ctc_gradient = share
+        features = []
+
+        def keep(module, args, out):
+            out.retain_grad()
+            features.append(out)
+
+        m.backbone.register_forward_hook(keep)
+        m(images, samples, mode="loss")["loss"].backward()  # CTC alone
+        return features[0].grad.flatten(1)
+
+    full = gradient_at_backbone_output(base, 1.0)
+    assert (full.abs().sum(1) > 0).all()
+    assert torch.equal(gradient_at_backbone_output(base, 0.0), full)  # no positions at all
+    assert torch.equal(gradient_at_backbone_output(dict(base, char_x=[None, None]), 0.0), full)
+    # One image with positions, one without: only the second one's CTC gradient reaches the backbone.
+    mixed = gradient_at_backbone_output(dict(base, char_x=[[0.2, 0.5, 0.8], None]), 0.0)
+    assert mixed[0].abs().sum() == 0
+    assert torch.allclose(mixed[1], full[1])
