@@ -98,7 +98,8 @@ env_cfg = dict(cudnn_benchmark=True, dist_cfg=dict(backend="nccl"))
 #   from 1 to 0 over the first half of training (AlignmentLossDecay): CTC alone finishes.
 #   Without it: 11.8 % against 62.1 % after 10 minutes, one seed of three still on the plateau (*).
 #   Handover (AlignmentLossDecay's `handover`): meanwhile the share of CTC's gradient that reaches
-#   the backbone rises from 0 to 1, so the probe alone shapes its first features. Where the CTC head
+#   the backbone rises from 0 to 1, so the probe alone shapes its first features (on images with
+#   character positions; an LMDB's keep CTC's full gradient, nothing else teaches). Where the CTC head
 #   reads the backbone's frames directly (no sequence encoder), CTC's plateau gradient otherwise
 #   drowns the probe's: on an AVX2 host, fp32, batch 8, 600 iterations, that model read 0.0 % without
 #   and 22.6 % with it; the paper model 1.4 % both (1 - NED 0.355 / 0.362). docs/ablations.md.
