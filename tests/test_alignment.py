@@ -256,3 +256,21 @@ def test_images_without_positions_keep_ctcs_full_gradient_under_the_handover():
     mixed = gradient_at_backbone_output(dict(base, char_x=[[0.2, 0.5, 0.8], None]), 0.0)
     assert mixed[0].abs().sum() == 0
     assert torch.allclose(mixed[1], full[1])
+
+
+def test_the_handover_raises_ctcs_gradient_share_as_the_alignment_weight_falls():
+    m = model(1.0)
+    hook = AlignmentLossDecay(fraction=0.5, handover=True)
+    runner = _Runner(m, 100)
+    shares = []
+    for it in (0, 25, 50, 75):
+        runner.iter = it
+        hook.before_train_iter(runner, it)
+        shares.extend([m.alignment_weight, m.backbone_ctc_gradient])
+    assert shares == pytest.approx([1.0, 0.0, 0.5, 0.5, 0.0, 1.0, 0.0, 1.0])
+    plain = model(1.0)
+    AlignmentLossDecay(fraction=0.5).before_train_iter(_Runner(plain, 100), 0)
+    assert plain.backbone_ctc_gradient == 1.0  # without handover, CTC's gradient is never scaled
+    unaligned = model(0.0)  # no alignment loss to hand over from: CTC teaches the backbone from the start
+    AlignmentLossDecay(fraction=0.5, handover=True).before_train_iter(_Runner(unaligned, 100), 0)
+    assert unaligned.backbone_ctc_gradient == 1.0
