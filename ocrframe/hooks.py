@@ -233,8 +233,12 @@ class TimeBudgetHook(Hook):
                       f"raise train_cfg.max_iters to train for the whole budget",
                       logger=runner.logger, level=logging.WARNING)
         interval = self._interval(max_iters, planned_interval)
-        if max_iters % interval < interval // 3 and max_iters - max_iters % interval > done:
-            max_iters -= max_iters % interval  # no validation just before the final one
+        multiples = max_iters // interval  # validation points up to max_iters, counted from iteration 0
+        if 0 < max_iters % interval < interval // 3 and multiples * interval > done:
+            # no validation just before the final one: the last intervals stretch over the short gap
+            # (cutting the run back to a multiple of the interval instead left up to a quarter of a
+            # one-validation run's budget unused when a slow start had planned it short)
+            interval = -(-max_iters // multiples)
         previous, previous_interval = runner.train_loop.max_iters, runner.train_loop.val_interval
         plan = dict(max_iters=max_iters, val_interval=interval)
         self._rescale_schedulers(runner, max_iters)

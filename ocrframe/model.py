@@ -143,9 +143,12 @@ class Recognizer(BaseModel):
         lengths = None
         if widths is not None:  # in a padded batch, the frames of each image (tensor mode too)
             lengths = self.frame_lengths(widths, at_most=frames.shape[1]).to(frames.device)
-        encoder_input = frames
-        if mode == "loss" and self.backbone_ctc_gradient != 1.0:
-            encoder_input = self.share_ctc_gradient(frames, data_samples)
+        encoder_input, taught = frames, None
+        if mode == "loss" and self.alignment_weight > 0 and data_samples.get("char_x") is not None:
+            targets = [self.charset.encode(t) for t in data_samples["texts"]]
+            taught = with_positions(targets, data_samples["char_x"])  # the images the alignment loss teaches
+            if self.backbone_ctc_gradient != 1.0:
+                encoder_input = self.share_ctc_gradient(frames, taught)
         sequence = self.encode(encoder_input, lengths)   # (N, T, E)
         log_probs = self.head(sequence)                  # (N, T, K)
         if mode == "tensor":
@@ -158,10 +161,10 @@ class Recognizer(BaseModel):
             for current, before in statistics:  # through .data: backward does not read them in training
                 current.data.copy_(torch.where(all_finite, current, before))
             losses = self.loss(log_probs, lengths, data_samples, finite)
-            if self.alignment_weight > 0 and data_samples.get("char_x") is not None:
+            if taught is not None:
                 probe = self.alignment_probe(frames).float().log_softmax(-1)
                 losses["loss_align"] = self.alignment_weight * self.alignment_loss(
-                    probe, lengths, [self.charset.encode(t) for t in data_samples["texts"]], data_samples["char_x"])
+                    probe, lengths, targets, data_samples["char_x"])
             return losses
         if mode == "predict":
             predictions = self.decoder.decode(log_probs.float(), lengths, **self.lexicon_kwargs(data_samples))
@@ -176,15 +179,11 @@ class Recognizer(BaseModel):
             return outputs
         raise ValueError(f"mode must be 'tensor', 'loss' or 'predict', not {mode!r}")
 
-    def share_ctc_gradient(self, frames: torch.Tensor, data_samples: dict) -> torch.Tensor:
+    def share_ctc_gradient(self, frames: torch.Tensor, taught: list[bool]) -> torch.Tensor:
         """The frames unchanged, but only ``backbone_ctc_gradient`` of the gradient that comes back
-        through them reaches the backbone -- for the images the alignment loss teaches (those with
-        character positions); the others' backbone learns from CTC in full, as nothing else teaches it."""
-        positions = data_samples.get("char_x")
-        if self.alignment_weight <= 0 or positions is None:
-            return frames
-        taught = [xs is not None and len(xs) == len(self.charset.encode(text))
-                  for xs, text in zip(positions, data_samples["texts"])]
+        through them reaches the backbone -- for the images the alignment loss teaches (``taught``,
+        see :func:`with_positions`); the others' backbone learns from CTC in full, as nothing else
+        teaches it."""
         share = torch.where(torch.tensor(taught, device=frames.device), self.backbone_ctc_gradient, 1.0)
         share = share.to(frames.dtype)[:, None, None]
         return frames * share + frames.detach() * (1.0 - share)
@@ -270,10 +269,11 @@ class Recognizer(BaseModel):
         frame away from every centre should predict blank, the rest are left to CTC. This is the
         peaky alignment CTC converges to, given from the first step, so training skips CTC's initial
         plateau (the network emitting only blanks); see docs/benchmarks.md. Frames are taken to
-        cover equal shares of the image width; images without positions are left out."""
+        cover equal shares of the image width; images without positions for each character of their
+        label are left out (:func:`with_positions`)."""
         frame_targets = torch.full(log_probs.shape[:2], -100, dtype=torch.long)
-        for i, (xs, label, n) in enumerate(zip(char_x, targets, lengths.tolist())):
-            if xs is None or len(xs) != len(label) or n == 0:
+        for i, (xs, label, n, ok) in enumerate(zip(char_x, targets, lengths.tolist(), with_positions(targets, char_x))):
+            if not ok or n == 0:
                 continue
             frames = [min(n - 1, int(x * n)) for x in xs]
             row = frame_targets[i]
@@ -292,3 +292,9 @@ class Recognizer(BaseModel):
             if kind.any():
                 loss = loss + nll[kind].mean()
         return loss
+
+
+def with_positions(targets: list[list[int]], char_x: list) -> list[bool]:
+    """Per image, whether the data says where each character of its label is drawn -- the images
+    the alignment loss can teach (synthetic data knows the positions; an LMDB's images do not)."""
+    return [xs is not None and len(xs) == len(label) for xs, label in zip(char_x, targets)]

@@ -1,7 +1,8 @@
 """Hooks of the CPU training recipe (the configs' ``cpu`` schedules): they shape the first part of
 training so a CPU leaves CTC's initial plateau in minutes (measurements: docs/benchmarks.md).
 
-- :class:`AlignmentLossDecay` fades out the recognizer's frame-level alignment loss.
+- :class:`AlignmentLossDecay` fades out the recognizer's frame-level alignment loss and, with
+  ``handover=True``, hands the backbone over from it to CTC meanwhile.
 - :class:`DifficultyRamp` raises the share of full-difficulty synthetic samples from ``start`` to 1.
 
 Both set their value from the iteration alone, so a resumed run continues exactly where it was.

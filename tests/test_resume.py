@@ -201,6 +201,27 @@ def test_a_plan_that_grows_moves_the_validation_interval_with_it(tmp_path, train
     assert runner.train_loop.val_interval >= runner.iter // 3
 
 
+class SlowStartClock(FakeClock):
+    """1.25 seconds per training iteration for the first eight, one after: a run planned during a
+    slow start, a little short."""
+
+    def before_train_iter(self, runner, batch_idx, data_batch=None) -> None:
+        self.now += 1.25 if runner.iter < 8 else 1.0
+
+
+def test_a_plan_that_grows_a_little_lengthens_a_one_validation_run(tmp_path, train_lmdb, val_lmdb, monkeypatch):
+    """With one validation (as in a sweep), re-plans a few iterations longer than the first plan
+    lengthen the run: the interval stretches to the new end (cutting the run back to the first
+    plan's interval left the budget's end unused) and the run still validates once."""
+    recorder = PlanRecorder()
+    work_dir = tmp_path / "work"
+    runner = train(work_dir, (train_lmdb, val_lmdb), monkeypatch, clock=SlowStartClock(), hooks=[recorder],
+                   options=["custom_hooks.4.validations=1"])
+    first_plan = recorder.plans[4]  # planned after iteration 4, at 1.25 s per iteration
+    assert first_plan < runner.iter < 1.25 * first_plan, recorder.plans  # within the interval's 25 % hold
+    assert validation_steps(work_dir) == [runner.iter]
+
+
 # Before timing starts, at its start, within it (where resuming used to crash), at a validation that
 # re-plans, and after it.
 @pytest.mark.parametrize("resume_at", [1, 2, 3, "first validation", "second validation"])
