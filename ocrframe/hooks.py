@@ -197,13 +197,17 @@ class TimeBudgetHook(Hook):
             self._plan(runner, done=runner.iter)
 
     def _estimate_evaluation(self, runner, data_batch) -> None:
-        """Seconds per evaluated sample, from the model's forward pass on a training batch."""
+        """Seconds per evaluated sample, from the model's forward pass on a training batch: the
+        faster of two, as the first in a process also sets up its kernels."""
         runner.model.eval()  # so batch norm statistics are left alone
-        start = time.monotonic()
-        with torch.no_grad():
-            runner.model.val_step(data_batch)
+        seconds = []
+        for _ in range(2):
+            start = time.monotonic()
+            with torch.no_grad():
+                runner.model.val_step(data_batch)
+            seconds.append(time.monotonic() - start)
         batch_size = len(data_batch["inputs"]) if isinstance(data_batch, dict) else 1
-        self.seconds_per_sample = (time.monotonic() - start) / batch_size * self.EVAL_WIDTH_FACTOR
+        self.seconds_per_sample = min(seconds) / batch_size * self.EVAL_WIDTH_FACTOR
         runner.model.train()
 
     def _plan(self, runner, done: int) -> None:
@@ -235,10 +239,16 @@ class TimeBudgetHook(Hook):
         interval = self._interval(max_iters, planned_interval)
         multiples = max_iters // interval  # validation points up to max_iters, counted from iteration 0
         if 0 < max_iters % interval < interval // 3 and multiples * interval > done:
-            # no validation just before the final one: the last intervals stretch over the short gap
-            # (cutting the run back to a multiple of the interval instead left up to a quarter of a
-            # one-validation run's budget unused when a slow start had planned it short)
-            interval = -(-max_iters // multiples)
+            # No validation just before the final one: the intervals stretch over the short gap. Where
+            # that would bring the next validation closer (right after one, it would come again a few
+            # iterations later), the run ends at the last validation point instead, and a later re-plan
+            # stretches. (Always ending there left up to a quarter of a one-validation run's budget
+            # unused when a slow start had planned it short.)
+            stretched = -(-max_iters // multiples)
+            if (done // stretched + 1) * stretched >= (done // interval + 1) * interval:
+                interval = stretched
+            else:
+                max_iters -= max_iters % interval
         previous, previous_interval = runner.train_loop.max_iters, runner.train_loop.val_interval
         plan = dict(max_iters=max_iters, val_interval=interval)
         self._rescale_schedulers(runner, max_iters)
