@@ -7,7 +7,6 @@ import argparse
 import json
 import re
 import shutil
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -221,28 +220,6 @@ def test_a_plan_that_grows_a_little_lengthens_a_one_validation_run(tmp_path, tra
     first_plan = recorder.plans[4]  # planned after iteration 4, at 1.25 s per iteration
     assert first_plan < runner.iter < 1.25 * first_plan, recorder.plans  # within the interval's 25 % hold
     assert validation_steps(work_dir) == [runner.iter]
-
-
-def test_the_evaluation_estimate_leaves_out_the_first_passes_set_up(monkeypatch):
-    """The first forward pass in a process also sets up its kernels: the estimate of an evaluated
-    image's cost comes from the faster of two passes."""
-    clock = FakeClock()
-    monkeypatch.setattr(engine, "time", clock)
-    pass_seconds = iter([3.0, 1.0])
-
-    class Model:
-        def eval(self):
-            pass
-
-        def train(self):
-            pass
-
-        def val_step(self, batch):
-            clock.now += next(pass_seconds)
-
-    hook = TimeBudgetHook(minutes=1)
-    hook._estimate_evaluation(SimpleNamespace(model=Model()), {"inputs": torch.zeros(4, 1, 32, 100)})
-    assert hook.seconds_per_sample == 1.0 / 4 * TimeBudgetHook.EVAL_WIDTH_FACTOR
 
 
 # Before timing starts, at its start, within it (where resuming used to crash), at a validation that

@@ -72,3 +72,20 @@ def test_no_validation_comes_right_after_another_when_the_plan_grows(monkeypatch
     assert min(gaps) >= interval // 3, validated
     assert 5 <= len(validated) <= 7, validated
     assert 0.95 * 27 <= minutes <= 27, minutes  # the budget is used, not overrun
+
+
+def test_the_evaluation_estimate_leaves_out_the_first_passes_set_up(monkeypatch):
+    """The first forward pass in a process also sets up its kernels: the estimate of an evaluated
+    image's cost comes from the faster of two passes."""
+    clock = Clock()
+    monkeypatch.setattr(engine, "time", clock)
+    pass_seconds = iter([3.0, 1.0])
+
+    def val_step(batch):
+        clock.now += next(pass_seconds)
+
+    model = SimpleNamespace(eval=lambda: None, train=lambda: None, val_step=val_step)
+    hook = TimeBudgetHook(minutes=1)
+    hook._estimate_evaluation(SimpleNamespace(model=model), {"inputs": [0] * 4})
+    assert hook.seconds_per_sample == 1.0 / 4 * TimeBudgetHook.EVAL_WIDTH_FACTOR
+
