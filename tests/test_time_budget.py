@@ -65,7 +65,7 @@ def simulate(monkeypatch, pace, validation_seconds: float, minutes: float, valid
 # where a re-plan right after a validation stretched the intervals and validated again 14 iterations
 # later (3134, then 3148).
 @pytest.mark.parametrize("first,later", [(0.25, 0.28), (0.25, 0.31), (0.30, 0.34)])
-def test_no_validation_comes_right_after_another_when_the_plan_grows(monkeypatch, first, later):
+def test_no_validation_comes_right_after_another(monkeypatch, first, later):
     validated, minutes, interval = simulate(monkeypatch, lambda i: first + (later - first) * min(1.0, i / 2000),
                                             validation_seconds=20.0, minutes=27, validations=6)
     gaps = [b - a for a, b in zip(validated, validated[1:])]
