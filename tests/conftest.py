@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import inspect
 import os
 import random
+import runpy
 import sys
 from pathlib import Path
 
@@ -97,14 +99,30 @@ def write_word_folder(root: Path, words: list[str], lexicons: dict[int, list[str
     return root
 
 
+def load_tool(name: str):
+    """tools/NAME.py as a module of this process (a fresh interpreter would spend seconds importing torch)."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_tool(name: str, *args) -> int:
+    """tools/NAME.py's command line run in this process, its ``__main__`` block included (how it
+    reports errors, its exit status), as ``python tools/NAME.py ARGS`` would: the exit status."""
+    path = REPO / "tools" / f"{name}.py"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sys, "argv", [str(path), *map(str, args)])
+        try:
+            runpy.run_path(str(path), run_name="__main__")
+        except SystemExit as exit:
+            return exit.code
+    return 0
+
+
 def create_lmdb(argv: list[str]) -> int:
     """Run tools/create_lmdb.py's main in this process."""
-    sys.path.insert(0, str(REPO / "tools"))
-    try:
-        import create_lmdb as tool
-    finally:
-        sys.path.remove(str(REPO / "tools"))
-    return tool.main(argv)
+    return load_tool("create_lmdb").main(argv)
 
 
 def make_lmdb(folder: Path, out: Path) -> Path:

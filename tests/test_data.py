@@ -18,7 +18,7 @@ from ocrframe_vgg import VGG
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from conftest import CONFIG, REPO, create_lmdb, make_lmdb, random_words, render_word, write_word_folder
+from conftest import CONFIG, REPO, create_lmdb, make_lmdb, random_words, render_word, run_tool, write_word_folder
 from ocrframe.data.base import BadSample, SkipCounter
 from ocrframe.data.gt_folder import GtFolderDataset
 from ocrframe.data.lmdb_dataset import LMDBDataset, write_lmdb
@@ -402,7 +402,7 @@ def test_width_buckets_without_aspect_ratios_keep_the_samplers_order_and_say_so_
 
 # -- tools/create_lmdb.py as a command --------------------------------------------------------
 
-def test_create_lmdb_tool_writes_images_labels_and_lexicons_that_read_back(tmp_path):
+def test_create_lmdb_tool_writes_images_labels_and_lexicons_that_read_back(tmp_path, capsys):
     words = ["harbour", "open24", "b52"]
     folder = write_word_folder(tmp_path / "words", words)
     (tmp_path / "lexicons.txt").write_text("harbour harbor\nopen24 open\nb52 b25 b5\n")
@@ -419,29 +419,24 @@ def test_create_lmdb_tool_writes_images_labels_and_lexicons_that_read_back(tmp_p
         with Image.open(folder / f"img_{i:03d}.png") as source:
             assert np.array_equal(pixels(sample["image"]), pixels(source))
     (tmp_path / "lexicons.txt").write_text("harbour\n")
-    result = subprocess.run([sys.executable, str(REPO / "tools" / "create_lmdb.py"), str(folder), str(tmp_path / "again"),
-                             "--lexicon-file", str(tmp_path / "lexicons.txt")], capture_output=True, text=True,
-                            timeout=300)
-    assert result.returncode != 0 and "has 1 lines but gt.txt has 3 samples" in result.stderr
+    status = run_tool("create_lmdb", folder, tmp_path / "again", "--lexicon-file", tmp_path / "lexicons.txt")
+    assert status != 0 and "has 1 lines but gt.txt has 3 samples" in capsys.readouterr().err
 
 
-def test_create_lmdb_tool_reports_a_users_mistake_in_one_line_and_reads_a_bom(tmp_path):
+def test_create_lmdb_tool_reports_a_users_mistake_in_one_line_and_reads_a_bom(tmp_path, capsys):
     folder = write_word_folder(tmp_path / "words", ["harbour", "open24"])
-    tool = [sys.executable, str(REPO / "tools" / "create_lmdb.py")]
-
-    def run(*args):
-        return subprocess.run([*tool, *map(str, args)], capture_output=True, text=True, timeout=300)
-
     (tmp_path / "lexicons.txt").write_text("harbour harbor\nopen24 open\n", encoding="utf-8-sig")  # a BOM first
-    assert run(folder, tmp_path / "out", "--lexicon-file", tmp_path / "lexicons.txt").returncode == 0
-    assert list(LMDBDataset(str(tmp_path / "out"), charset=ALNUM).load(0)["lexicon"]) == ["harbour", "harbor"]
-    for result, said in [(run(folder, tmp_path / "out"), "--overwrite"),             # the LMDB exists
-                         (run(tmp_path / "nowhere", tmp_path / "new"), "gt.txt"),  # no such folder
-                         (run(folder, tmp_path / "new", "--lexicon-file", tmp_path / "none.txt"), "none.txt")]:
-        assert result.returncode == 2, result.stderr[-2000:]
-        assert "Traceback" not in result.stderr and said in result.stderr
-        assert result.stderr.startswith("create_lmdb.py: error: ")
+    assert run_tool("create_lmdb", folder, tmp_path / "out", "--lexicon-file", tmp_path / "lexicons.txt") == 0
+    capsys.readouterr()
+    for args, said in [((folder, tmp_path / "out"), "--overwrite"),             # the LMDB exists
+                       ((tmp_path / "nowhere", tmp_path / "new"), "gt.txt"),  # no such folder
+                       ((folder, tmp_path / "new", "--lexicon-file", tmp_path / "none.txt"), "none.txt")]:
+        status, stderr = run_tool("create_lmdb", *args), capsys.readouterr().err
+        assert status == 2, stderr[-2000:]
+        assert said in stderr and stderr.startswith("create_lmdb.py: error: ") and len(stderr.splitlines()) == 1
     assert not (tmp_path / "new").exists()
+    # read last: an LMDB open in this process cannot be opened again by the tool run in it
+    assert list(LMDBDataset(str(tmp_path / "out"), charset=ALNUM).load(0)["lexicon"]) == ["harbour", "harbor"]
 
 
 # -- the training order ---------------------------------------------------------------------------

@@ -4,13 +4,12 @@ PrIMuS folders written by tools/make_omr_primus.py read from their .semantic and
 from __future__ import annotations
 
 import functools
-import importlib.util
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import REPO
+from conftest import load_tool
 from ocrframe.registry import DATASETS
 from ocrframe_omr.engrave import Engraver, random_melody, to_agnostic, to_semantic
 from ocrframe_omr.pitch import TREBLE_RANGE, agnostic_to_pitches, semantic_to_pitches
@@ -301,10 +300,7 @@ def test_agnostic_positions_are_read_in_their_clef():
 
 def make_primus(*args: str) -> int:
     """tools/make_omr_primus.py in this process (its start-up would cost more than the few samples)."""
-    spec = importlib.util.spec_from_file_location("make_omr_primus", REPO / "tools" / "make_omr_primus.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main(list(args))
+    return load_tool("make_omr_primus").main(list(args))
 
 
 def test_made_primus_folder_reads_as_the_heldout_split(tmp_path):

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import READING_ALPHABET, REPO, random_words, render_word
+from conftest import READING_ALPHABET, REPO, load_tool, random_words, render_word
 from ocrframe.checkpoint import load_checkpoint, store_config, stored_config
 from ocrframe.plugins import GROUP, PluginLoader
 from ocrframe.pretrained import ModelCard, card_front_matter, find_weights, model_cards, read_weights, write_weights
@@ -275,13 +275,9 @@ def test_the_release_tool_writes_weights_and_a_card_stating_accuracy_and_what_fp
 
 
 def test_the_release_tool_measures_each_named_test_split_of_a_config():
-    import importlib.util
-
     from mmengine.config import Config
 
-    spec = importlib.util.spec_from_file_location("release_model", REPO / "tools" / "release_model.py")
-    release_model = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(release_model)
+    release_model = load_tool("release_model")
     splits = release_model.test_sets(Config.fromfile(str(REPO / "configs" / "crnn_omr.py")), limit=3)
     assert list(splits) == ["clean", "synthesized", "camera", "heldout_clean", "heldout_camera"]
     assert all(len(split) == 3 for split in splits.values())

@@ -275,7 +275,7 @@ def test_infer_tool_prints_a_text_and_score_per_image(reading_checkpoint, tmp_pa
         canvas.paste(render_word(word), (0, 0))
         canvas.save(tmp_path / f"{word}.png")
         images.append(tmp_path / f"{word}.png")
-    result = tool("infer", reading_checkpoint, *images, "--precision", "fp32", cwd=tmp_path)
+    result = tool("infer", reading_checkpoint, *images, "--precision", "fp32", "--runtime", "torch", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     lines = result.stdout.strip().splitlines()
     assert len(lines) == 3

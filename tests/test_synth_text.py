@@ -24,7 +24,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageFont
 
-from conftest import REPO
+from conftest import REPO, load_tool, run_tool
 from ocrframe.data import synth_text
 from ocrframe.data.assets import held_out
 from ocrframe.data.synth_text import (
@@ -490,18 +490,15 @@ def test_make_synth_writes_the_datasets_samples_to_an_lmdb(tmp_path):
             assert txn.get(f"lexicon-{i + 1:09d}".encode()) is None
 
 
-def test_the_fine_tuning_demo_renders_its_family_and_replay_words_once_and_never_leaves_half_an_lmdb(tmp_path):
+def test_the_fine_tuning_demo_renders_its_family_and_replay_words_once_and_never_leaves_half_an_lmdb(tmp_path, capsys):
     """tools/finetune_demo.py's data: the family's samples in its held-out fonts, the replay samples
     (other words: a seed of their own) in the training split's, each LMDB written whole under
     another name and reused by a second run; a failed render leaves nothing to reuse."""
-    import importlib.util
     import io
 
     import lmdb
 
-    spec = importlib.util.spec_from_file_location("finetune_demo", REPO / "tools" / "finetune_demo.py")
-    demo = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(demo)
+    demo = load_tool("finetune_demo")
     font = WordRenderer(discover_assets("heldout")).font_group_names[0]
     family = demo.rendered(tmp_path / "family.lmdb", 3, demo.TRAIN_SEED, "heldout", font)
     replay = demo.rendered(tmp_path / "replay.lmdb", 3, demo.REPLAY_SEED, "train")
@@ -525,30 +522,27 @@ def test_the_fine_tuning_demo_renders_its_family_and_replay_words_once_and_never
     with pytest.raises(SystemExit, match="make_synth.py failed"):
         demo.rendered(tmp_path / "bad.lmdb", 3, demo.TRAIN_SEED, "heldout", "no such family")
     assert not (tmp_path / "bad.lmdb").exists()
-    result = subprocess.run([sys.executable, str(REPO / "tools" / "finetune_demo.py"), "--replay", "-5"],
-                            capture_output=True, text=True, timeout=120)
-    assert result.returncode == 2 and "--replay -5: give a number of words, 0 or more" in result.stderr
+    capsys.readouterr()
+    assert run_tool("finetune_demo", "--replay", -5) == 2
+    assert "--replay -5: give a number of words, 0 or more" in capsys.readouterr().err
 
 
-def test_the_fine_tuning_demo_refuses_a_misspelt_training_option_before_reading_anything(tmp_path):
+def test_the_fine_tuning_demo_refuses_a_misspelt_training_option_before_reading_anything(tmp_path, capsys):
     """--cfg-options goes on to tools/train.py, which would refuse a setting the config lacks only
     after minutes of reading; the demo checks it first and says what was meant."""
-    result = subprocess.run([sys.executable, str(REPO / "tools" / "finetune_demo.py"), "--work-dir", str(tmp_path),
-                             "--cfg-options", "optim_wraper.optimizer.lr=3e-5"],
-                            capture_output=True, text=True, timeout=120)
-    assert result.returncode != 0
-    assert "no setting 'optim_wraper'; did you mean 'optim_wrapper'?" in result.stderr
-    assert "Traceback" not in result.stderr and "held-out families" not in result.stdout
+    status = run_tool("finetune_demo", "--work-dir", tmp_path, "--cfg-options", "optim_wraper.optimizer.lr=3e-5")
+    out, err = capsys.readouterr()
+    assert status == 2 and err.startswith("finetune_demo.py: error: ")
+    assert "no setting 'optim_wraper'; did you mean 'optim_wrapper'?" in err
+    assert "held-out families" not in out
     assert list(tmp_path.iterdir()) == []  # nothing rendered
 
 
 def test_make_synth_gives_each_sample_a_lexicon_holding_its_word_for_lexicon_sample_tests(tmp_path):
     from ocrframe.data.lmdb_dataset import LMDBDataset
 
-    command = [sys.executable, str(REPO / "tools" / "make_synth.py"), "--num", "6", "--seed", "2", "--lexicon-size", "50"]
     for name in ("a", "b"):
-        result = subprocess.run([*command, str(tmp_path / name)], capture_output=True, text=True, timeout=300)
-        assert result.returncode == 0, result.stderr[-3000:]
+        assert run_tool("make_synth", "--num", 6, "--seed", 2, "--lexicon-size", 50, tmp_path / name) == 0
     first, again = (LMDBDataset(str(tmp_path / n), charset=dict(symbols="0123456789abcdefghijklmnopqrstuvwxyz", case="lower"))
                     for n in ("a", "b"))
     lexicons = []
@@ -562,14 +556,11 @@ def test_make_synth_gives_each_sample_a_lexicon_holding_its_word_for_lexicon_sam
     assert len(set(lexicons)) == 6  # one of its own per sample
 
 
-def test_make_photo_word_writes_a_camera_sized_photo_of_the_word(tmp_path):
-    tool = Path(__file__).parents[1] / "tools" / "make_photo_word.py"
+def test_make_photo_word_writes_a_camera_sized_photo_of_the_word(tmp_path, capsys):
     outputs = {}
     for name, seed in [("a", 1), ("b", 1), ("c", 2)]:
-        result = subprocess.run([sys.executable, str(tool), "harbour", str(tmp_path / f"{name}.jpg"), "--seed", str(seed)],
-                                capture_output=True, text=True, timeout=300)
-        assert result.returncode == 0, result.stderr[-3000:]
-        assert f"wrote {tmp_path / f'{name}.jpg'}" in result.stdout
+        assert run_tool("make_photo_word", "harbour", tmp_path / f"{name}.jpg", "--seed", seed) == 0
+        assert f"wrote {tmp_path / f'{name}.jpg'}" in capsys.readouterr().out
         with Image.open(tmp_path / f"{name}.jpg") as photo:
             assert photo.format == "JPEG" and photo.mode == "RGB"
             outputs[name] = np.asarray(photo)
@@ -595,23 +586,22 @@ def test_a_dataset_restricted_to_one_font_family_draws_only_its_faces():
     assert dataset[0]["text"]
 
 
-def test_an_unknown_font_family_is_an_error_listing_the_split_s_families():
+def test_an_unknown_font_family_is_an_error_listing_the_split_s_families(tmp_path, capsys):
     families = WordRenderer(discover_assets("heldout")).font_group_names
-    result = subprocess.run([sys.executable, str(REPO / "tools" / "make_synth.py"), "/tmp/never-written.lmdb",
-                             "--num", "2", "--assets", "heldout", "--fonts", "comic sans"],
-                            capture_output=True, text=True, timeout=120)
-    assert result.returncode != 0
-    assert "Traceback" not in result.stderr
-    assert "font groups ['comic sans'] are not among this split's" in result.stderr
-    assert families[0] in result.stderr
-    assert not Path("/tmp/never-written.lmdb").exists()
+    status = run_tool("make_synth", tmp_path / "never-written.lmdb", "--num", 2, "--assets", "heldout",
+                      "--fonts", "comic sans")
+    stderr = capsys.readouterr().err
+    assert status == 2 and stderr.startswith("make_synth.py: error: ")
+    assert "font groups ['comic sans'] are not among this split's" in stderr
+    assert families[0] in stderr
+    assert not (tmp_path / "never-written.lmdb").exists()
 
 
-def test_make_synth_reports_an_existing_lmdb_and_a_bad_count_in_one_line(tmp_path):
-    tool = [sys.executable, str(REPO / "tools" / "make_synth.py"), str(tmp_path / "out")]
-    assert subprocess.run([*tool, "--num", "2"], capture_output=True, timeout=120).returncode == 0
-    again = subprocess.run([*tool, "--num", "2"], capture_output=True, text=True, timeout=120)
-    assert again.returncode == 2 and "Traceback" not in again.stderr and "--overwrite" in again.stderr
-    for bad in (["--num", "0"], ["--lexicon-size", "-1"]):
-        result = subprocess.run([*tool, *bad, "--overwrite"], capture_output=True, text=True, timeout=120)
-        assert result.returncode == 2 and "at least 1" in result.stderr and "Traceback" not in result.stderr
+def test_make_synth_reports_an_existing_lmdb_and_a_bad_count_in_one_line(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert run_tool("make_synth", out, "--num", 2) == 0
+    capsys.readouterr()
+    for args, said in [(("--num", 2), "--overwrite"), (("--num", 0, "--overwrite"), "at least 1"),
+                       (("--lexicon-size", -1, "--overwrite"), "at least 1")]:
+        status, stderr = run_tool("make_synth", out, *args), capsys.readouterr().err
+        assert status == 2 and said in stderr and stderr.splitlines()[-1].startswith("make_synth.py: error: "), stderr
