@@ -43,6 +43,7 @@ from mmengine.runner import CheckpointLoader, IterBasedTrainLoop, find_latest_ch
 
 from ocrframe.charset import Charset
 from ocrframe.fileio import atomic_write, remove_stale_temporaries
+from ocrframe.loops import validates_at
 from ocrframe.pretrained import find_weights, read_weights
 from ocrframe.registry import unregistered_types
 
@@ -402,8 +403,7 @@ class CheckpointMetaHook(Hook):
         if not getattr(runner, "_resume", False) or runner.iter == 0 or not isinstance(loop, IterBasedTrainLoop) \
                 or self.resumed_validated:
             return
-        if runner.val_loop is not None and runner.iter >= loop.val_begin and (
-                runner.iter % loop.val_interval == 0 or runner.iter == loop.max_iters):
+        if validates_at(loop, runner.iter):
             runner.logger.info(f"resumed at iteration {runner.iter}, whose validation comes after its checkpoint: "
                                "validating first")
             runner.val_loop.run()

@@ -105,7 +105,8 @@ class TimeBudgetHook(Hook):
     iterations fit in ``minutes`` (from the start of training to the end of the final test, with
     ``validations`` validations), the validation and checkpoint intervals, and the end of every LR
     scheduler that runs until the end of training (e.g. a cosine decay after a fixed warm-up).
-    It plans again after each validation with the measured evaluation time, and every ``replan``
+    It plans again after each validation with the measured evaluation time (a new interval counts
+    from the last validation: the loop's ``val_from``), and every ``replan``
     of the planned iterations, each time at the pace of the iterations since the plan before the
     last: a curriculum makes iterations costlier as it goes (the OMR run's went from 0.6 to 1.4 s),
     so the early ones underestimate the rest, while a single window's pace swings with the data
@@ -131,6 +132,9 @@ class TimeBudgetHook(Hook):
         self.validations, self.measure, self.margin, self.replan = validations, tuple(measure), margin, replan
 
     def before_train(self, runner) -> None:
+        if not hasattr(runner.train_loop, "val_from"):
+            raise ValueError(f"TimeBudgetHook plans the validations of a ResumableIterBasedTrainLoop, not of "
+                             f"{type(runner.train_loop).__name__}: set train_cfg's type='ResumableIterBasedTrainLoop'")
         now = time.monotonic()
         self.started = now
         self.upper_bound = runner.train_loop.max_iters
@@ -237,20 +241,15 @@ class TimeBudgetHook(Hook):
                       f"raise train_cfg.max_iters to train for the whole budget",
                       logger=runner.logger, level=logging.WARNING)
         interval = self._interval(max_iters, planned_interval)
-        multiples = max_iters // interval  # validation points up to max_iters, counted from iteration 0
-        if 0 < max_iters % interval < interval // 3 and multiples * interval > done:
-            # No validation just before the final one: the intervals stretch over the short gap. Where
-            # that would bring the next validation closer (right after one, it would come again a few
-            # iterations later), the run ends at the last validation point instead, and a later re-plan
-            # stretches. (Always ending there left up to a quarter of a one-validation run's budget
-            # unused when a slow start had planned it short.)
-            stretched = -(-max_iters // multiples)
-            if (done // stretched + 1) * stretched >= (done // interval + 1) * interval:
-                interval = stretched
-            else:
-                max_iters -= max_iters % interval
-        previous, previous_interval = runner.train_loop.max_iters, runner.train_loop.val_interval
-        plan = dict(max_iters=max_iters, val_interval=interval)
+        # Validations are counted from the last one passed (the loop's val_from), so a new interval
+        # puts the next a whole interval after it.
+        loop = runner.train_loop
+        last = 0 if first_plan else loop.val_from + (done - loop.val_from) // planned_interval * planned_interval
+        multiples = (max_iters - last) // interval
+        if multiples and 0 < (max_iters - last) % interval < interval // 3:
+            interval = -(-(max_iters - last) // multiples)  # no validation just before the final one: stretch
+        previous, previous_interval = loop.max_iters, loop.val_interval
+        plan = dict(max_iters=max_iters, val_interval=interval, val_from=last)
         self._rescale_schedulers(runner, max_iters)
         self._apply(runner, plan)
         runner.message_hub.update_info("time_budget_plan", plan)
@@ -299,7 +298,8 @@ class TimeBudgetHook(Hook):
         loop = runner.train_loop
         loop._max_iters = plan["max_iters"]
         loop.val_interval, loop.dynamic_intervals = plan["val_interval"], [plan["val_interval"]]
+        loop.val_from = plan.get("val_from", 0)  # plans kept in checkpoints until 2026-12-08 counted from 0
         for hook in runner.hooks:
-            if isinstance(hook, CheckpointHook) and not hook.by_epoch:
-                hook.interval = plan["val_interval"]
+            if isinstance(hook, CheckpointHook) and not hook.by_epoch:  # a checkpoint at each validation
+                hook.interval, hook.save_begin = plan["val_interval"], loop.val_from
 

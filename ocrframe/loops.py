@@ -33,10 +33,25 @@ def resume_message(old_world: int, new_world: int, batch_size: int, auto_scale_l
             "run from the weights (load_from) instead")
 
 
+def validates_at(loop, iteration: int) -> bool:
+    """Whether ``loop`` validates after training iteration ``iteration``: every ``val_interval``
+    iterations from ``val_begin``, counted from the loop's ``val_from`` (0 for mmengine's loops),
+    and at the end."""
+    return (loop.runner.val_loop is not None and iteration >= loop.val_begin
+            and ((iteration - getattr(loop, "val_from", 0)) % loop.val_interval == 0 or iteration == loop.max_iters))
+
+
 class ResumableIterBasedTrainLoop(IterBasedTrainLoop):
     """mmengine's ``IterBasedTrainLoop`` (same arguments) that resumes the data position by
     starting the sampler there (see the module docstring) rather than by loading the batches
-    already trained on. With a sampler other than ``InfiniteSampler`` it falls back to mmengine's way."""
+    already trained on. With a sampler other than ``InfiniteSampler`` it falls back to mmengine's way.
+
+    Its validations are counted from ``val_from`` (mmengine's, from iteration 0): a plan that changes
+    the interval midway (TimeBudgetHook) counts from the last validation, so the next one comes a
+    whole interval after it rather than at the next multiple of the new interval, which can be a few
+    iterations later."""
+
+    val_from = 0
 
     def run(self):
         """mmengine 0.10.7's ``IterBasedTrainLoop.run``, but for how the data position is restored."""
@@ -50,8 +65,7 @@ class ResumableIterBasedTrainLoop(IterBasedTrainLoop):
             self._count_samples()  # before the iteration's hooks save a checkpoint
             self.run_iter(data_batch)
             self._decide_current_val_interval()
-            if (self.runner.val_loop is not None and self._iter >= self.val_begin
-                    and (self._iter % self.val_interval == 0 or self._iter == self._max_iters)):
+            if validates_at(self, self._iter):
                 self.runner.val_loop.run()
         self.runner.call_hook("after_train_epoch")
         self.runner.call_hook("after_train")

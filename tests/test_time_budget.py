@@ -9,6 +9,7 @@ import pytest
 
 from ocrframe import hooks as engine
 from ocrframe.hooks import TimeBudgetHook
+from ocrframe.loops import validates_at
 
 
 class Clock:
@@ -20,10 +21,13 @@ class Clock:
 
 
 class Loop:
-    """What the hook reads and sets of mmengine's IterBasedTrainLoop."""
+    """What the hook reads and sets of ResumableIterBasedTrainLoop."""
+
+    val_from = 0
 
     def __init__(self, max_iters: int):
         self._max_iters, self.val_interval, self.dynamic_intervals, self.iter = max_iters, 1000, [1000], 0
+        self.val_begin, self.runner = 1, SimpleNamespace(val_loop=True)
 
     @property
     def max_iters(self) -> int:
@@ -53,7 +57,7 @@ def simulate(monkeypatch, pace, validation_seconds: float, minutes: float, valid
         clock.now += pace(loop.iter)
         hook.after_train_iter(runner, loop.iter, data_batch={"inputs": [0] * 8})
         loop.iter += 1
-        if loop.iter % loop.val_interval == 0 or loop.iter == loop.max_iters:
+        if validates_at(loop, loop.iter):
             hook.before_val_epoch(runner)
             clock.now += validation_seconds
             hook.after_val_epoch(runner)
@@ -74,6 +78,19 @@ def test_no_validation_comes_right_after_another(monkeypatch, first, later):
     assert 0.95 * 27 <= minutes <= 27, minutes  # the budget is used, not overrun
 
 
+# A machine that gets faster midway (another job ends): the plan grows, and the interval with it.
+# Counted from iteration 0, the first validation at the new interval came 360 iterations after the
+# last (1048, then 1408, with 524 and then 704 between the others) and 283 after it in the second case.
+@pytest.mark.parametrize("slow,fast,from_iteration", [(0.5, 0.25, 1000), (0.6, 0.2, 1500)])
+def test_a_new_interval_is_counted_from_the_last_validation(monkeypatch, slow, fast, from_iteration):
+    validated, minutes, interval = simulate(monkeypatch, lambda i: slow if i < from_iteration else fast,
+                                            validation_seconds=20.0, minutes=27, validations=6)
+    gaps = [b - a for a, b in zip(validated, validated[1:])]
+    assert gaps[:-1] == sorted(gaps[:-1]) and gaps[-2] == interval, validated  # the last gap ends the run
+    assert gaps[-1] >= interval // 3, validated
+    assert 0.95 * 27 <= minutes <= 27, minutes
+
+
 def test_the_evaluation_estimate_leaves_out_the_first_passes_set_up(monkeypatch):
     """The first forward pass in a process also sets up its kernels: the estimate of an evaluated
     image's cost comes from the faster of two passes."""
@@ -89,3 +106,10 @@ def test_the_evaluation_estimate_leaves_out_the_first_passes_set_up(monkeypatch)
     hook._estimate_evaluation(SimpleNamespace(model=model), {"inputs": [0] * 4})
     assert hook.seconds_per_sample == 1.0 / 4 * TimeBudgetHook.EVAL_WIDTH_FACTOR
 
+
+
+def test_a_loop_that_cannot_count_from_the_last_validation_is_named_with_the_fix():
+    """mmengine's own loop validates at multiples of the interval only: the hook's plans would not hold."""
+    loop = SimpleNamespace(max_iters=1000, val_interval=100)  # no val_from
+    with pytest.raises(ValueError, match="not of SimpleNamespace: set train_cfg's type='ResumableIterBasedTrainLoop'"):
+        TimeBudgetHook(minutes=1).before_train(SimpleNamespace(train_loop=loop))
