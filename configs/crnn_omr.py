@@ -129,7 +129,9 @@ env_cfg = dict(cudnn_benchmark=True, dist_cfg=dict(backend="nccl"))
 #   (fp32, 0.7-1.7 s per iteration), 27 minutes: synthesized 71.0 % -> 82.4 % (validation 39.7 % ->
 #   73.0 % after ~800 iterations), camera 38.2 -> 53.8 %, held-out camera 63.8 -> 73.4 %, but
 #   held-out clean 97.4 -> 87.6 %. With all three on a 2-core AVX-512 BF16 host (AMD EPYC, 0.31-0.54 s
-#   per iteration), 26.4 minutes: synthesized 89.0 % / 0.26 mean edit distance.
+#   per iteration), 26.4 minutes: synthesized 89.0 % / 0.26 mean edit distance. The text config's
+#   handover (CTC's gradient kept from the backbone at first) was tried on an AVX2 host (fp32, batch 8,
+#   27 minutes, one run each): synthesized 84.8 % without, 83.4 % with it; not used here.
 # - Batch 16 instead of 32 (as the text recipe): about the same cost per snippet, so twice the
 #   updates in the same minutes. 27 minutes: AVX2 host (one seed), synthesized 65.8 -> 69.0 %,
 #   camera 32.6 -> 35.6 %, held-out camera 67.0 -> 64.4 %; AVX-512 BF16 host (AMD EPYC), test splits

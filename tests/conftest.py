@@ -116,7 +116,7 @@ def run_tool(name: str, *args) -> int:
         try:
             runpy.run_path(str(path), run_name="__main__")
         except SystemExit as exit:
-            return exit.code
+            return 0 if exit.code is None else exit.code
     return 0
 
 
