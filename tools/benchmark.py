@@ -6,6 +6,7 @@ data and inference in tools/benchmarks/, a plugin's own beside it (plugins/*/ben
     python tools/benchmark.py train-compile [--batch 16]            # the recipe's step: eager vs torch.compile
     python tools/benchmark.py render [--num 300]                    # synthetic word renderer
     python tools/benchmark.py infer [--checkpoint CKPT] [--val 300] [--files 1000]  # inference paths vs eager
+    python tools/benchmark.py export [--config CONFIG]                # ONNX: torch's dynamo vs TorchScript exporter
     python tools/benchmark.py omr-render [--lines 20]               # engraved music: lines and snippets
     python tools/benchmark.py omr-staff [--num 200]                 # staff finder on held-out incipits
     python tools/benchmark.py omr-normalize --checkpoint CKPT [--num 200] [--tuning | --seed-offset N]   # with / without StaffNormalize

@@ -1,6 +1,7 @@
 """Reading measurements recorded in docs/benchmarks.md.
 
     python tools/benchmark.py infer [--checkpoint CKPT] [--val 300] [--files 1000]   # inference paths vs eager
+    python tools/benchmark.py export [--config CONFIG] [--rounds 5]   # ONNX: torch's two exporters, export and reading
 """
 import math
 import os
@@ -188,6 +189,68 @@ def end_to_end(reader, eager, images, scratch: Path, rounds: int) -> None:
           f"Reader default {best_eager / best_net:.2f}x eager")
 
 
+def export(args) -> None:
+    """The ONNX file of a randomly initialised model of ``--config`` written by torch's dynamo
+    exporter (``ocrframe.export.export_onnx``, what ocrframe uses) and by its TorchScript exporter
+    (``dynamo=False``, ONNX's own LSTM operator): the time each export takes (each in a fresh
+    process, as a first export is), their largest difference from PyTorch and whether they decode
+    the same, and onnxruntime's time to read batches of 64 at three widths (best of ``--rounds``)."""
+    import json
+    import subprocess
+    import sys
+    import tempfile
+
+    from ocrframe.export import check_onnx, onnx_session
+
+    scratch = Path(tempfile.mkdtemp())
+    files = {"dynamo": scratch / "dynamo.onnx", "torchscript": scratch / "torchscript.onnx"}
+    script = """
+import json, sys, time, warnings
+import torch
+from mmengine.config import Config
+from ocrframe.export import export_onnx
+from ocrframe.registry import MODELS
+config, exporter, out = sys.argv[1:]
+torch.manual_seed(0)
+model = MODELS.build(Config.fromfile(config).model).eval()
+start = time.perf_counter()
+if exporter == "dynamo":
+    export_onnx(model, out)
+else:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (torch.zeros(2, model.in_channels, 32, 16),), out, dynamo=False, opset_version=18,
+                          input_names=["images"], output_names=["log_probs"],
+                          dynamic_axes={"images": {0: "batch", 3: "width"}, "log_probs": {0: "batch", 1: "frames"}})
+print(json.dumps(time.perf_counter() - start))
+"""
+    seconds = {}
+    for name, out in files.items():
+        result = subprocess.run([sys.executable, "-c", script, args.config, name, str(out)], capture_output=True,
+                                text=True, check=True)
+        seconds[name] = json.loads(result.stdout.strip().splitlines()[-1])
+    torch.manual_seed(0)
+    model = MODELS.build(Config.fromfile(args.config).model).eval()
+    widths = (100, 200, 400)
+    print(f"{args.config}, {torch.get_num_threads()} threads; onnxruntime batches of 64 at widths {widths}")
+    for name, out in files.items():
+        check = check_onnx(model, out, shapes=((1, 100), (3, 157), (2, 411)))
+        session = onnx_session(out)
+        best = []
+        for width in widths:
+            images = np.random.default_rng(width).uniform(-1, 1, (64, model.in_channels, 32, width)).astype(np.float32)
+            session.run(None, {"images": images})  # warm-up
+            times = []
+            for _ in range(args.rounds):
+                start = time.perf_counter()
+                session.run(None, {"images": images})
+                times.append(time.perf_counter() - start)
+            best.append(min(times))
+        print(f"{name:12s} export {seconds[name]:6.1f} s  file {out.stat().st_size / 1e6:5.1f} MB  "
+              f"max |diff| {check['max_abs_diff']:.1e}  same transcriptions {check['same_transcriptions']}  "
+              f"read {' / '.join(f'{t * 1000:.0f}' for t in best)} ms")
+
+
 def add_commands(sub) -> None:
     """This subject's sub-commands of tools/benchmark.py."""
     p = sub.add_parser("infer")
@@ -200,3 +263,7 @@ def add_commands(sub) -> None:
     p.add_argument("--cache", help="OCRFRAME_CACHE for the run (ONNX files, calibrations); a fresh one times again")
     p.add_argument("--no-onnx", action="store_true", help="PyTorch paths only")
     p.set_defaults(func=infer)
+    p = sub.add_parser("export")
+    p.add_argument("--config", default=CONFIG, help="the model to export, randomly initialised")
+    p.add_argument("--rounds", type=int, default=5, help="timed reads per width; the best is kept")
+    p.set_defaults(func=export)
