@@ -202,8 +202,8 @@ def export(args) -> None:
 
     from ocrframe.export import check_onnx, onnx_session
 
-    scratch = Path(tempfile.mkdtemp())
-    files = {"dynamo": scratch / "dynamo.onnx", "torchscript": scratch / "torchscript.onnx"}
+    scratch = tempfile.TemporaryDirectory()  # removed with the process
+    files = {name: Path(scratch.name) / f"{name}.onnx" for name in ("dynamo", "torchscript")}
     script = """
 import json, sys, time, warnings
 import torch
