@@ -143,6 +143,7 @@ class TimeBudgetHook(Hook):
         self.window_start = self.window_iter = None  # when timing began, and at which iteration
         self.plan_points = []  # (when, iteration, eval_seconds) of the last PACE_WINDOWS plans
         self.per_iter = None     # seconds per training iteration it planned with
+        self.last_validated = 0  # the iteration of the last validation (0: none yet)
         self.told_capped = False  # whether the log said that max_iters ends the run before the budget
         self.active = runner.train_loop.max_iters > self.measure[1]  # a run this short needs no plan
         state, self._restored = getattr(self, "_restored", None), None
@@ -157,6 +158,7 @@ class TimeBudgetHook(Hook):
                 self.per_iter = state["per_iter"]
             self.upper_bound, self.active = state["upper_bound"], state["active"]
             self.eval_seconds, self.seconds_per_sample = state["eval_seconds"], state["seconds_per_sample"]
+            self.last_validated = state.get("last_validated", 0)  # kept in checkpoints since 2026-12-08
         elif plan is not None:  # resumed from a checkpoint without them: keep the plan it was started with
             self.active = False
             print_log(f"time budget: keeping the plan of {plan['max_iters']} iterations", logger=runner.logger)
@@ -169,7 +171,8 @@ class TimeBudgetHook(Hook):
         return dict(elapsed=now - self.started, window=None if self.window_start is None else now - self.window_start,
                     window_iter=self.window_iter, upper_bound=self.upper_bound, active=self.active,
                     eval_seconds=self.eval_seconds, seconds_per_sample=self.seconds_per_sample,
-                    plan_points=[(now - when, *rest) for when, *rest in self.plan_points], per_iter=self.per_iter)
+                    plan_points=[(now - when, *rest) for when, *rest in self.plan_points], per_iter=self.per_iter,
+                    last_validated=self.last_validated)
 
     def load_state_dict(self, state: dict) -> None:
         self._restored = state  # applied in before_train, which would reset it otherwise
@@ -192,6 +195,7 @@ class TimeBudgetHook(Hook):
         self.val_started = time.monotonic()
 
     def after_val_epoch(self, runner, metrics=None) -> None:
+        self.last_validated = runner.iter
         if not self.active or self.window_start is None or runner.iter < self.measure[1]:
             return
         seconds = time.monotonic() - self.val_started
@@ -201,8 +205,12 @@ class TimeBudgetHook(Hook):
             self._plan(runner, done=runner.iter)
 
     def _estimate_evaluation(self, runner, data_batch) -> None:
-        """Seconds per evaluated sample, from the model's forward pass on a training batch: the
-        faster of two, as the first in a process also sets up its kernels."""
+        """Seconds per evaluated sample, until an evaluation is timed: the model's forward pass on a
+        training batch (the faster of two, as the first in a process also sets up its kernels), or
+        loading the validation samples where that is slower. The OMR validation engraves each
+        snippet, ~90 ms in one process against a ~10 ms forward pass; its loader's workers share the
+        cores with the forward pass (the forward pass alone planned the OMR run with 9.9 ms per
+        image, and its first validation took 68.5)."""
         runner.model.eval()  # so batch norm statistics are left alone
         seconds = []
         for _ in range(2):
@@ -211,8 +219,24 @@ class TimeBudgetHook(Hook):
                 runner.model.val_step(data_batch)
             seconds.append(time.monotonic() - start)
         batch_size = len(data_batch["inputs"]) if isinstance(data_batch, dict) else 1
-        self.seconds_per_sample = min(seconds) / batch_size * self.EVAL_WIDTH_FACTOR
+        forward = min(seconds) / batch_size * self.EVAL_WIDTH_FACTOR
         runner.model.train()
+        loader = runner.val_dataloader
+        load = self._loading_seconds(loader.dataset) if loader is not None else 0.0
+        workers = max(1, getattr(loader, "num_workers", 0))
+        self.seconds_per_sample = max(forward, load / workers, (forward + load) / torch.get_num_threads())
+
+    @staticmethod
+    def _loading_seconds(dataset, samples: int = 3) -> float:
+        """Seconds to load one sample of ``dataset`` here: the mean of ``samples`` after a first,
+        which may set things up."""
+        times = []
+        for index in range(min(samples + 1, len(dataset))):
+            start = time.monotonic()
+            dataset[index]
+            times.append(time.monotonic() - start)
+        later = times[1:] or times
+        return sum(later) / len(later) if later else 0.0
 
     def _plan(self, runner, done: int) -> None:
         """Choose max_iters and the validation interval to end within the budget, ``done`` iterations
@@ -241,10 +265,11 @@ class TimeBudgetHook(Hook):
                       f"raise train_cfg.max_iters to train for the whole budget",
                       logger=runner.logger, level=logging.WARNING)
         interval = self._interval(max_iters, planned_interval)
-        # Validations are counted from the last one passed (the loop's val_from), so a new interval
-        # puts the next a whole interval after it.
+        # Validations are counted from the last one (the loop's val_from), so a new interval puts the
+        # next a whole interval after it; where that is already behind (a plan that shrank the
+        # interval), the next comes at once rather than one more interval later.
         loop = runner.train_loop
-        last = 0 if first_plan else loop.val_from + (done - loop.val_from) // planned_interval * planned_interval
+        last = max(self.last_validated, done + 1 - interval)
         multiples = (max_iters - last) // interval
         if multiples and 0 < (max_iters - last) % interval < interval // 3:
             interval = -(-(max_iters - last) // multiples)  # no validation just before the final one: stretch

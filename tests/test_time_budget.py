@@ -91,6 +91,19 @@ def test_a_new_interval_is_counted_from_the_last_validation(monkeypatch, slow, f
     assert 0.95 * 27 <= minutes <= 27, minutes
 
 
+# A machine that slows down (another job starts; the OMR run's curriculum, 0.19 -> 0.32 s): the plan
+# shrinks, and the interval with it, below the iterations since the last validation. Counted from a
+# validation point that never ran, the first due validation was skipped: 2 of the 3 asked (2790 and
+# the end 3662; the OMR run of 2026-12-08 validated at 3405 and 4932 only).
+@pytest.mark.parametrize("fast,slow,from_iteration", [(0.2, 0.5, 1000), (0.2, 0.6, 1500)])
+def test_a_validation_that_falls_behind_comes_at_once(monkeypatch, fast, slow, from_iteration):
+    validated, minutes, interval = simulate(monkeypatch, lambda i: fast if i < from_iteration else slow,
+                                            validation_seconds=20.0, minutes=27, validations=3)
+    gaps = [b - a for a, b in zip([0, *validated], validated)]
+    assert len(validated) == 3 and min(gaps) >= interval // 3, validated
+    assert 0.95 * 27 <= minutes <= 27, minutes
+
+
 def test_the_evaluation_estimate_leaves_out_the_first_passes_set_up(monkeypatch):
     """The first forward pass in a process also sets up its kernels: the estimate of an evaluated
     image's cost comes from the faster of two passes."""
@@ -103,8 +116,39 @@ def test_the_evaluation_estimate_leaves_out_the_first_passes_set_up(monkeypatch)
 
     model = SimpleNamespace(eval=lambda: None, train=lambda: None, val_step=val_step)
     hook = TimeBudgetHook(minutes=1)
-    hook._estimate_evaluation(SimpleNamespace(model=model), {"inputs": [0] * 4})
+    hook._estimate_evaluation(SimpleNamespace(model=model, val_dataloader=None), {"inputs": [0] * 4})
     assert hook.seconds_per_sample == 1.0 / 4 * TimeBudgetHook.EVAL_WIDTH_FACTOR
+
+
+@pytest.mark.parametrize("workers,threads", [(2, 2), (4, 8)])
+def test_the_evaluation_estimate_counts_loading_where_it_costs_more_than_the_forward_pass(monkeypatch, workers,
+                                                                                         threads):
+    """A validation set whose samples cost more to load than to read (OMR's are engraved): on two
+    cores the loading workers and the forward pass share them; with workers and cores to spare,
+    the forward pass alone sets the pace."""
+    clock = Clock()
+    monkeypatch.setattr(engine, "time", clock)
+    monkeypatch.setattr(engine.torch, "get_num_threads", lambda: threads)
+
+    class Engraved:
+        loads = iter([2.0] + [1.2] * 10)  # the first sets up the engraver
+
+        def __len__(self):
+            return 100
+
+        def __getitem__(self, index):
+            clock.now += next(self.loads)
+
+    def val_step(batch):
+        clock.now += 1.0
+
+    model = SimpleNamespace(eval=lambda: None, train=lambda: None, val_step=val_step)
+    runner = SimpleNamespace(model=model, val_dataloader=SimpleNamespace(dataset=Engraved(), num_workers=workers))
+    hook = TimeBudgetHook(minutes=1)
+    hook._estimate_evaluation(runner, {"inputs": [0] * 4})
+    forward = 1.0 / 4 * TimeBudgetHook.EVAL_WIDTH_FACTOR
+    expected = (forward + 1.2) / threads if threads == 2 else forward
+    assert hook.seconds_per_sample == pytest.approx(expected)
 
 
 
