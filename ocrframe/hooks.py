@@ -208,9 +208,8 @@ class TimeBudgetHook(Hook):
         """Seconds per evaluated sample, until an evaluation is timed: the model's forward pass on a
         training batch (the faster of two, as the first in a process also sets up its kernels), or
         loading the validation samples where that is slower. The OMR validation engraves each
-        snippet, ~90 ms in one process against a ~10 ms forward pass; its loader's workers share the
-        cores with the forward pass (the forward pass alone planned the OMR run with 9.9 ms per
-        image, and its first validation took 68.5)."""
+        snippet in its loader's workers, which share the cores with the forward pass (the forward
+        pass alone planned the OMR run with 9.9 ms per image, and its first validation took 68.5)."""
         runner.model.eval()  # so batch norm statistics are left alone
         seconds = []
         for _ in range(2):
